@@ -1,0 +1,418 @@
+"""Every constant of the system, in one place.
+
+Frozen, keyword-only dataclasses grouped by role (front-ends, networks,
+framing, SPL/relevance, sampling, training, deployment). Derived sizes are
+properties, never typed in by hand. Library code receives these objects as
+arguments; nothing else in the project hard-codes a sample rate, FFT size or
+budget.
+
+Sources: ``../shared/docs/reference.md`` (the authors' code, sections in
+brackets below) and ``../shared/models/AISFX.md``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+__all__ = [
+    "KapreMelParams", "AisfxFrontendParams", "FramingParams",
+    "L3_MEL256", "STUDENT_MEL64", "AISFX_FRONTEND",
+    "ConvNetParams", "L3_NET", "AISFX_NET", "STUDENT_FILTERS", "STUDENT_EMB_DIMS",
+    "TeacherSpec", "L3_TEACHER", "AISFX_TEACHER", "TEACHERS",
+    "StudentSpec", "student_spec",
+    "SplParams", "SPL", "RelevanceParams", "RELEVANCE",
+    "SamplingParams", "SAMPLING", "TrainParams", "TRAIN",
+    "BoardBudget", "BOARDS", "DEFAULT_BOARD", "QuantParams", "QUANT",
+    "DownstreamParams", "DOWNSTREAM", "SynthParams", "SYNTH",
+    "SONYC_COARSE_CLASSES", "SPARSE_L3_SPARSITIES", "API", "ApiParams",
+]
+
+
+# --------------------------------------------------------------------------- front-ends
+@dataclass(frozen=True, kw_only=True)
+class KapreMelParams:
+    """kapre 0.1.4 ``Melspectrogram`` as used by L3-Net and the SEA students [ref (a)].
+
+    STFT power through a periodic-Hann DFT with TF ``'same'`` padding
+    (ceil(N / hop) frames), HTK mel filterbank with Slaney area norm applied to
+    the power, square root, ``10*log10(max(x, amin))``, per-example max
+    subtracted, floored at ``-dynamic_range_db``.
+    """
+
+    sample_rate: int
+    """Input sample rate in Hz."""
+    n_dft: int
+    """DFT size (and window length) in samples."""
+    hop_length: int
+    """Hop between STFT frames in samples."""
+    n_mels: int
+    """Number of mel bands."""
+    fmin: float = 0.0
+    """Lowest mel edge in Hz."""
+    fmax: float | None = None
+    """Highest mel edge in Hz; ``None`` means ``sample_rate / 2``."""
+    power_melgram: float = 1.0
+    """Exponent applied to the mel-weighted *amplitude* (1.0 = sqrt of power)."""
+    amin: float = 1e-10
+    """Floor before the logarithm."""
+    dynamic_range_db: float = 80.0
+    """Values are clipped to ``[-dynamic_range_db, 0]`` after max subtraction."""
+
+    @property
+    def f_max(self) -> float:
+        return float(self.sample_rate) / 2 if self.fmax is None else float(self.fmax)
+
+    @property
+    def n_freqs(self) -> int:
+        return self.n_dft // 2 + 1
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames produced for ``n_samples`` with TF 'same' padding."""
+        return math.ceil(n_samples / self.hop_length)
+
+    def same_padding(self, n_samples: int) -> tuple[int, int]:
+        """(left, right) zero padding of TF 'same' for a conv of width n_dft."""
+        total = max((self.n_frames(n_samples) - 1) * self.hop_length + self.n_dft - n_samples, 0)
+        return total // 2, total - total // 2
+
+
+L3_MEL256 = KapreMelParams(sample_rate=48_000, n_dft=2048, hop_length=242, n_mels=256)
+"""The teacher's (L3-Net audio, mel256) front-end: 1 s -> (256, 199)."""
+
+STUDENT_MEL64 = KapreMelParams(sample_rate=8_000, n_dft=1024, hop_length=160, n_mels=64)
+"""The SEA student front-end: 1 s at 8 kHz -> (64, 50)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AisfxFrontendParams:
+    """The aisfx teacher front-end (essentia training path, AISFX.md)."""
+
+    sample_rate: int = 44_100
+    frame_length: int = 2048
+    """STFT frame length; symmetric Hann of this length."""
+    hop_length: int = 1024
+    n_mels: int = 96
+    fmin: float = 0.0
+    fmax: float = 22_050.0
+    log_scale: float = 1e4
+    """log10(log_scale * x + 1) compression."""
+    norm_max: float = 9.457798957824707
+    """The log-mel is divided by this (the training set maximum)."""
+    block_frames: int = 100
+    """Frames per network input block (2.32 s)."""
+    block_hop_frames: int = 50
+
+    @property
+    def n_freqs(self) -> int:
+        return self.frame_length // 2 + 1
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frame i starts at ``i*hop - hop`` (zero padded): ceil(N/hop) + 1 frames."""
+        return math.ceil(n_samples / self.hop_length) + 1
+
+    @property
+    def window_samples(self) -> int:
+        """Samples that give exactly ``block_frames`` frames (101,376 at 44.1 kHz)."""
+        return (self.block_frames - 1) * self.hop_length
+
+    @property
+    def hop_samples(self) -> int:
+        return self.block_hop_frames * self.hop_length
+
+
+AISFX_FRONTEND = AisfxFrontendParams()
+
+
+@dataclass(frozen=True, kw_only=True)
+class FramingParams:
+    """How long audio is cut into analysis windows (one function does it everywhere)."""
+
+    sample_rate: int
+    window_samples: int
+    hop_seconds: float
+    center: bool = True
+    """Prepend ``window_samples // 2`` zeros (edgel3 / openl3 centring)."""
+
+    @property
+    def hop_samples(self) -> int:
+        return int(self.hop_seconds * self.sample_rate)
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window_samples / self.sample_rate
+
+
+# --------------------------------------------------------------------------- networks
+@dataclass(frozen=True, kw_only=True)
+class ConvNetParams:
+    """A 4-block VGG-ish conv trunk (L3-Net audio, SEA students, aisfx)."""
+
+    filters: tuple[int, int, int, int]
+    kernel_size: int = 3
+    l2: float = 1e-5
+    bn_epsilon: float = 1e-3
+    bn_momentum: float = 0.99
+    pool: tuple[int, int] = (2, 2)
+
+    @property
+    def emb_dim(self) -> int:
+        return self.filters[-1]
+
+
+L3_NET = ConvNetParams(filters=(64, 128, 256, 512))
+"""L3-Net audio trunk [ref (b)]: 4,689,860 parameters without the front-end."""
+
+AISFX_NET = ConvNetParams(filters=(64, 128, 256, 512), l2=0.0, bn_epsilon=1e-5, bn_momentum=0.9)
+"""aisfx X-Sequential-CE trunk (AISFX.md): no conv bias, BN eps 1e-5."""
+
+STUDENT_FILTERS: dict[int, tuple[int, int, int, int]] = {
+    512: (64, 128, 256, 512),
+    256: (32, 64, 128, 256),
+    128: (32, 64, 128, 128),
+    64: (32, 64, 128, 64),
+}
+"""Block filters of each SEA student [ref (c)], keyed by embedding dim."""
+
+STUDENT_EMB_DIMS = tuple(sorted(STUDENT_FILTERS, reverse=True))
+
+STUDENT_PARAM_COUNTS: dict[int, tuple[int, int]] = {
+    512: (4_691_908, 4_688_066),
+    256: (1_175_524, 1_173_602),
+    128: (584_420, 583_010),
+    64: (399_460, 398_306),
+}
+"""(total, trainable) parameters without the front-end [ref (c)], for tests."""
+
+SPARSE_L3_SPARSITIES = (53.5, 63.5, 72.3, 73.5, 81.0, 87.0, 90.5, 95.45)
+"""Sparsity levels (%) of the released sparse L3 models [ref (h), incl. bug 4's three]."""
+
+
+# --------------------------------------------------------------------------- teachers / students
+@dataclass(frozen=True, kw_only=True)
+class TeacherSpec:
+    """What a teacher declares to the rest of the system."""
+
+    name: str
+    sample_rate: int
+    window_samples: int
+    emb_dim: int
+    api_hop_seconds: float = 0.1
+    """Default hop of ``get_embedding`` (edgel3)."""
+    corpus_hop_seconds: float = 0.5
+    """Default hop of the upstream corpus pipeline."""
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window_samples / self.sample_rate
+
+
+L3_TEACHER = TeacherSpec(name="l3", sample_rate=48_000, window_samples=48_000, emb_dim=512,
+                         corpus_hop_seconds=0.5)
+"""L3-Net audio: 1-s windows; upstream SONYC used hop 0.5 s centred (20 per clip) [ref (a)]."""
+
+AISFX_TEACHER = TeacherSpec(
+    name="aisfx", sample_rate=AISFX_FRONTEND.sample_rate,
+    window_samples=AISFX_FRONTEND.window_samples, emb_dim=512,
+    corpus_hop_seconds=AISFX_FRONTEND.hop_samples / AISFX_FRONTEND.sample_rate)
+"""aisfx: 2.30-s blocks of 100 frames, corpus hop = its native 50-frame block hop (1.16 s)."""
+
+TEACHERS = {"l3": L3_TEACHER, "l3-random": L3_TEACHER, "aisfx": AISFX_TEACHER}
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudentSpec:
+    """A SEA student: filters, front-end and input window (taken from its teacher)."""
+
+    emb_dim: int
+    window_seconds: float = 1.0
+    head: str = "relu"
+    """'relu' = paper-faithful (BN+ReLU, max-pool: outputs >= 0);
+    'linear' = adds a linear Dense projection so negative PCA targets are reachable [ref (j) 4]."""
+    frontend: KapreMelParams = STUDENT_MEL64
+
+    @property
+    def filters(self) -> tuple[int, int, int, int]:
+        return STUDENT_FILTERS[self.emb_dim]
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_seconds * self.frontend.sample_rate))
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(mel, frames, 1) log-mel input of the trunk."""
+        return (self.frontend.n_mels, self.frontend.n_frames(self.window_samples), 1)
+
+
+def student_spec(emb_dim: int, teacher: TeacherSpec = L3_TEACHER, head: str = "relu") -> StudentSpec:
+    """The student for ``emb_dim`` whose window length matches ``teacher``'s."""
+    if emb_dim not in STUDENT_FILTERS:
+        from sea_core.errors import ParameterError
+        raise ParameterError(f"emb_dim must be one of {sorted(STUDENT_FILTERS)}, got {emb_dim!r}")
+    if head not in ("relu", "linear"):
+        from sea_core.errors import ParameterError
+        raise ParameterError(f"head must be 'relu' or 'linear', got {head!r}")
+    return StudentSpec(emb_dim=emb_dim, window_seconds=teacher.window_seconds, head=head)
+
+
+# --------------------------------------------------------------------------- SPL and relevance
+@dataclass(frozen=True, kw_only=True)
+class SplParams:
+    """A-weighted Leq per window (IEC 61672 A-curve)."""
+
+    calibration_db: float = 120.0
+    """dB SPL of a 0 dBFS signal. dBFS follows AES17: a full-scale sine is 0 dBFS,
+    so a sine of peak amplitude a reads 20*log10(a) dBFS. 120 is typical of a
+    MEMS microphone of -26 dBFS sensitivity at 94 dB SPL; set it per sensor."""
+    floor_db: float = -200.0
+    """Level reported for digital silence (dBFS), instead of -inf."""
+    sidecar_hz: float = 1.0
+    """Rate of sidecar SPL rows (SONYC sensors report one value per second)."""
+
+
+SPL = SplParams()
+
+
+@dataclass(frozen=True, kw_only=True)
+class RelevanceParams:
+    """Relative-loudness relevance [ref (e)]: min-rank / count in 2-hour bins."""
+
+    bin_hours: int = 2
+    timezone: str = "America/New_York"
+    per_sensor: bool = True
+    """Rank within each sensor's bins (the authors processed one sensor at a time)."""
+
+
+RELEVANCE = RelevanceParams()
+
+
+# --------------------------------------------------------------------------- sampling
+@dataclass(frozen=True, kw_only=True)
+class SamplingParams:
+    """Informed sampling of the PCA fitting set [ref (e)]."""
+
+    n_sensors_reference: int = 15
+    dpp_diag: float = 0.1
+    """L = diag(q) S diag(q) + dpp_diag * I."""
+    dpp_seed: int = 20180123
+    s_init_seed: int = 413121
+    reference_nb_iter: int = 3
+    default_fraction: float = 0.1
+    period: str = "day"
+
+
+SAMPLING = SamplingParams()
+
+
+# --------------------------------------------------------------------------- training
+@dataclass(frozen=True, kw_only=True)
+class TrainParams:
+    """Student training [ref (f)]."""
+
+    learning_rate: float = 1e-4
+    batch_size: int = 64
+    steps_per_epoch: int = 4096
+    validation_steps: int = 1024
+    epochs: int = 300
+    early_stop_min_delta: float = 1e-4
+    early_stop_patience: int = 10
+    reduce_lr_factor: float = 0.1
+    reduce_lr_patience: int = 5
+    seed: int = 20180216
+    shuffle_buffer: int = 4096
+
+
+TRAIN = TrainParams()
+
+
+# --------------------------------------------------------------------------- deployment
+@dataclass(frozen=True, kw_only=True)
+class BoardBudget:
+    """Flash and RAM a target microcontroller offers the model."""
+
+    name: str
+    flash_bytes: int
+    ram_bytes: int
+
+
+BOARDS = {
+    "cortex-m7-2mb-1mb": BoardBudget(name="cortex-m7-2mb-1mb", flash_bytes=2 * 1024 * 1024,
+                                     ram_bytes=1024 * 1024),
+    "cortex-m7-2mb-512kb": BoardBudget(name="cortex-m7-2mb-512kb", flash_bytes=2 * 1024 * 1024,
+                                       ram_bytes=512 * 1024),
+    "cortex-m4-1mb-256kb": BoardBudget(name="cortex-m4-1mb-256kb", flash_bytes=1024 * 1024,
+                                       ram_bytes=256 * 1024),
+}
+DEFAULT_BOARD = "cortex-m7-2mb-1mb"
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantParams:
+    representative_windows: int = 500
+    min_mean_cosine: float = 0.98
+    max_arena_bytes: int = 4 * 1024 * 1024
+    """Upper bound of the arena bisection."""
+    model_alignment: int = 16
+
+
+QUANT = QuantParams()
+
+
+# --------------------------------------------------------------------------- downstream
+@dataclass(frozen=True, kw_only=True)
+class DownstreamParams:
+    """SONYC-UST multi-label classifier [ref (g)]."""
+
+    hidden_units: tuple[int, ...] = (128, 128)
+    l2: float = 1e-5
+    learning_rate: float = 1e-5
+    batch_size: int = 64
+    epochs: int = 1500
+    patience: int = 1500
+    threshold: float = 0.5
+    verified_annotator_id: int = 0
+    eval_hop_seconds: float = 0.1
+    eval_center: bool = False
+    """Research SONYC-UST extraction: hop 0.1 s, uncentred (91 windows per 10-s clip)."""
+
+
+DOWNSTREAM = DownstreamParams()
+
+SONYC_COARSE_CLASSES = (
+    "engine", "machinery-impact", "non-machinery-impact", "powered-saw",
+    "alert-signal", "music", "human-voice", "dog",
+)
+
+
+# --------------------------------------------------------------------------- synthetic corpus
+@dataclass(frozen=True, kw_only=True)
+class SynthParams:
+    sample_rate: int = 48_000
+    clip_seconds: float = 10.0
+    sensors: int = 4
+    days: int = 2
+    clips_per_day: int = 6
+    labelled_clips: int = 120
+    seed: int = 0
+    start_date: str = "2019-03-04"
+    classes: tuple[str, ...] = SONYC_COARSE_CLASSES
+    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+
+
+SYNTH = SynthParams()
+
+
+# --------------------------------------------------------------------------- API
+@dataclass(frozen=True, kw_only=True)
+class ApiParams:
+    default_model_type: str = "sea"
+    default_emb_dim: int = 128
+    default_hop_seconds: float = 0.1
+    default_batch_size: int = 64
+    sea_home_env: str = "SEA_HOME"
+    sea_home_default: str = "~/.cache/sea"
+    valid_model_types: tuple[str, ...] = field(
+        default=("sea", "sparse", "aisfx", "l3", "l3-random"))
+
+
+API = ApiParams()
