@@ -24,6 +24,10 @@ def need_shared(path: Path) -> Path:
     return path
 
 
+# Downloaded/converted weights (the aisfx wheel) are cached once per machine, not per test.
+os.environ.setdefault("SEA_CACHE_DIR", str(Path.home() / ".cache" / "sea" / "cache"))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_sea_home(tmp_path_factory, monkeypatch):
     """Each test gets its own model store so tests never see a user's models."""
