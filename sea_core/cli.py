@@ -16,6 +16,8 @@ from sea_core.errors import SeaError
 # (command words, module, one-line help). Modules are imported only when used.
 COMMANDS: list[tuple[str, str, str]] = [
     ("synth", "sea_core.synth", "generate the deterministic SONYC-like demo corpus"),
+    ("embed", "sea_core.api", "embed audio files with a SEA student or a teacher (edgel3-style)"),
+    ("models", "sea_core.models.store", "list / show / import models in the local store"),
 ]
 
 

@@ -19,11 +19,12 @@ __all__ = [
     "L3_MEL256", "STUDENT_MEL64", "AISFX_FRONTEND",
     "ConvNetParams", "L3_NET", "AISFX_NET", "STUDENT_FILTERS", "STUDENT_EMB_DIMS",
     "TeacherSpec", "L3_TEACHER", "AISFX_TEACHER", "TEACHERS",
+    "AisfxWeightsSource", "AISFX_WEIGHTS", "OpenL3WeightsSource", "OPENL3_WEIGHTS",
     "StudentSpec", "student_spec",
     "SplParams", "SPL", "RelevanceParams", "RELEVANCE",
-    "SamplingParams", "SAMPLING", "TrainParams", "TRAIN",
+    "SamplingParams", "SAMPLING", "ReductionParams", "REDUCTION", "TrainParams", "TRAIN",
     "BoardBudget", "BOARDS", "DEFAULT_BOARD", "QuantParams", "QUANT",
-    "DownstreamParams", "DOWNSTREAM", "SynthParams", "SYNTH",
+    "DownstreamParams", "DOWNSTREAM", "DOWNSTREAM_QUICK", "SynthParams", "SYNTH",
     "SONYC_COARSE_CLASSES", "SPARSE_L3_SPARSITIES", "API", "ApiParams",
 ]
 
@@ -220,6 +221,44 @@ TEACHERS = {"l3": L3_TEACHER, "l3-random": L3_TEACHER, "aisfx": AISFX_TEACHER}
 
 
 @dataclass(frozen=True, kw_only=True)
+class AisfxWeightsSource:
+    """Where the aisfx teacher weights come from (fetched with ``pip download``, AISFX.md)."""
+
+    package: str = "aisfx"
+    version: str = "0.1.2"
+    member: str = "aisfx/models/checkpoint.pth"
+    """Checkpoint path inside the wheel."""
+    sha256: str = "499ea75909c932a2f94c35fa722fa4fabc5bcb7e84917209cc5f7402627b7eb5"
+    """sha256 of ``member``."""
+    arrays_sha256: str = "588362085df48f1b5d26061f9fcce94ef7d2bbc1dbae26aba15cb51fcc11d07b"
+    """sha256 of the converted weight arrays (``sea_core.models.aisfx.arrays_sha256``)."""
+    npz_name: str = "aisfx_teacher_512.npz"
+    attribution: str = ("Ma & Lerch, ISMIR 2022; model weights CC BY 4.0 (c) 2022 "
+                        "A.B. Ma and A. Lerch")
+    download_timeout_s: float = 300.0
+
+    @property
+    def teacher_id(self) -> str:
+        return f"{self.package}-{self.version}"
+
+
+AISFX_WEIGHTS = AisfxWeightsSource()
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenL3WeightsSource:
+    """The openl3 audio weight files (Keras 2 ``save_weights`` layout, kapre 0.1.4 front-end)."""
+
+    package: str = "openl3"
+    file_template: str = "openl3_audio_mel256_{content_type}.h5"
+    content_types: tuple[str, ...] = ("music", "env")
+    default_content_type: str = "music"
+
+
+OPENL3_WEIGHTS = OpenL3WeightsSource()
+
+
+@dataclass(frozen=True, kw_only=True)
 class StudentSpec:
     """A SEA student: filters, front-end and input window (taken from its teacher)."""
 
@@ -299,9 +338,37 @@ class SamplingParams:
     reference_nb_iter: int = 3
     default_fraction: float = 0.1
     period: str = "day"
+    small_group_policy: str = "whole"
+    """Groups smaller than their k: 'whole' = take the whole group and report it;
+    'skip' = select nothing from it (the reference's silent skip, reported here)."""
+    reference_max_group: int = 8000
+    """Largest group the 'reference' mode accepts: it builds the dense N x N kernel
+    (8000 -> 512 MB float64 per copy). Larger groups raise ParameterError."""
+    dual_eig_rtol: float = 1e-9
+    """Dual eigenvalues below rtol * max are treated as 0 (their directions join the
+    c-only eigenspace of L = B B^T + c I)."""
 
 
 SAMPLING = SamplingParams()
+
+
+# --------------------------------------------------------------------------- reduction (PCA targets)
+@dataclass(frozen=True, kw_only=True)
+class ReductionParams:
+    """StandardScaler + PCA fitted on the sampled teacher embeddings [ref (d)]."""
+
+    version: str = "1"
+    """Artifact format version; loading another version raises SchemaError."""
+    dims: tuple[int, ...] = (512, 256, 128, 64)
+    memory_limit_bytes: int = 2 * 1024 ** 3
+    """Above N * D * 8 bytes the fit switches to IncrementalPCA over row batches."""
+    batch_rows: int = 16_384
+    """Default IncrementalPCA batch (raised to max(dims) when smaller)."""
+    npz_name: str = "reduction.npz"
+    json_name: str = "reduction.json"
+
+
+REDUCTION = ReductionParams()
 
 
 # --------------------------------------------------------------------------- training
@@ -342,6 +409,8 @@ BOARDS = {
                                        ram_bytes=512 * 1024),
     "cortex-m4-1mb-256kb": BoardBudget(name="cortex-m4-1mb-256kb", flash_bytes=1024 * 1024,
                                        ram_bytes=256 * 1024),
+    "cortex-m4-512kb-64kb": BoardBudget(name="cortex-m4-512kb-64kb", flash_bytes=512 * 1024,
+                                        ram_bytes=64 * 1024),
 }
 DEFAULT_BOARD = "cortex-m7-2mb-1mb"
 
@@ -353,6 +422,18 @@ class QuantParams:
     max_arena_bytes: int = 4 * 1024 * 1024
     """Upper bound of the arena bisection."""
     model_alignment: int = 16
+    fidelity_windows: int = 200
+    """Held-out windows for the int8-vs-float cosine distribution."""
+    tflm_check_windows: int = 4
+    """Windows run through TFLM and compared bit-exactly with the TFLite reference kernels."""
+    seed: int = 20210601
+    """Seed of the representative / held-out window draw."""
+    flash_goal_bytes: int = 500_000
+    """``--optimize memory``: int4 weights for the largest convs until the model fits this."""
+    arena_goal_bytes: int = 96 * 1024
+    """``--optimize memory``: patch-based inference until peak RAM (MCUNetV2 accounting) fits."""
+    int4_min_mean_cosine: float = 0.98
+    """int4 layers are dropped again (largest last) if the mean cosine falls below this."""
 
 
 QUANT = QuantParams()
@@ -377,6 +458,12 @@ class DownstreamParams:
 
 
 DOWNSTREAM = DownstreamParams()
+"""The authors' settings (1500 epochs at lr 1e-5): kept for reproduction."""
+
+DOWNSTREAM_QUICK = DownstreamParams(learning_rate=1e-3, epochs=200, patience=25,
+                                    eval_hop_seconds=0.5)
+"""What `sea evaluate` / `sea run` use by default on a CPU: same model, faster schedule,
+hop 0.5 s (the upstream hop) so a 10-s clip gives ~20 windows instead of 91."""
 
 SONYC_COARSE_CLASSES = (
     "engine", "machinery-impact", "non-machinery-impact", "powered-saw",
@@ -387,16 +474,47 @@ SONYC_COARSE_CLASSES = (
 # --------------------------------------------------------------------------- synthetic corpus
 @dataclass(frozen=True, kw_only=True)
 class SynthParams:
+    """The deterministic SONYC-like demo corpus (`sea synth`, ``sea_core/synth.py``)."""
+
     sample_rate: int = 48_000
     clip_seconds: float = 10.0
     sensors: int = 4
+    """Upstream (unlabelled) sensors."""
     days: int = 2
+    """Consecutive local days from ``start_date``."""
     clips_per_day: int = 6
+    """Upstream clips per sensor and day, one at a random time in each equal slice of the day."""
     labelled_clips: int = 120
+    """Clips of the downstream (SONYC-UST layout) labelled set."""
+    labelled_sensors: int = 10
+    """Sensors of the labelled set; splits are made by sensor when there are enough."""
     seed: int = 0
     start_date: str = "2019-03-04"
+    """First local day (YYYY-MM-DD) in ``timezone``."""
+    timezone: str = RELEVANCE.timezone
+    calibration_db: float = SPL.calibration_db
+    """dB SPL of 0 dBFS used to scale the synthetic levels and the SPL sidecars."""
     classes: tuple[str, ...] = SONYC_COARSE_CLASSES
+    class_prevalence: tuple[float, ...] = (0.55, 0.12, 0.12, 0.10, 0.22, 0.10, 0.35, 0.07)
+    """Daytime probability that a clip holds each class (same order as ``classes``);
+    modulated by hour of day (works by day, music/voices in the evening)."""
+    background_dba: tuple[float, float] = (50.0, 65.0)
+    """Range of the background A-weighted Leq (quiet night .. rush hour)."""
+    max_event_dba: float = 90.0
+    """Loudest event Leq; events are at least ``min_event_snr_db`` above the background."""
+    min_event_snr_db: float = 6.0
     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    """train / validate / test."""
+    unverified_train_fraction: float = 0.2
+    """Train clips with crowd rows only (no annotator 0 row); validate/test are all verified."""
+    crowd_fraction: float = 0.5
+    """Verified clips that also get crowd annotator rows."""
+    crowd_annotators: tuple[int, int] = (1, 3)
+    """Min / max crowd rows per annotated clip."""
+    crowd_miss_rate: float = 0.15
+    """Probability a crowd annotator misses a present class."""
+    crowd_false_alarm_rate: float = 0.03
+    """Probability a crowd annotator tags an absent class."""
 
 
 SYNTH = SynthParams()
@@ -416,3 +534,52 @@ class ApiParams:
 
 
 API = ApiParams()
+
+
+# --------------------------------------------------------------------------- audio I/O and SPL details
+@dataclass(frozen=True, kw_only=True)
+class AudioIOParams:
+    """Reading, downmixing and resampling audio (``sea_core/audio/io.py``)."""
+
+    resample_quality: str = "HQ"
+    """soxr quality recipe."""
+    max_channels: int = 64
+    """More channels than this is taken for a wrong layout (ChannelLayoutError)."""
+    fsspec_extras: tuple[tuple[str, str], ...] = (
+        ("gs", "gcp"), ("gcs", "gcp"), ("s3", "s3"), ("s3a", "s3"))
+    """URL protocol -> ``pip install sea[<extra>]`` that provides its fsspec backend."""
+
+
+AUDIO_IO = AudioIOParams()
+
+
+@dataclass(frozen=True, kw_only=True)
+class AWeightingParams:
+    """IEC 61672-1 A-weighting: pole frequencies (Hz) and the +2.00 dB 1-kHz normalisation."""
+
+    f1: float = 20.598997
+    f2: float = 107.65265
+    f3: float = 737.86223
+    f4: float = 12194.217
+    a1000_db: float = 1.9997
+
+
+A_WEIGHTING = AWeightingParams()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SidecarParams:
+    """Per-second SPL sidecars (CSV with header, or Parquet)."""
+
+    offset_column: str = "offset_s"
+    """Seconds from the start of the recording."""
+    dba_column: str = "dba"
+    """A-weighted level of that second, dB SPL."""
+    csv_suffixes: tuple[str, ...] = (".csv",)
+    parquet_suffixes: tuple[str, ...] = (".parquet", ".pq")
+
+
+SIDECAR = SidecarParams()
+
+__all__ += ["AudioIOParams", "AUDIO_IO", "AWeightingParams", "A_WEIGHTING",
+            "SidecarParams", "SIDECAR"]

@@ -1,0 +1,289 @@
+"""Keras 3 (TensorFlow backend) front-end layers and THE student front-end function.
+
+The math is that of :mod:`sea_core.frontends` (the numpy reference these layers
+are tested against), built only from ops that TFLite converts and quantises
+to int8 like kapre did: a strided ``CONV_2D`` with the fixed windowed-DFT
+kernels (real and imaginary parts side by side), a square, a 1x1 ``CONV_2D``
+with the mel matrix stacked twice (``re**2 @ M + im**2 @ M``), then
+element-wise ops. No ``tf.signal`` (its RFFT stays float, dependencies.md §3).
+
+* :class:`KapreLogMel` -- kapre 0.1.4 ``Melspectrogram``: (B, S) -> (B, n_mels, n_frames, 1).
+* :class:`AisfxLogMel` -- aisfx essentia log-mel: (B, S) -> (B, block_frames, n_mels, 1).
+* :func:`student_frontend` -- 8-kHz audio (B, S) -> (B, 64, F, 1), the one student
+  front-end used by training (tf.data), export and quantisation; same code path
+  as ``KapreLogMel(STUDENT_MEL64)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from sea_core.errors import ParameterError
+from sea_core.frontends import (aisfx_frames, aisfx_mel_filterbank, aisfx_window,
+                                kapre_dft_kernels, kapre_mel_filterbank)
+from sea_core.params import STUDENT_MEL64, AisfxFrontendParams, KapreMelParams
+
+__all__ = ["KapreLogMel", "AisfxLogMel", "student_frontend", "kapre_logmel_tf", "aisfx_logmel_tf",
+           "kapre_constants", "aisfx_constants"]
+
+_LOG10_SCALE = 1.0 / math.log(10.0)
+
+
+# --------------------------------------------------------------------------- constants
+@functools.lru_cache(maxsize=8)
+def kapre_constants(p: KapreMelParams) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed weights of the kapre front-end for ``p``.
+
+    Returns
+    -------
+    dft : np.ndarray
+        float32 [n_dft, 1, 1, 2 * n_freqs]: real kernels then imaginary kernels
+        (``kapre_dft_kernels``), as a conv2d kernel over (time, 1) with 1 channel.
+    mel : np.ndarray
+        float32 [1, 1, 2 * n_freqs, n_mels]: ``kapre_mel_filterbank`` stacked twice.
+    """
+    real, imag = kapre_dft_kernels(p.n_dft)
+    fb = kapre_mel_filterbank(p)
+    dft = np.concatenate([real, imag], axis=1)[:, None, None, :]
+    mel = np.concatenate([fb, fb], axis=0)[None, None]
+    dft.setflags(write=False)
+    mel.setflags(write=False)
+    return dft, mel
+
+
+@functools.lru_cache(maxsize=4)
+def aisfx_constants(p: AisfxFrontendParams) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed weights of the aisfx front-end (symmetric Hann DFT, unit-sum mel bands).
+
+    Returns
+    -------
+    dft : np.ndarray
+        float32 [frame_length, 1, 1, 2 * n_freqs].
+    mel : np.ndarray
+        float32 [1, 1, 2 * n_freqs, n_mels].
+    """
+    n = p.frame_length
+    t = np.arange(n, dtype=np.float64)[:, None]
+    k = np.arange(p.n_freqs, dtype=np.float64)[None, :]
+    phase = 2.0 * np.pi * np.mod(t * k, n) / n
+    w = aisfx_window(p)[:, None]
+    dft = np.concatenate([w * np.cos(phase), -w * np.sin(phase)], axis=1)
+    dft = dft.astype(np.float32)[:, None, None, :]
+    fb = aisfx_mel_filterbank(p)
+    mel = np.concatenate([fb, fb], axis=0)[None, None]
+    dft.setflags(write=False)
+    mel.setflags(write=False)
+    return dft, mel
+
+
+# --------------------------------------------------------------------------- shared graph code
+def _as_audio(audio) -> tf.Tensor:
+    x = tf.convert_to_tensor(audio)
+    if not x.dtype.is_floating:
+        raise ParameterError(f"audio must be floating point in [-1, 1], got {x.dtype.name} "
+                             "(scale integer PCM first, e.g. int16 / 32768)")
+    if x.shape.rank is not None and x.shape.rank != 2:
+        raise ParameterError(f"audio must be 2-D [batch, samples], got shape {x.shape}")
+    return tf.cast(x, tf.float32)
+
+
+def _n_samples(x: tf.Tensor) -> int:
+    s = x.shape[-1]
+    if s is None:
+        raise ParameterError("the number of samples must be static (known when the graph is "
+                             "built): give the model / tf.data element a fixed window length")
+    return int(s)
+
+
+def _stft_mel_power(x: tf.Tensor, dft, mel, *, left: int, right: int, hop: int) -> tf.Tensor:
+    """(B, S) -> (B, T, 1, n_mels) mel-weighted STFT power via two convolutions."""
+    length = int(x.shape[-1]) + left + right
+    x = tf.reshape(tf.pad(x, [[0, 0], [left, right]]), [-1, length, 1, 1])  # (B, L, 1, 1)
+    spec = tf.nn.conv2d(x, dft, strides=[1, hop, 1, 1], padding="VALID")    # (B, T, 1, 2F)
+    # spec * spec, not tf.square: TFLite has an int8 MUL but no int8 SQUARE
+    return tf.nn.conv2d(spec * spec, mel, strides=1, padding="VALID")      # (B, T, 1, M)
+
+
+def kapre_logmel_tf(audio, p: KapreMelParams, *, dft=None, mel=None) -> tf.Tensor:
+    """kapre 0.1.4 ``Melspectrogram`` in TensorFlow (the code path of :class:`KapreLogMel`).
+
+    Parameters
+    ----------
+    audio : tf.Tensor
+        [B, S] float32 audio at ``p.sample_rate``; S must be static.
+    p : KapreMelParams
+    dft, mel : tf.Tensor or np.ndarray, optional
+        The fixed weights (``kapre_constants(p)`` when omitted; a layer passes its
+        non-trainable variables).
+
+    Returns
+    -------
+    tf.Tensor
+        [B, p.n_mels, p.n_frames(S), 1] float32 in ``[-p.dynamic_range_db, 0]``.
+    """
+    x = _as_audio(audio)
+    n_samples = _n_samples(x)
+    if dft is None or mel is None:
+        dft, mel = kapre_constants(p)
+    left, right = p.same_padding(n_samples)
+    m = _stft_mel_power(x, dft, mel, left=left, right=right, hop=p.hop_length)
+    if p.power_melgram != 2.0:
+        m = tf.sqrt(m) if p.power_melgram == 1.0 else tf.pow(m, p.power_melgram / 2.0)
+    db = (10.0 * _LOG10_SCALE) * tf.math.log(tf.maximum(m, p.amin))
+    db = db - tf.reduce_max(db, axis=[1, 2, 3], keepdims=True)
+    db = tf.maximum(db, -p.dynamic_range_db)
+    return tf.transpose(db, [0, 3, 1, 2])                                # (B, M, T, 1)
+
+
+def aisfx_logmel_tf(audio, p: AisfxFrontendParams, *, dft=None, mel=None) -> tf.Tensor:
+    """aisfx normalised log-mel of the first ``p.block_frames`` frames (code path of :class:`AisfxLogMel`).
+
+    Parameters
+    ----------
+    audio : tf.Tensor
+        [B, S] float32 audio at ``p.sample_rate``; S must be static. Shorter audio
+        is zero padded, longer audio is cut after the last sample the block needs.
+    p : AisfxFrontendParams
+    dft, mel : optional
+        The fixed weights (``aisfx_constants(p)`` when omitted).
+
+    Returns
+    -------
+    tf.Tensor
+        [B, p.block_frames, p.n_mels, 1] float32, (time, mel).
+    """
+    x = _as_audio(audio)
+    n_samples = _n_samples(x)
+    if dft is None or mel is None:
+        dft, mel = aisfx_constants(p)
+    _, left, _ = aisfx_frames(p, n_samples)
+    needed = (p.block_frames - 1) * p.hop_length + p.frame_length - left   # signal samples used
+    if n_samples > needed:
+        x = x[:, :needed]
+    right = max(0, needed - n_samples)
+    m = _stft_mel_power(x, dft, mel, left=left, right=right, hop=p.hop_length)
+    out = tf.math.log(p.log_scale * m + 1.0) * (_LOG10_SCALE / p.norm_max)
+    return tf.transpose(out, [0, 1, 3, 2])                               # (B, T, M, 1)
+
+
+def student_frontend(audio) -> tf.Tensor:
+    """THE student front-end: 8-kHz audio -> kapre log-mel, ``STUDENT_MEL64``.
+
+    Used by training (``tf.data`` map), the exported model and the quantisation
+    representative dataset; it is exactly the code path of
+    ``KapreLogMel(STUDENT_MEL64)``.
+
+    Parameters
+    ----------
+    audio : tf.Tensor
+        [B, S] float32 audio at 8 kHz in [-1, 1] (S static; 8000 for 1 s).
+
+    Returns
+    -------
+    tf.Tensor
+        [B, 64, ceil(S / 160), 1] float32 log-mel in [-80, 0] dB.
+
+    Raises
+    ------
+    ParameterError
+        When ``audio`` is not floating point, not 2-D, or its length is not static.
+    """
+    return kapre_logmel_tf(audio, STUDENT_MEL64)
+
+
+# --------------------------------------------------------------------------- layers
+def _params_from_config(cls, config: dict):
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(config) - fields
+    if unknown:
+        raise ParameterError(f"unknown {cls.__name__} field(s) in layer config: {sorted(unknown)}")
+    return cls(**config)
+
+
+class _FixedFrontend(keras.layers.Layer):
+    _params_cls: type = object
+
+    def __init__(self, params, **kwargs):
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        if isinstance(params, dict):
+            params = _params_from_config(self._params_cls, params)
+        if not isinstance(params, self._params_cls):
+            raise ParameterError(f"{type(self).__name__} needs a {self._params_cls.__name__}, "
+                                 f"got {type(params).__name__}")
+        self.params = params
+        dft, mel = self._constants()
+        self.dft = self.add_weight(name="dft_kernels", shape=dft.shape, dtype="float32",
+                                   initializer="zeros", trainable=False)
+        self.mel = self.add_weight(name="mel_matrix", shape=mel.shape, dtype="float32",
+                                   initializer="zeros", trainable=False)
+        self.dft.assign(dft)
+        self.mel.assign(mel)
+
+    def _constants(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def get_config(self):
+        config = super().get_config()
+        config["params"] = dataclasses.asdict(self.params)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="sea")
+class KapreLogMel(_FixedFrontend):
+    """kapre 0.1.4 ``Melspectrogram`` (decibel, per-example max) as a Keras layer.
+
+    Parameters
+    ----------
+    params : KapreMelParams
+        e.g. ``L3_MEL256`` (teacher) or ``STUDENT_MEL64`` (students).
+    **kwargs
+        Keras layer options (``name``...).
+
+    Input (B, S) float32 audio -> output (B, n_mels, ceil(S / hop), 1) float32.
+    Weights: non-trainable ``dft_kernels`` [n_dft, 1, 1, 2 n_freqs] and
+    ``mel_matrix`` [1, 1, 2 n_freqs, n_mels].
+    """
+
+    _params_cls = KapreMelParams
+
+    def _constants(self):
+        return kapre_constants(self.params)
+
+    def call(self, inputs):
+        return kapre_logmel_tf(inputs, self.params, dft=self.dft, mel=self.mel)
+
+    def compute_output_shape(self, input_shape):
+        s = input_shape[-1]
+        return (input_shape[0], self.params.n_mels, None if s is None else self.params.n_frames(s), 1)
+
+
+@keras.saving.register_keras_serializable(package="sea")
+class AisfxLogMel(_FixedFrontend):
+    """aisfx (essentia path) normalised log-mel block as a Keras layer.
+
+    Parameters
+    ----------
+    params : AisfxFrontendParams
+    **kwargs
+        Keras layer options.
+
+    Input (B, S) float32 audio at 44.1 kHz -> output (B, block_frames, n_mels, 1):
+    the first ``block_frames`` frames (S = ``params.window_samples`` gives exactly one block).
+    """
+
+    _params_cls = AisfxFrontendParams
+
+    def _constants(self):
+        return aisfx_constants(self.params)
+
+    def call(self, inputs):
+        return aisfx_logmel_tf(inputs, self.params, dft=self.dft, mel=self.mel)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.params.block_frames, self.params.n_mels, 1)

@@ -1,0 +1,191 @@
+"""The local model store (``$SEA_HOME/models``) and ``sea models list|show|import``.
+
+Every trained student is registered with what produced it: teacher id,
+embedding dim, head, window, PCA artifact and dataset fingerprint.
+``get_embedding(model_type='sea', emb_dim=D)`` loads the newest registered
+student for ``D``; with none, a :class:`ModelNotFoundError` says how to get one.
+Entries are written atomically (temp directory, then rename).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sea_core.errors import ModelNotFoundError, ParameterError
+from sea_core.params import STUDENT_EMB_DIMS
+from sea_core.paths import models_dir
+
+__all__ = ["StoreEntry", "register", "list_entries", "get_entry", "latest", "load_student",
+           "import_file", "main"]
+
+MODEL_FILE = "model.keras"
+META_FILE = "meta.json"
+STORE_VERSION = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreEntry:
+    """One registered student."""
+
+    model_id: str
+    emb_dim: int
+    head: str
+    window_seconds: float
+    teacher_id: str
+    source: str
+    sequence: int
+    pca_artifact: str | None = None
+    dataset_fingerprint: str | None = None
+    extra: dict = field(default_factory=dict)
+    version: int = STORE_VERSION
+
+    @property
+    def path(self) -> Path:
+        return models_dir() / self.model_id / MODEL_FILE
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def list_entries() -> list[StoreEntry]:
+    """All entries, oldest first (by registration sequence)."""
+    root = models_dir()
+    entries = []
+    if root.is_dir():
+        for meta in root.glob(f"*/{META_FILE}"):
+            data = json.loads(meta.read_text())
+            entries.append(StoreEntry(**data))
+    return sorted(entries, key=lambda e: (e.sequence, e.model_id))
+
+
+def get_entry(model_id: str) -> StoreEntry:
+    for entry in list_entries():
+        if entry.model_id == model_id or entry.model_id.startswith(model_id):
+            return entry
+    raise ModelNotFoundError(f"no model {model_id!r} in the store {models_dir()}; "
+                             f"`sea models list` shows what is registered")
+
+
+def latest(emb_dim: int) -> StoreEntry:
+    """Newest registered student for ``emb_dim``."""
+    if emb_dim not in STUDENT_EMB_DIMS:
+        raise ParameterError(f"emb_dim must be one of {sorted(STUDENT_EMB_DIMS)}, got {emb_dim!r}")
+    found = [e for e in list_entries() if e.emb_dim == emb_dim]
+    if not found:
+        raise ModelNotFoundError(
+            f"no SEA student with emb_dim={emb_dim} is registered in {models_dir()}. "
+            f"Get one by training it (`make demo`, or `sea run --emb-dim {emb_dim} --out DIR`, "
+            f"which trains and registers a student), or import a file "
+            f"(`sea models import PATH --emb-dim {emb_dim}`, e.g. the authors' SEA-64 h5 for 64). "
+            f"sea never falls back to random weights.")
+    return found[-1]
+
+
+def register(model_path: str | os.PathLike, *, emb_dim: int, head: str, window_seconds: float,
+             teacher_id: str, source: str, pca_artifact: str | None = None,
+             dataset_fingerprint: str | None = None, extra: dict | None = None) -> StoreEntry:
+    """Copy a saved ``.keras`` student (with its front-end) into the store."""
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ModelNotFoundError(f"{model_path}: no such model file to register")
+    digest = _file_sha256(model_path)
+    model_id = f"sea{emb_dim}-{head}-{digest[:12]}"
+    existing = [e for e in list_entries() if e.model_id == model_id]
+    if existing:
+        return existing[0]
+    sequence = max([e.sequence for e in list_entries()], default=0) + 1
+    entry = StoreEntry(model_id=model_id, emb_dim=int(emb_dim), head=head,
+                       window_seconds=float(window_seconds), teacher_id=teacher_id, source=source,
+                       sequence=sequence, pca_artifact=pca_artifact,
+                       dataset_fingerprint=dataset_fingerprint, extra=dict(extra or {}))
+    root = models_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    shutil.copyfile(model_path, tmp / MODEL_FILE)
+    (tmp / META_FILE).write_text(json.dumps(asdict(entry), indent=2, sort_keys=True))
+    os.replace(tmp, root / model_id)
+    return entry
+
+
+def load_student(entry: StoreEntry):
+    """Load a registered student (audio windows in, embeddings out)."""
+    import keras
+
+    from sea_core.models import layers  # noqa: F401  registers the front-end layers
+
+    return keras.models.load_model(entry.path, compile=False)
+
+
+def import_file(path: str | os.PathLike, *, emb_dim: int, head: str = "relu") -> StoreEntry:
+    """Register a user's weights file: a ``.keras`` student, or the authors' SEA-64 ``.h5``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelNotFoundError(f"{path}: no such file")
+    from sea_core.models.students import build_student, load_sea64_h5
+    from sea_core.params import L3_TEACHER, student_spec
+
+    if path.suffix == ".keras":
+        import keras
+
+        from sea_core.models import layers  # noqa: F401
+
+        model = keras.models.load_model(path, compile=False)
+        dim = int(model.output_shape[-1])
+        if dim != emb_dim:
+            raise ParameterError(f"{path}: model outputs {dim}-d embeddings, --emb-dim says {emb_dim}")
+        window_seconds = float(model.input_shape[-1]) / 8000.0
+        return register(path, emb_dim=emb_dim, head=head, window_seconds=window_seconds,
+                        teacher_id="unknown", source=f"import:{path.name}")
+    if path.suffix in (".h5", ".hdf5"):
+        if emb_dim != 64 or head != "relu":
+            raise ParameterError(f"{path}: only the authors' SEA-64 h5 (emb_dim 64, relu head) "
+                                 f"can be imported from HDF5")
+        spec = student_spec(64, L3_TEACHER, head="relu")
+        model = build_student(spec, with_frontend=True)
+        load_sea64_h5(model, path)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / MODEL_FILE
+            model.save(out)
+            return register(out, emb_dim=64, head="relu", window_seconds=spec.window_seconds,
+                            teacher_id="l3-openl3 (SONYC upstream, authors' release)",
+                            source=f"import:{path.name}",
+                            extra={"license": "MIT, Copyright (c) 2019 Sangeeta Kumari (edgel3)"})
+    raise ParameterError(f"{path}: unsupported model file type {path.suffix!r} (.keras or .h5)")
+
+
+# --------------------------------------------------------------------------- CLI
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sea models", description="Manage the local model store.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("list", help="list registered students")
+    show = sub.add_parser("show", help="show one entry")
+    show.add_argument("model_id")
+    imp = sub.add_parser("import", help="register a .keras student or the authors' SEA-64 .h5")
+    imp.add_argument("path")
+    imp.add_argument("--emb-dim", type=int, required=True, choices=STUDENT_EMB_DIMS)
+    imp.add_argument("--head", default="relu", choices=("relu", "linear"))
+    args = parser.parse_args(argv)
+    if args.action == "list":
+        entries = list_entries()
+        if not entries:
+            print(f"no models registered in {models_dir()}")
+        for e in entries:
+            print(f"{e.model_id}\temb_dim={e.emb_dim}\thead={e.head}\twindow={e.window_seconds:.3f}s"
+                  f"\tteacher={e.teacher_id}\tsource={e.source}")
+    elif args.action == "show":
+        print(json.dumps(asdict(get_entry(args.model_id)), indent=2, sort_keys=True))
+    else:
+        entry = import_file(args.path, emb_dim=args.emb_dim, head=args.head)
+        print(f"registered {entry.model_id} ({entry.path})")
+    return 0

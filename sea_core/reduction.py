@@ -1,0 +1,360 @@
+"""StandardScaler + PCA reduction of teacher embeddings: the student targets [ref (d)].
+
+:func:`fit_reduction` fits a ``StandardScaler`` then ONE PCA (sklearn, no
+whitening) with ``max(dims)`` components; every smaller dim is a truncation.
+PCA components are nested (component i is the i-th eigenvector of the scaled
+covariance whatever the number kept), so the d-dim target of a window equals the
+first d coordinates of its ``max(dims)``-dim target and a single fit serves all
+students (the authors fitted one PCA per dim; the results are the same up to the
+solver's numerical precision and sign convention).
+
+When ``N * D * 8`` bytes exceeds ``ReductionParams.memory_limit_bytes``, or when
+the embeddings come as batches, the fit streams: ``StandardScaler.partial_fit``
+over every batch, then ``IncrementalPCA.partial_fit`` over the scaled batches
+(re-chunked to at least ``max(dims)`` rows each).
+
+The artifact (:class:`ReductionArtifact`) is a directory with ``reduction.npz``
+(mean, scale, components, explained_variance, explained_variance_ratio) and
+``reduction.json`` (version, dims, sampling method, teacher id, n_fit, input
+fingerprint, solver, created-by, npz sha256). Each file is written to a temp
+name and published by ``os.replace``; the JSON goes last and records the npz
+hash, so a torn write is detected on load.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sea_core.errors import DataError, ParameterError, SchemaError
+from sea_core.params import REDUCTION, ReductionParams
+
+__all__ = ["ReductionArtifact", "fit_reduction", "fingerprint_array"]
+
+_ARRAYS = ("mean", "scale", "components", "explained_variance", "explained_variance_ratio")
+
+
+def fingerprint_array(emb: np.ndarray) -> str:
+    """``'sha256:<hex>'`` of an array's shape, dtype and bytes (a default input fingerprint)."""
+    a = np.ascontiguousarray(emb)
+    h = hashlib.sha256(f"{a.shape}|{a.dtype.str}|".encode())
+    h.update(a.data)
+    return "sha256:" + h.hexdigest()
+
+
+@dataclass
+class ReductionArtifact:
+    """A fitted scaler + PCA.
+
+    Attributes
+    ----------
+    mean, scale : np.ndarray [D] float64
+        StandardScaler statistics (``scale`` is 1 for constant features, as sklearn).
+    components : np.ndarray [n_components, D] float64
+        PCA axes, rows ordered by explained variance.
+    explained_variance, explained_variance_ratio : np.ndarray [n_components]
+    dims : tuple of int
+        Target dims offered (each <= n_components).
+    sampling_method, teacher_id, fingerprint : str
+        Provenance: how the fitting set was chosen, which teacher, which input.
+    n_fit : int
+        Windows the reduction was fitted on.
+    solver : str
+        'pca' or 'incremental'.
+    version : str
+    created_by : str
+    created_at : str
+        UTC ISO-8601 time of the fit.
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+    components: np.ndarray
+    explained_variance: np.ndarray
+    explained_variance_ratio: np.ndarray
+    dims: tuple
+    sampling_method: str
+    teacher_id: str
+    fingerprint: str
+    n_fit: int
+    solver: str
+    version: str = REDUCTION.version
+    created_by: str = ""
+    created_at: str = ""
+
+    @property
+    def n_components(self) -> int:
+        return int(self.components.shape[0])
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.components.shape[1])
+
+    # ----------------------------------------------------------------- transform
+    def transform(self, emb: np.ndarray, dim: int) -> np.ndarray:
+        """Zero-mean PCA scores of ``emb`` truncated to ``dim``.
+
+        Parameters
+        ----------
+        emb : np.ndarray [N, D]
+        dim : int
+            ``1 <= dim <= n_components``.
+
+        Returns
+        -------
+        np.ndarray [N, dim] float32
+
+        Raises
+        ------
+        ParameterError
+            ``dim`` out of range or ``emb`` of the wrong shape.
+        DataError
+            Non-finite values in ``emb``.
+        """
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 1 <= dim <= self.n_components:
+            raise ParameterError(f"dim must be an integer in [1, {self.n_components}] "
+                                 f"(n_components of this artifact), got {dim!r}")
+        x = np.asarray(emb)
+        if x.ndim != 2 or x.shape[1] != self.input_dim:
+            raise ParameterError(f"embeddings: expected shape [N, {self.input_dim}], got {x.shape}")
+        if not np.isfinite(x).all():
+            raise DataError(f"embeddings: {int((~np.isfinite(x).all(axis=1)).sum())} row(s) hold NaN/inf")
+        z = (x.astype(np.float64) - self.mean) / self.scale
+        return (z @ self.components[:dim].T).astype(np.float32)
+
+    # ----------------------------------------------------------------- persistence
+    def metadata(self) -> dict:
+        return {"version": self.version, "dims": list(self.dims), "n_components": self.n_components,
+                "input_dim": self.input_dim, "sampling_method": self.sampling_method,
+                "teacher_id": self.teacher_id, "n_fit": self.n_fit, "fingerprint": self.fingerprint,
+                "solver": self.solver, "created_by": self.created_by, "created_at": self.created_at,
+                "whiten": False,
+                "explained_variance_ratio_at_dims": {
+                    str(d): float(self.explained_variance_ratio[:d].sum()) for d in self.dims}}
+
+    def save(self, directory: str | os.PathLike, *, params: ReductionParams = REDUCTION) -> Path:
+        """Write ``reduction.npz`` then ``reduction.json`` into ``directory`` (atomic per file).
+
+        Returns
+        -------
+        Path of the directory.
+        """
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        np.savez(buf, **{name: getattr(self, name) for name in _ARRAYS})
+        payload = buf.getvalue()
+        meta = self.metadata()
+        meta["npz_sha256"] = hashlib.sha256(payload).hexdigest()
+        _atomic_write(out / params.npz_name, payload)
+        _atomic_write(out / params.json_name, (json.dumps(meta, indent=2) + "\n").encode())
+        return out
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, *, params: ReductionParams = REDUCTION) -> "ReductionArtifact":
+        """Read an artifact written by :meth:`save`.
+
+        Raises
+        ------
+        DataError
+            A file is missing, unreadable or inconsistent (names the file).
+        SchemaError
+            The artifact version is not ``ReductionParams.version``.
+        """
+        d = Path(directory)
+        jpath, npath = d / params.json_name, d / params.npz_name
+        if not jpath.is_file():
+            raise DataError(f"{jpath}: missing (not a reduction artifact, or an unfinished write)")
+        try:
+            meta = json.loads(jpath.read_text())
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{jpath}: unreadable JSON ({exc})") from None
+        if meta.get("version") != params.version:
+            raise SchemaError(f"{jpath}: reduction artifact version {meta.get('version')!r} is not "
+                              f"supported (this sea reads version {params.version!r}); refit it")
+        if not npath.is_file():
+            raise DataError(f"{npath}: missing")
+        payload = npath.read_bytes()
+        if hashlib.sha256(payload).hexdigest() != meta.get("npz_sha256"):
+            raise DataError(f"{npath}: content does not match the sha256 recorded in {jpath.name}")
+        with np.load(io.BytesIO(payload)) as z:
+            missing = [n for n in _ARRAYS if n not in z.files]
+            if missing:
+                raise DataError(f"{npath}: missing array(s) {', '.join(missing)}")
+            arrays = {n: z[n] for n in _ARRAYS}
+        for key in ("dims", "sampling_method", "teacher_id", "fingerprint", "n_fit", "solver"):
+            if key not in meta:
+                raise DataError(f"{jpath}: missing field {key!r}")
+        return cls(**arrays, dims=tuple(int(x) for x in meta["dims"]),
+                   sampling_method=meta["sampling_method"], teacher_id=meta["teacher_id"],
+                   fingerprint=meta["fingerprint"], n_fit=int(meta["n_fit"]), solver=meta["solver"],
+                   version=meta["version"], created_by=meta.get("created_by", ""),
+                   created_at=meta.get("created_at", ""))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _created_by() -> str:
+    import sklearn
+
+    from sea_core import __version__
+    return f"sea {__version__} (scikit-learn {sklearn.__version__}, numpy {np.__version__})"
+
+
+def _check_batch(x, where: str, width: int | None) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 2 or (width is not None and x.shape[1] != width):
+        raise ParameterError(f"{where}: expected a 2-D array [N, {width or 'D'}], got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.number):
+        raise ParameterError(f"{where}: expected numbers, got dtype {x.dtype}")
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise DataError(f"{where}: {int(bad.sum())} row(s) hold NaN/inf (first: row {int(np.flatnonzero(bad)[0])})")
+    return x
+
+
+def _rebatch(batches: Iterable[np.ndarray], rows: int, width_ref: list):
+    """Yield (index, array) blocks of >= ``rows`` rows (the last one merged if short)."""
+    buf, count, pending = [], 0, None
+    for i, b in enumerate(batches):
+        b = _check_batch(b, f"embeddings batch {i}", width_ref[0])
+        width_ref[0] = b.shape[1]
+        buf.append(b)
+        count += b.shape[0]
+        if count >= rows:
+            if pending is not None:
+                yield pending
+            pending, buf, count = np.concatenate(buf), [], 0
+    if buf:
+        tail = np.concatenate(buf)
+        pending = tail if pending is None else np.concatenate([pending, tail])
+    if pending is not None:
+        yield pending
+
+
+def fit_reduction(embeddings: np.ndarray | Iterable[np.ndarray] | Callable[[], Iterable[np.ndarray]], *,
+                  dims: int | tuple[int, ...] = REDUCTION.dims, sampling_method: str, teacher_id: str,
+                  fingerprint: str | None = None, batch_size: int | None = None,
+                  params: ReductionParams = REDUCTION) -> ReductionArtifact:
+    """Fit StandardScaler + PCA (``max(dims)`` components, no whitening).
+
+    Parameters
+    ----------
+    embeddings : np.ndarray [N, D], a re-iterable of [n_i, D] batches, or a callable returning one
+        The sampled teacher embeddings. Batches are read twice (scaler pass, PCA
+        pass): pass a list or a callable, not a one-shot generator.
+    dims : int or tuple of int
+        Target dims; one PCA with ``max(dims)`` components is fitted.
+    sampling_method : str
+        How the fitting set was selected (recorded).
+    teacher_id : str
+        Teacher that produced the embeddings (recorded).
+    fingerprint : str, optional
+        Input data fingerprint (e.g. the hash of the selection); for an array
+        input it defaults to :func:`fingerprint_array`.
+    batch_size : int, optional
+        Rows per IncrementalPCA batch (default ``ReductionParams.batch_rows``,
+        raised to ``max(dims)`` when smaller).
+    params : ReductionParams
+
+    Returns
+    -------
+    ReductionArtifact
+
+    Raises
+    ------
+    ParameterError
+        Bad dims (<= 0, > D), a one-shot iterator, missing provenance.
+    DataError
+        NaN/inf input, too few samples (``N < max(dims)``), no data.
+    """
+    from sklearn.decomposition import PCA, IncrementalPCA
+    from sklearn.preprocessing import StandardScaler
+
+    dims_t = (int(dims),) if isinstance(dims, (int, np.integer)) else tuple(int(d) for d in dims)
+    if not dims_t or any(d <= 0 for d in dims_t):
+        raise ParameterError(f"dims must be positive integers, got {dims!r}")
+    dims_t = tuple(sorted(set(dims_t), reverse=True))
+    n_comp = dims_t[0]
+    if not sampling_method or not teacher_id:
+        raise ParameterError("sampling_method and teacher_id are required (they are recorded in the artifact)")
+    if batch_size is not None and batch_size <= 0:
+        raise ParameterError(f"batch_size must be > 0, got {batch_size}")
+
+    if isinstance(embeddings, np.ndarray):
+        x = _check_batch(embeddings, "embeddings", None)
+        n, d = x.shape
+        fingerprint = fingerprint or fingerprint_array(x)
+        _check_sizes(n, d, n_comp)
+        rows = max(batch_size or params.batch_rows, n_comp)
+        if n * d * 8 <= params.memory_limit_bytes:
+            scaler = StandardScaler().fit(x)
+            solver = "covariance_eigh" if n >= 10 * d else "full"
+            pca = PCA(n_components=n_comp, whiten=False, svd_solver=solver).fit(scaler.transform(x))
+            return _artifact(scaler, pca, dims_t, sampling_method, teacher_id, fingerprint, n, "pca")
+        def source():  # noqa: E306  (row blocks of the in-memory array)
+            return (x[i:i + rows] for i in range(0, n, rows))
+    else:
+        if callable(embeddings):
+            source = embeddings
+        elif iter(embeddings) is embeddings:
+            raise ParameterError("embeddings: a one-shot iterator cannot be read twice (scaler, then PCA); "
+                                 "pass a list of batches or a callable returning a fresh iterator")
+        else:
+            def source():  # noqa: E306
+                return iter(embeddings)
+        if not fingerprint:
+            raise ParameterError("fingerprint is required when embeddings come as batches")
+        rows = max(batch_size or params.batch_rows, n_comp)
+
+    width = [None]
+    scaler = StandardScaler()
+    n = 0
+    for block in _rebatch(source(), 1, width):
+        scaler.partial_fit(block)
+        n += block.shape[0]
+    if n == 0:
+        raise DataError("embeddings: no rows")
+    _check_sizes(n, width[0], n_comp)
+    ipca = IncrementalPCA(n_components=n_comp, whiten=False)
+    for block in _rebatch(source(), rows, width):
+        ipca.partial_fit(scaler.transform(block))
+    return _artifact(scaler, ipca, dims_t, sampling_method, teacher_id, fingerprint, n, "incremental")
+
+
+def _check_sizes(n: int, d: int, n_comp: int) -> None:
+    if n_comp > d:
+        raise ParameterError(f"dims: max(dims)={n_comp} exceeds the embedding dimension D={d}")
+    if n < n_comp:
+        raise DataError(f"embeddings: too few samples ({n}) for {n_comp} PCA components (need N >= max(dims))")
+
+
+def _artifact(scaler, pca, dims, sampling_method, teacher_id, fingerprint, n, solver) -> ReductionArtifact:
+    return ReductionArtifact(
+        mean=np.asarray(scaler.mean_, np.float64), scale=np.asarray(scaler.scale_, np.float64),
+        components=np.asarray(pca.components_, np.float64),
+        explained_variance=np.asarray(pca.explained_variance_, np.float64),
+        explained_variance_ratio=np.asarray(pca.explained_variance_ratio_, np.float64),
+        dims=dims, sampling_method=str(sampling_method), teacher_id=str(teacher_id),
+        fingerprint=str(fingerprint), n_fit=int(n), solver=solver, created_by=_created_by(),
+        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))

@@ -1,0 +1,375 @@
+"""Train SEA students by streaming Parquet training sets (``sea train``).
+
+Data: ``DIR/{train,validate}/part-*.parquet`` (``sea_core.schema.training_schema``):
+8-kHz int16 audio per window and PCA targets per student dim. Row groups are
+streamed with pyarrow into ``tf.data`` (file-level interleave, shuffle buffer,
+prefetch); the whole set is never loaded.
+
+The model trained is the student *with* its front-end layer
+(``build_student(spec, with_frontend=True)``), so the one student front-end
+function runs inside the model in training, in the exported ``.keras`` /
+SavedModel and (as the trunk's input definition) in quantization.
+
+Loss MSE, metric MAE, Adam; early stopping and reduce-LR-on-plateau with the
+reference's settings [ref (f)], implemented in the loop so that their state is
+checkpointed. Checkpoints (``latest`` every ``checkpoint_every`` steps and at
+each epoch end, ``best`` on validation loss) hold weights, optimizer state and
+loop state; a killed run restarted with the same arguments resumes from
+``latest`` and ends with the same weights as an uninterrupted run (CPU, op
+determinism, per-epoch seeded data order).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sea_core.errors import DataError, ParameterError, SchemaError
+from sea_core.params import STUDENT_EMB_DIMS, STUDENT_MEL64, TRAIN, StudentSpec
+from sea_core.schema import TRAINING_SCHEMA_VERSION, check_schema, target_column
+from sea_core.trainset import CARD_FILE
+
+__all__ = ["TrainConfig", "TrainingSet", "train", "main"]
+
+log = logging.getLogger(__name__)
+
+LATEST = "latest"
+BEST = "best"
+STATE_FILE = "state.json"
+WEIGHTS_FILE = "model.weights.h5"
+OPTIMIZER_FILE = "optimizer.npz"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Everything that defines a training run (saved with its checkpoints)."""
+
+    data: str
+    out: str
+    emb_dim: int = 128
+    head: str = "relu"
+    learning_rate: float = TRAIN.learning_rate
+    batch_size: int = TRAIN.batch_size
+    epochs: int = TRAIN.epochs
+    steps_per_epoch: int | None = None
+    """None = one pass over the training split per epoch."""
+    validation_steps: int | None = None
+    """None = the whole validation split."""
+    seed: int = TRAIN.seed
+    shuffle_buffer: int = TRAIN.shuffle_buffer
+    checkpoint_every: int = 50
+    early_stop_patience: int = TRAIN.early_stop_patience
+    early_stop_min_delta: float = TRAIN.early_stop_min_delta
+    reduce_lr_patience: int = TRAIN.reduce_lr_patience
+    reduce_lr_factor: float = TRAIN.reduce_lr_factor
+    register: bool = True
+    progress: bool = True
+
+
+# --------------------------------------------------------------------------- data
+class TrainingSet:
+    """A Parquet training set on disk: split files, card, schema checks."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        card = self.root / CARD_FILE
+        if not card.is_file():
+            raise DataError(f"{card}: missing dataset card (is {self.root} a training set built by "
+                            f"`sea pipeline build-training-set`?)")
+        try:
+            self.card = json.loads(card.read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{card}: not valid JSON ({exc})") from exc
+        version = str(self.card.get("schema_version"))
+        if version != TRAINING_SCHEMA_VERSION:
+            raise SchemaError(f"{card}: schema_version {version!r} is not supported "
+                              f"(this sea reads {TRAINING_SCHEMA_VERSION!r})")
+        self.student_samples = int(self.card["student_samples"])
+        self.dims = [int(d) for d in self.card["dims"]]
+
+    def files(self, split: str) -> list[Path]:
+        files = sorted((self.root / split).glob("*.parquet"))
+        if not files:
+            raise DataError(f"{self.root / split}: split '{split}' is empty (no Parquet shards)")
+        return files
+
+    def check_files(self, split: str, emb_dim: int) -> tuple[list[Path], int]:
+        """Open every shard's footer: schema version, fields; returns files and row count."""
+        if emb_dim not in self.dims:
+            raise SchemaError(f"{self.root / CARD_FILE}: field {target_column(emb_dim)} is not in "
+                              f"this training set (dims {self.dims})")
+        rows = 0
+        files = self.files(split)
+        for path in files:
+            try:
+                meta = pq.read_metadata(path)
+                schema = meta.schema.to_arrow_schema()
+            except (OSError, pa.ArrowException) as exc:
+                raise DataError(f"{path}: unreadable Parquet shard ({exc})") from exc
+            check_schema(schema, "training", TRAINING_SCHEMA_VERSION, where=str(path),
+                         required=("student_audio", target_column(emb_dim)))
+            rows += meta.num_rows
+        if rows == 0:
+            raise DataError(f"{self.root / split}: split '{split}' has no rows")
+        return files, rows
+
+
+def _read_batches(path: str, target: str, batch_rows: int):
+    """Yield (audio int16 [n, S], target float32 [n, d]) record batches of one shard."""
+    try:
+        handle = pq.ParquetFile(path)
+        for batch in handle.iter_batches(batch_size=batch_rows, columns=["student_audio", target]):
+            audio = batch.column(0)
+            tgt = batch.column(1)
+            n = len(batch)
+            yield (audio.values.to_numpy(zero_copy_only=False).reshape(n, -1),
+                   tgt.values.to_numpy(zero_copy_only=False).reshape(n, -1))
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"{path}: corrupt Parquet shard ({exc})") from exc
+
+
+def make_dataset(files: list[Path], *, emb_dim: int, student_samples: int, batch_size: int,
+                 shuffle: bool, seed: int, shuffle_buffer: int):
+    """Stream shards into a batched ``tf.data.Dataset`` of (audio float32, target float32)."""
+    import tensorflow as tf
+
+    target = target_column(emb_dim)
+    spec = (tf.TensorSpec([None, student_samples], tf.int16), tf.TensorSpec([None, emb_dim], tf.float32))
+    paths = [str(p) for p in files]
+    order = np.random.default_rng(seed).permutation(len(paths)) if shuffle else np.arange(len(paths))
+    file_ds = tf.data.Dataset.from_tensor_slices([paths[i] for i in order])
+
+    def shard(path):
+        return tf.data.Dataset.from_generator(
+            lambda p: _read_batches(p.decode(), target, 256), args=(path,), output_signature=spec)
+
+    ds = file_ds.interleave(shard, cycle_length=min(4, len(paths)), block_length=1,
+                            num_parallel_calls=1, deterministic=True).unbatch()
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+    ds = ds.batch(batch_size).map(
+        lambda a, t: (tf.cast(a, tf.float32) / 32768.0, t), num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# --------------------------------------------------------------------------- checkpoints
+def _save_checkpoint(directory: Path, model, optimizer, state: dict) -> None:
+    tmp = directory.with_name(directory.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    model.save_weights(tmp / WEIGHTS_FILE)
+    np.savez(tmp / OPTIMIZER_FILE, *[v.numpy() for v in optimizer.variables])
+    (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True))
+    if directory.exists():
+        old = directory.with_name(directory.name + ".old")
+        os.replace(directory, old)
+        os.replace(tmp, directory)
+        import shutil
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, directory)
+
+
+def _load_checkpoint(directory: Path, model, optimizer) -> dict:
+    model.load_weights(directory / WEIGHTS_FILE)
+    stored = np.load(directory / OPTIMIZER_FILE)
+    values = [stored[f"arr_{i}"] for i in range(len(stored.files))]
+    if len(values) != len(optimizer.variables):
+        raise DataError(f"{directory}: optimizer checkpoint has {len(values)} variables, "
+                        f"expected {len(optimizer.variables)}")
+    for var, value in zip(optimizer.variables, values):
+        var.assign(value)
+    return json.loads((directory / STATE_FILE).read_text())
+
+
+# --------------------------------------------------------------------------- training
+def train(config: TrainConfig) -> dict:
+    """Train (or resume) a student; returns the run summary (also ``OUT/summary.json``)."""
+    import keras
+    import tensorflow as tf
+
+    from sea_core.models.students import build_student
+
+    if config.emb_dim not in STUDENT_EMB_DIMS:
+        raise ParameterError(f"emb_dim must be one of {sorted(STUDENT_EMB_DIMS)}, got {config.emb_dim}")
+    data = TrainingSet(config.data)
+    train_files, n_train = data.check_files("train", config.emb_dim)
+    val_files, n_val = data.check_files("validate", config.emb_dim)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config_file = out / "train_config.json"
+    if (out / LATEST).exists() and config_file.exists():
+        previous = json.loads(config_file.read_text())
+        changed = {k for k, v in asdict(config).items()
+                   if k not in ("progress", "epochs") and previous.get(k) != v}
+        if changed:
+            raise ParameterError(f"{out}: holds a run with different settings ({', '.join(sorted(changed))}); "
+                                 f"use another --out or the same arguments to resume")
+    config_file.write_text(json.dumps(asdict(config), indent=2, sort_keys=True))
+
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    gpus = tf.config.list_logical_devices("GPU")
+    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    spec = StudentSpec(emb_dim=config.emb_dim, head=config.head,
+                       window_seconds=data.student_samples / STUDENT_MEL64.sample_rate)
+    if spec.window_samples != data.student_samples:
+        raise DataError(f"{data.root}: student_samples {data.student_samples} is not a whole "
+                        f"window at {STUDENT_MEL64.sample_rate} Hz")
+    steps_per_epoch = config.steps_per_epoch or max(1, n_train // config.batch_size)
+    val_steps = config.validation_steps or max(1, math.ceil(n_val / config.batch_size))
+
+    with strategy.scope():
+        model = build_student(spec, with_frontend=True)
+        optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+        optimizer.build(model.trainable_variables)
+    mse = keras.losses.MeanSquaredError(reduction="sum_over_batch_size")
+
+    @tf.function
+    def train_step(x, y):
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                pred = model(x, training=True)
+                loss = mse(y, pred)
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss, tf.reduce_mean(tf.abs(y - pred))
+        loss, mae = strategy.run(step, args=(x, y))
+        return (strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.MEAN, mae, axis=None))
+
+    @tf.function
+    def eval_step(x, y):
+        pred = model(x, training=False)
+        return tf.reduce_sum(tf.square(y - pred)), tf.reduce_sum(tf.abs(y - pred)), tf.size(y)
+
+    state = {"epoch": 0, "step": 0, "best_val_loss": None, "es_wait": 0, "lr_wait": 0,
+             "es_best": None, "lr_best": None, "learning_rate": config.learning_rate,
+             "history": [], "stopped_early": False, "train_seconds": 0.0}
+    if (out / LATEST).exists():
+        state = _load_checkpoint(out / LATEST, model, optimizer)
+        log.info("resuming from %s: epoch %d step %d", out / LATEST, state["epoch"], state["step"])
+    optimizer.learning_rate.assign(state["learning_rate"])
+    writer = tf.summary.create_file_writer(str(out / "tensorboard"))
+    started = time.perf_counter()
+
+    while state["epoch"] < config.epochs and not state["stopped_early"]:
+        epoch = state["epoch"]
+        ds = make_dataset(train_files, emb_dim=config.emb_dim, student_samples=data.student_samples,
+                          batch_size=config.batch_size, shuffle=True,
+                          seed=config.seed + epoch, shuffle_buffer=config.shuffle_buffer)
+        ds = ds.repeat().take(steps_per_epoch).skip(state["step"])
+        bar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "mae"],
+                                  verbose=1 if config.progress else 0)
+        losses, maes = [], []
+        for x, y in ds:
+            loss, mae = train_step(x, y)
+            losses.append(float(loss))
+            maes.append(float(mae))
+            state["step"] += 1
+            bar.update(state["step"], values=[("loss", losses[-1]), ("mae", maes[-1])])
+            if state["step"] % config.checkpoint_every == 0 and state["step"] < steps_per_epoch:
+                state["train_seconds"] += time.perf_counter() - started
+                started = time.perf_counter()
+                _save_checkpoint(out / LATEST, model, optimizer, state)
+        # validation
+        sq = ab = n = 0.0
+        for x, y in make_dataset(val_files, emb_dim=config.emb_dim,
+                                 student_samples=data.student_samples, batch_size=config.batch_size,
+                                 shuffle=False, seed=config.seed,
+                                 shuffle_buffer=config.shuffle_buffer).take(val_steps):
+            s, a, c = eval_step(x, y)
+            sq, ab, n = sq + float(s), ab + float(a), n + float(c)
+        val_loss, val_mae = sq / n, ab / n
+        record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else None,
+                  "mae": float(np.mean(maes)) if maes else None, "val_loss": val_loss,
+                  "val_mae": val_mae, "learning_rate": state["learning_rate"]}
+        state["history"].append(record)
+        log.info("epoch %d: loss %.5f val_loss %.5f lr %.2e", epoch + 1, record["loss"] or float("nan"),
+                 val_loss, state["learning_rate"])
+        with writer.as_default():
+            for key in ("loss", "mae", "val_loss", "val_mae", "learning_rate"):
+                if record[key] is not None:
+                    tf.summary.scalar(key, record[key], step=epoch + 1)
+        # best checkpoint, early stopping, reduce LR on plateau (Keras semantics)
+        if state["best_val_loss"] is None or val_loss < state["best_val_loss"]:
+            state["best_val_loss"] = val_loss
+            _save_checkpoint(out / BEST, model, optimizer, state)
+        if state["es_best"] is None or val_loss < state["es_best"] - config.early_stop_min_delta:
+            state["es_best"], state["es_wait"] = val_loss, 0
+        else:
+            state["es_wait"] += 1
+            state["stopped_early"] = state["es_wait"] >= config.early_stop_patience
+        if state["lr_best"] is None or val_loss < state["lr_best"] - config.early_stop_min_delta:
+            state["lr_best"], state["lr_wait"] = val_loss, 0
+        else:
+            state["lr_wait"] += 1
+            if state["lr_wait"] >= config.reduce_lr_patience:
+                state["learning_rate"] *= config.reduce_lr_factor
+                optimizer.learning_rate.assign(state["learning_rate"])
+                state["lr_wait"] = 0
+        state["epoch"] += 1
+        state["step"] = 0
+        state["train_seconds"] += time.perf_counter() - started
+        started = time.perf_counter()
+        _save_checkpoint(out / LATEST, model, optimizer, state)
+
+    (out / "history.json").write_text(json.dumps(state["history"], indent=2))
+    # export the best weights
+    model.load_weights(out / BEST / WEIGHTS_FILE)
+    model.save(out / "model.keras")
+    model.export(str(out / "saved_model"), verbose=False)
+    summary = {"model": str(out / "model.keras"), "saved_model": str(out / "saved_model"),
+               "emb_dim": config.emb_dim, "head": config.head, "epochs_run": state["epoch"],
+               "stopped_early": state["stopped_early"], "best_val_loss": state["best_val_loss"],
+               "train_rows": n_train, "validate_rows": n_val, "steps_per_epoch": steps_per_epoch,
+               "window_samples": data.student_samples, "train_seconds": state["train_seconds"],
+               "teacher_id": data.card.get("teacher_id"), "history": state["history"]}
+    if config.register:
+        from sea_core.models import store
+        entry = store.register(out / "model.keras", emb_dim=config.emb_dim, head=config.head,
+                               window_seconds=spec.window_seconds,
+                               teacher_id=str(data.card.get("teacher_id", "unknown")),
+                               source=f"sea train {data.root}",
+                               pca_artifact=data.card.get("pca_artifact"),
+                               dataset_fingerprint=data.card.get("fingerprint"))
+        summary["model_id"] = entry.model_id
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sea train", description="Train a SEA student on a Parquet training set.")
+    parser.add_argument("--data", required=True, help="training set directory (with dataset_card.json)")
+    parser.add_argument("--out", required=True, help="output directory (checkpoints, model, logs)")
+    parser.add_argument("--emb-dim", type=int, default=128, choices=STUDENT_EMB_DIMS)
+    parser.add_argument("--head", default="relu", choices=("relu", "linear"))
+    parser.add_argument("--lr", type=float, default=TRAIN.learning_rate)
+    parser.add_argument("--batch-size", type=int, default=TRAIN.batch_size)
+    parser.add_argument("--epochs", type=int, default=TRAIN.epochs)
+    parser.add_argument("--steps-per-epoch", type=int, default=None)
+    parser.add_argument("--validation-steps", type=int, default=None)
+    parser.add_argument("--checkpoint-every", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=TRAIN.seed)
+    parser.add_argument("--no-register", action="store_true", help="do not add the model to the store")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    summary = train(TrainConfig(data=args.data, out=args.out, emb_dim=args.emb_dim, head=args.head,
+                                learning_rate=args.lr, batch_size=args.batch_size, epochs=args.epochs,
+                                steps_per_epoch=args.steps_per_epoch,
+                                validation_steps=args.validation_steps,
+                                checkpoint_every=args.checkpoint_every, seed=args.seed,
+                                register=not args.no_register, progress=not args.quiet))
+    print(f"sea train: best val_loss {summary['best_val_loss']:.5f} after {summary['epochs_run']} "
+          f"epochs -> {summary['model']}" + (f" (registered {summary['model_id']})"
+                                             if "model_id" in summary else ""))
+    return 0
