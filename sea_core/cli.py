@@ -18,6 +18,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("synth", "sea_core.synth", "generate the deterministic SONYC-like demo corpus"),
     ("embed", "sea_core.api", "embed audio files with a SEA student or a teacher (edgel3-style)"),
     ("models", "sea_core.models.store", "list / show / import models in the local store"),
+    ("quantize", "sea_core.deploy", "int8 TFLite + TFLite-Micro check + C export + board budget report"),
 ]
 
 

@@ -312,8 +312,8 @@ def fit_reduction(embeddings: np.ndarray | Iterable[np.ndarray] | Callable[[], I
             solver = "covariance_eigh" if n >= 10 * d else "full"
             pca = PCA(n_components=n_comp, whiten=False, svd_solver=solver).fit(scaler.transform(x))
             return _artifact(scaler, pca, dims_t, sampling_method, teacher_id, fingerprint, n, "pca")
-        def source():  # noqa: E306  (row blocks of the in-memory array)
-            return (x[i:i + rows] for i in range(0, n, rows))
+        def source(x=x, n_rows=n, rows=rows):  # noqa: E306  (row blocks of the in-memory array)
+            return (x[i:i + rows] for i in range(0, n_rows, rows))
     else:
         if callable(embeddings):
             source = embeddings

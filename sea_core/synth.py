@@ -34,6 +34,7 @@ import argparse
 import csv
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import io
 import json
@@ -118,6 +119,14 @@ def _fade(x: np.ndarray, sr: int, seconds: float = 0.01) -> np.ndarray:
     return x
 
 
+@functools.lru_cache(maxsize=64)
+def _band_gain_cached(size: int, sr: int, lo: float | None, hi: float | None,
+                      order: int) -> np.ndarray:
+    g = _band_gain(np.fft.rfftfreq(size, 1.0 / sr), lo, hi, order).astype(np.float32)
+    g.flags.writeable = False
+    return g
+
+
 def _band_gain(f: np.ndarray, lo: float | None, hi: float | None, order: int = 4) -> np.ndarray:
     """Butterworth-like magnitude response (zero phase) of a band-pass."""
     g = np.ones_like(f)
@@ -128,14 +137,19 @@ def _band_gain(f: np.ndarray, lo: float | None, hi: float | None, order: int = 4
     return g
 
 
+def _noise_spectrum(rng: np.random.Generator, size: int) -> np.ndarray:
+    """rfft-domain white Gaussian noise of a ``size``-sample signal (i.i.d. complex bins)."""
+    z = rng.standard_normal((2, size // 2 + 1), dtype=np.float32)
+    return z[0] + 1j * z[1]  # complex64: single-precision FFTs are plenty for noise
+
+
 def _bandnoise(rng: np.random.Generator, n: int, sr: int, lo: float | None, hi: float | None,
                order: int = 4) -> np.ndarray:
     """Unit-RMS Gaussian noise band-limited to [lo, hi] Hz (frequency-domain shaping)."""
     from scipy import fft
     size = fft.next_fast_len(n, real=True)
-    spec = fft.rfft(rng.standard_normal(size))
-    spec *= _band_gain(np.fft.rfftfreq(size, 1.0 / sr), lo, hi, order)
-    return _unit(fft.irfft(spec, size)[:n])
+    spec = _noise_spectrum(rng, size) * _band_gain_cached(size, sr, lo, hi, order)
+    return _unit(fft.irfft(spec, size)[:n].astype(np.float64))
 
 
 _CONTROL_HZ = 200.0
@@ -176,11 +190,12 @@ def _pulse_train(idx: np.ndarray, amps: np.ndarray, n: int, kernel: np.ndarray) 
 
 def _harmonics(phase: np.ndarray, amps: np.ndarray, f_max_hz: float, nyquist: float) -> np.ndarray:
     """sum_k amps[k-1] * sin(k * phase), skipping harmonics whose peak frequency aliases."""
-    out = np.zeros(phase.shape)
+    wrapped = np.mod(phase, 2 * np.pi)  # float64 wrap, then float32 sines (precision ~1e-5 rad)
+    out = np.zeros(phase.shape, dtype=np.float32)
     for k, a in enumerate(amps, start=1):
         if a and k * f_max_hz < 0.95 * nyquist:
-            out += a * np.sin(k * phase)
-    return out
+            out += np.float32(a) * np.sin((k * wrapped).astype(np.float32))
+    return out.astype(np.float64)
 
 
 def _resonator_sos(freq: float, bw: float, sr: int) -> np.ndarray:
@@ -338,7 +353,9 @@ def _music(rng: np.random.Generator, sr: int, n: int) -> np.ndarray:
     pattern[0] = True
     eighth = np.floor(t / (beat / 2)).astype(np.int64)
     onsets = np.flatnonzero(pattern[eighth % 8] & np.r_[True, np.diff(eighth) > 0])
-    last = np.maximum.accumulate(np.where(np.isin(np.arange(m), onsets), np.arange(m), 0))
+    marks = np.zeros(m, dtype=np.int64)
+    marks[onsets] = onsets
+    last = np.maximum.accumulate(marks)
     env = 0.15 + np.exp(-(np.arange(m) - last) / (rng.uniform(0.12, 0.3) * sr))
     bar = np.floor(t / (4 * beat)).astype(np.int64)
     note_amps = np.array([1.0, 0.5, 0.3, 0.2])
@@ -520,7 +537,7 @@ def _background(rng: np.random.Generator, n: int, sr: int, prof: _SensorProfile,
              + prof.rumble * 0.05 * np.exp(-0.5 * ((f - prof.rumble_hz) / 25.0) ** 2))
     shape *= _band_gain(f, 30.0, prof.lowpass_hz, 2)
     from scipy import fft
-    base = _unit(fft.irfft(fft.rfft(rng.standard_normal(n)) * shape, n))
+    base = _unit(fft.irfft(_noise_spectrum(rng, n) * shape.astype(np.float32), n).astype(np.float64))
     seconds = n / sr
     tc = np.arange(int(np.ceil(seconds * _CONTROL_HZ)) + 2) / _CONTROL_HZ
     rate = prof.traffic / 60.0 * (0.3 + 0.7 * np.clip(1 + _diurnal_db(hour) / 9.0, 0.0, 1.2))
@@ -693,9 +710,11 @@ def _plan_downstream(params: SynthParams) -> tuple[list[dict], str]:
     if n_sensors >= len(used) and k:
         split_by = "sensor"
         # sensors per split: proportional, at least one per non-empty split, at most its clips
-        per = _largest_remainder(n_sensors - len(used), tuple(
-            params.split_fractions[j] if j in used else 0.0 for j in range(3)))
-        per = [per[j] + (1 if j in used else 0) for j in range(3)]
+        per = _largest_remainder(n_sensors, params.split_fractions)
+        for j in used:
+            if per[j] == 0:
+                per[int(np.argmax(per))] -= 1
+                per[j] = 1
         order = rng.permutation(n_sensors)
         first = 0
         for j in range(3):
@@ -708,7 +727,8 @@ def _plan_downstream(params: SynthParams) -> tuple[list[dict], str]:
         sensors[:] = np.arange(k) % n_sensors
     clips = []
     for i in range(k):
-        hour = float(rng.uniform(0.0, 24.0))
+        # annotated clips lean to waking hours (as the SONYC-UST selection did)
+        hour = float(rng.uniform(7.0, 19.0) if rng.random() < 0.7 else rng.uniform(0.0, 24.0))
         weekday = int(rng.integers(0, 7))
         labels = (rng.random(len(params.classes)) < _class_probabilities(params, hour, weekday))
         clips.append({"index": i, "sensor_id": int(sensors[i]), "split": SPLITS[split_of[i]],

@@ -149,6 +149,7 @@ def test_kapre_logmel_rejects_bad_input():
 
 
 # --------------------------------------------------------------------------- vs the authors' file
+@pytest.mark.shared
 def test_dft_and_mel_match_sea64_h5():
     path = need_shared(SEA64_H5)
     with h5py.File(path, "r") as f:
@@ -193,6 +194,7 @@ def test_aisfx_frame_count(rng):
     assert aisfx_logmel(x, AISFX_FRONTEND).shape == (1, 6, 96)   # ceil(5000/1024) + 1
 
 
+@pytest.mark.shared
 def test_aisfx_golden_net_input():
     with np.load(need_shared(AISFX_GOLDEN)) as z:
         audio, net_input = z["audio"], z["net_input"]
@@ -268,3 +270,11 @@ def test_student_frontend_converts_to_full_int8_tflite(rng):
     s_out, z_out = outd["quantization"]
     y = (interp.get_tensor(outd["index"]).astype(np.float32) - z_out) * s_out
     assert np.abs(y[0, ..., 0] - kapre_logmel(x, STUDENT_MEL64)[0]).max() <= 2.0
+
+
+def test_frontends_module_does_not_import_tensorflow():
+    import subprocess
+    import sys
+    code = "import sys, sea_core.frontends; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

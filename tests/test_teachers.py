@@ -14,7 +14,7 @@ import pytest
 from conftest import AISFX_GOLDEN, SEA64_H5, SHARED_MODELS, need_shared
 from sea_core.errors import ModelNotFoundError, ParameterError, WeightsError
 from sea_core.models import aisfx, l3
-from sea_core.models.teachers import KerasFileTeacher, get_teacher
+from sea_core.models.teachers import get_teacher
 from sea_core.params import AISFX_WEIGHTS, L3_MEL256, STUDENT_MEL64, KapreMelParams
 
 AISFX_REF_NPZ = SHARED_MODELS / "aisfx_teacher_512.npz"

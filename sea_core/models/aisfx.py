@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sea_core.errors import ModelError, ModelNotFoundError, ParameterError, WeightsError
+from sea_core.errors import ModelError, ModelNotFoundError, WeightsError
 from sea_core.params import AISFX_FRONTEND, AISFX_NET, AISFX_WEIGHTS, AisfxFrontendParams, ConvNetParams
 
 __all__ = [
@@ -372,6 +372,7 @@ def _save_npz_atomic(arrays: dict[str, np.ndarray], target: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
@@ -543,8 +544,6 @@ def build_aisfx_network(arrays: dict[str, np.ndarray] | None = None, *, with_fro
         from sea_core.models.layers import AisfxLogMel
     except ImportError as exc:  # pragma: no cover - layers.py is part of the package
         raise ModelError(f"the aisfx front-end layer is unavailable ({exc})") from exc
-    if frontend.window_samples <= 0:
-        raise ParameterError("aisfx front-end window must be positive")
     inp = keras.Input((frontend.window_samples,), name="audio")
     x = AisfxLogMel(frontend, name="aisfx_logmel")(inp)
     out = trunk(x)

@@ -111,13 +111,14 @@ def build_l3_network(*, with_frontend: bool = True, seed: int | None = None,
 
 def weight_layers(model) -> list:
     """The Conv2D and BatchNormalization layers of an L3 model, in network order."""
+    import keras
     from keras import layers
 
     out = []
     for layer in model.layers:
         if isinstance(layer, (layers.Conv2D, layers.BatchNormalization)):
             out.append(layer)
-        elif hasattr(layer, "layers") and not isinstance(layer, (layers.Conv2D,)):
+        elif isinstance(layer, keras.Model):
             out.extend(weight_layers(layer))  # nested trunk
     return out
 

@@ -1,0 +1,534 @@
+"""``sea quantize``: full-int8 TFLite of a student, TFLM verification, C export, budget report.
+
+Steps (:func:`quantize`):
+
+1. Load the student (``.keras``; with or without the in-model front-end). By
+   default the trunk alone is converted (log-mel input, the front-end runs on
+   the device from ``frontend_params.h``); ``include_frontend=True`` converts
+   the audio-input model instead (and fails loudly if float ops remain).
+2. Representative dataset: ``QUANT.representative_windows`` windows drawn
+   (seeded) from the training set's ``train`` split ``student_audio`` column,
+   int16 -> float32 / 32768, log-mel by :func:`sea_core.models.layers.student_frontend`.
+   ``TFLiteConverter.from_keras_model`` with int8 input/output, per-channel
+   weights; the op list and tensor dtypes are asserted afterwards.
+3. ``optimize='memory'``: int4 filters for the largest convs until the model
+   fits ``QUANT.flash_goal_bytes`` (while the mean cosine stays >= the bound),
+   then patch-based inference of the early blocks (:mod:`sea_core.deploy_patch`)
+   until peak RAM fits ``QUANT.arena_goal_bytes``.
+4. Verification in TFLite-Micro: smallest arena by bisection, the arena the
+   interpreter reports, output bit-exact with the TFLite reference kernels on
+   held-out windows, int8-vs-float cosine distribution on held-out windows.
+5. Export: ``*.tflite``, ``model_data.h/.cc``, ``frontend_params.h``,
+   ``deploy_report.json/.md``; over the board budget -> :class:`BudgetError`.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import io
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sea_core.errors import BudgetError, DataError, DeployError, ParameterError
+from sea_core.params import BOARDS, DEFAULT_BOARD, QUANT, BoardBudget, QuantParams, StudentSpec
+
+__all__ = ["load_trunk", "read_student_audio", "student_logmels", "convert_int8", "cosine_stats",
+           "verify_tflm", "quantize", "main", "OPTIMIZE_MODES"]
+
+log = logging.getLogger(__name__)
+
+OPTIMIZE_MODES = ("int8", "memory")
+
+
+# --------------------------------------------------------------------------- model
+def _batch1(model):
+    """The same network with a static batch of 1 (static RESHAPE, no SHAPE/PACK chain)."""
+    import keras
+
+    inp = keras.Input(shape=tuple(model.input.shape[1:]), batch_size=1, dtype="float32",
+                      name=model.input.name if hasattr(model.input, "name") else "input")
+    return keras.Model(inp, model(inp), name=f"{model.name}_b1")
+
+
+def load_trunk(model_or_path, *, include_frontend: bool = False):
+    """(network to convert, StudentSpec) from a student model or ``.keras`` path.
+
+    A model whose input is audio (the exported form) is cut back to its
+    log-mel trunk by rebuilding :func:`build_student` without the front-end and
+    copying every weighted layer by name; ``include_frontend=True`` keeps the
+    audio input.
+
+    Raises
+    ------
+    ParameterError
+        The file is missing or is not a SEA student.
+    """
+    import keras
+
+    from sea_core.models.students import PROJECTION_LAYER, build_student
+    from sea_core.params import STUDENT_MEL64
+
+    if isinstance(model_or_path, (str, os.PathLike)):
+        path = Path(model_or_path)
+        if not path.exists():
+            raise ParameterError(f"{path}: no such model file")
+        import sea_core.models.layers  # noqa: F401  (registers the front-end layers)
+        model = keras.saving.load_model(path, compile=False)
+    else:
+        model = model_or_path
+    rank = len(model.input.shape)
+    names = {l.name for l in model.layers}
+    if "audio_embedding_layer" not in names and not any(
+            "audio_embedding_layer" in {x.name for x in getattr(l, "layers", [])} for l in model.layers):
+        raise ParameterError(f"{model.name}: not a SEA student (no 'audio_embedding_layer')")
+    emb_dim = int(model.output.shape[-1])
+    head = "linear" if PROJECTION_LAYER in names else "relu"
+    if rank == 4:
+        n_frames = int(model.input.shape[2])
+        window_seconds = n_frames * STUDENT_MEL64.hop_length / STUDENT_MEL64.sample_rate
+        spec = StudentSpec(emb_dim=emb_dim, window_seconds=window_seconds, head=head)
+        if include_frontend:
+            raise ParameterError(f"{model.name} takes log-mel input; it has no front-end to include")
+        return model, spec
+    if rank != 2:
+        raise ParameterError(f"{model.name}: input shape {model.input.shape} is neither audio nor log-mel")
+    spec = StudentSpec(emb_dim=emb_dim, head=head,
+                       window_seconds=int(model.input.shape[1]) / STUDENT_MEL64.sample_rate)
+    if include_frontend:
+        return model, spec
+    trunk = build_student(spec, with_frontend=False)
+    src = {l.name: l for l in model.layers}
+    for layer in trunk.layers:
+        if layer.weights:
+            if layer.name not in src:
+                raise ParameterError(f"{model.name}: layer {layer.name!r} of the trunk is missing")
+            layer.set_weights(src[layer.name].get_weights())
+    return trunk, spec
+
+
+# --------------------------------------------------------------------------- data
+def _split_files(data_dir: Path, split: str) -> list[str]:
+    return sorted(glob.glob(str(Path(data_dir) / split / "part-*.parquet")))
+
+
+def read_student_audio(data_dir, split: str, n: int, *, seed: int, exclude: int = 0,
+                       window_samples: int | None = None) -> np.ndarray:
+    """Draw ``n`` windows (seeded, without replacement) of ``student_audio`` from ``split``.
+
+    Returns int16 [n, S] (fewer if the split holds fewer).
+
+    Raises
+    ------
+    DataError
+        No part files in ``DIR/<split>/``, or the window length does not match.
+    SchemaError
+        The files are not a training set of the supported version.
+    """
+    import pyarrow.parquet as pq
+
+    from sea_core.schema import TRAINING_SCHEMA_VERSION, check_schema
+
+    files = _split_files(data_dir, split)
+    if not files:
+        raise DataError(f"{data_dir}/{split}: no part-*.parquet files (is this a training set?)")
+    chunks = []
+    for f in files:
+        pf = pq.ParquetFile(f)
+        check_schema(pf.schema_arrow, "training", TRAINING_SCHEMA_VERSION, where=f,
+                     required=["student_audio"])
+        col = pf.read(columns=["student_audio"]).column("student_audio").combine_chunks()
+        width = col.type.list_size
+        chunks.append(col.values.to_numpy(zero_copy_only=False).reshape(-1, width))
+    audio = np.concatenate(chunks).astype(np.int16, copy=False)
+    if window_samples is not None and audio.shape[1] != window_samples:
+        raise DataError(f"{data_dir}/{split}: student_audio holds {audio.shape[1]} samples per "
+                        f"window, the model expects {window_samples}")
+    order = np.random.default_rng(seed).permutation(len(audio))
+    return audio[order[exclude:exclude + n]]
+
+
+def student_logmels(audio_int16: np.ndarray, *, batch: int = 64) -> np.ndarray:
+    """int16 8-kHz windows -> float32 log-mel [N, 64, F, 1] through THE student front-end."""
+    import tensorflow as tf
+
+    from sea_core.models.layers import student_frontend
+
+    out = []
+    for i in range(0, len(audio_int16), batch):
+        x = tf.constant(audio_int16[i:i + batch].astype(np.float32) / 32768.0)
+        out.append(np.asarray(student_frontend(x), dtype=np.float32))
+    return np.concatenate(out)
+
+
+# --------------------------------------------------------------------------- conversion
+def convert_int8(model, representative: np.ndarray) -> bytes:
+    """Full-integer int8 ``.tflite`` (int8 I/O, per-channel weights), dtypes and ops asserted.
+
+    Raises
+    ------
+    DeployError
+        The converter fails or leaves float ops / tensors in the model.
+    """
+    import tensorflow as tf
+
+    from sea_core.deploy_tflm import assert_full_int8, inspect_model
+
+    m1 = _batch1(model)
+    rep = np.asarray(representative, dtype=np.float32)
+
+    def gen():
+        for i in range(len(rep)):
+            yield [rep[i:i + 1]]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(m1)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = gen
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):   # the Keras export banner
+            data = conv.convert()
+    except Exception as exc:  # noqa: BLE001  (the converter raises many types)
+        raise DeployError(f"TFLite conversion of {model.name} failed: {exc}") from exc
+    assert_full_int8(inspect_model(data), where=model.name)
+    return bytes(data)
+
+
+def cosine_stats(a: np.ndarray, b: np.ndarray) -> dict:
+    """Per-row cosine of a vs b: min / p5 / median / mean / n (zero rows count as 1 if both are zero)."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    both0 = (na == 0) & (nb == 0)
+    cos = np.where(both0, 1.0, (a * b).sum(1) / np.maximum(na * nb, 1e-30))
+    return {"n": int(len(cos)), "min": float(cos.min()), "p5": float(np.percentile(cos, 5)),
+            "median": float(np.median(cos)), "mean": float(cos.mean()), "values": cos}
+
+
+def _int8_outputs(model_bytes: bytes, x_float: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 outputs, dequantised outputs) of the TFLite reference kernels on float inputs."""
+    from sea_core.deploy_tflm import (dequantize_output, inspect_model, litert_reference,
+                                      litert_run, quantize_input)
+
+    info = inspect_model(model_bytes)
+    xq = quantize_input(x_float, info.input)
+    y = litert_run(litert_reference(model_bytes), xq)
+    return y, dequantize_output(y, info.output)
+
+
+def verify_tflm(model_bytes: bytes, x_int8: np.ndarray, *, q: QuantParams = QUANT) -> dict:
+    """Smallest arena, reported arena, TFLM == TFLite (BUILTIN_REF) and ms per window.
+
+    Raises
+    ------
+    DeployError
+        TFLM cannot load or run the model (TFLM's own text included), or its
+        output differs from the reference kernels.
+    """
+    from sea_core.deploy_tflm import (litert_reference, litert_run, tflm_arena_used,
+                                      tflm_interpreter, tflm_invoke, tflm_min_arena)
+
+    arena = tflm_min_arena(model_bytes, q)
+    interp = tflm_interpreter(model_bytes, arena)
+    used = tflm_arena_used(interp)
+    t0 = time.perf_counter()
+    ys = np.stack([tflm_invoke(interp, x[None])[0] for x in x_int8])
+    ms = (time.perf_counter() - t0) * 1000 / len(x_int8)
+    ref = litert_run(litert_reference(model_bytes), x_int8)
+    diff = int(np.abs(ys.astype(np.int32) - ref.astype(np.int32)).max())
+    if diff:
+        raise DeployError(f"TFLM output differs from the TFLite reference kernels by up to {diff} "
+                          f"int8 units on {len(x_int8)} windows")
+    return {"min_arena_bytes": int(arena), "arena_used_bytes": int(used), "tflm_equals_tflite": True,
+            "tflm_ms_per_window": float(ms), "checked_windows": int(len(x_int8))}
+
+
+# --------------------------------------------------------------------------- memory work
+def choose_int4(model_bytes: bytes, float_out: np.ndarray, x_float: np.ndarray, *,
+                flash_goal: int, q: QuantParams = QUANT) -> tuple[bytes, list[int], list[dict]]:
+    """int4 filters for the largest weight ops until ``len(model) <= flash_goal``, fidelity kept.
+
+    Returns (model bytes, int4 op indices, trail of (ops, bytes, mean cosine)).
+    """
+    from sea_core.deploy_patch import to_int4, weight_ops
+
+    order = [i for i, _, _ in sorted(weight_ops(model_bytes), key=lambda t: -t[2])]
+    chosen: list[int] = []
+    current = model_bytes
+    trail = []
+    for oi in order:
+        if len(current) <= flash_goal:
+            break
+        cand = to_int4(model_bytes, chosen + [oi])
+        cos = cosine_stats(_int8_outputs(cand, x_float)[1], float_out)
+        trail.append({"int4_ops": chosen + [oi], "model_bytes": len(cand), "mean_cosine": cos["mean"]})
+        if cos["mean"] < q.int4_min_mean_cosine:
+            log.warning("int4 on op %d drops the mean cosine to %.4f; stopping", oi, cos["mean"])
+            break
+        chosen.append(oi)
+        current = cand
+    return current, chosen, trail
+
+
+def patch_model(model_bytes: bytes, x_int8: np.ndarray, *, arena_goal: int,
+                q: QuantParams = QUANT) -> dict:
+    """Plan, split and verify patch-based inference; returns stages, plan and measured figures.
+
+    The plan's estimate is corrected by the measured TFLM overhead (up to 4 tries).
+    Verification: the stitched TFLM result equals the unpatched model's TFLite
+    reference output bit for bit on ``x_int8``.
+    """
+    from sea_core.deploy_patch import plan_patches, run_patched, split_model
+    from sea_core.deploy_tflm import (litert_reference, litert_run, tflm_arena_used,
+                                      tflm_interpreter, tflm_invoke, tflm_min_arena)
+
+    goal = arena_goal
+    for _ in range(4):
+        plan = plan_patches(model_bytes, peak_goal=goal)
+        a_bytes, b_bytes = split_model(model_bytes, plan)
+        arena_a, arena_b = tflm_min_arena(a_bytes, q), tflm_min_arena(b_bytes, q)
+        peak = max(arena_a + plan.stitch_bytes, arena_b)
+        if peak <= arena_goal:
+            break
+        goal -= peak - arena_goal + 256
+    ia, ib = tflm_interpreter(a_bytes, arena_a), tflm_interpreter(b_bytes, arena_b)
+    used_a, used_b = tflm_arena_used(ia), tflm_arena_used(ib)
+    t0 = time.perf_counter()
+    ys = np.stack([run_patched(x[None], plan, lambda z: tflm_invoke(ia, z),
+                               lambda z: tflm_invoke(ib, z))[0] for x in x_int8])
+    ms = (time.perf_counter() - t0) * 1000 / len(x_int8)
+    ref = litert_run(litert_reference(model_bytes), x_int8)
+    diff = int(np.abs(ys.astype(np.int32) - ref.astype(np.int32)).max())
+    if diff:
+        raise DeployError(f"patched TFLM output differs from the unpatched int8 model by up to "
+                          f"{diff} int8 units")
+    return {"plan": plan, "stage_a": a_bytes, "stage_b": b_bytes,
+            "arena_a": arena_a, "arena_b": arena_b, "arena_used_a": used_a, "arena_used_b": used_b,
+            "peak_bytes": max(arena_a + plan.stitch_bytes, arena_b),
+            "both_resident_bytes": arena_a + arena_b, "tflm_ms_per_window": ms,
+            "tflm_equals_tflite": True}
+
+
+# --------------------------------------------------------------------------- orchestration
+def quantize(model, data_dir, out_dir, *, board: str | BoardBudget = DEFAULT_BOARD,
+             include_frontend: bool = False, optimize: str = "int8", emb_dim: int | None = None,
+             q: QuantParams = QUANT) -> dict:
+    """Convert, verify, export; returns the report dict (also written to ``out_dir``).
+
+    Raises
+    ------
+    ParameterError
+        Unknown board / mode, emb_dim mismatch, not a student.
+    DataError, SchemaError
+        The training set is missing, too small or of another schema.
+    DeployError
+        Conversion leaves float ops, TFLM fails (its text included), TFLM and
+        TFLite disagree, or the mean cosine is below ``q.min_mean_cosine``.
+    BudgetError
+        Flash or RAM exceeds the board (the report files are written first).
+    """
+    from sea_core.deploy_export import (frontend_scratch_bytes, write_frontend_params,
+                                        write_model_data, write_report)
+    from sea_core.deploy_tflm import inspect_model, quantize_input
+
+    if optimize not in OPTIMIZE_MODES:
+        raise ParameterError(f"optimize must be one of {OPTIMIZE_MODES}, got {optimize!r}")
+    if isinstance(board, str):
+        if board not in BOARDS:
+            raise ParameterError(f"unknown board {board!r}; known: {', '.join(BOARDS)}")
+        board = BOARDS[board]
+    if include_frontend and optimize == "memory":
+        raise ParameterError("--optimize memory patches the log-mel trunk; use it without "
+                             "--include-frontend")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    net, spec = load_trunk(model, include_frontend=include_frontend)
+    if emb_dim is not None and spec.emb_dim != emb_dim:
+        raise ParameterError(f"the model outputs {spec.emb_dim}-d embeddings, --emb-dim says {emb_dim}")
+    model_name = str(model) if isinstance(model, (str, os.PathLike)) else model.name
+
+    rep_audio = read_student_audio(data_dir, "train", q.representative_windows, seed=q.seed,
+                                   window_samples=spec.window_samples)
+    if len(rep_audio) < q.representative_windows:
+        raise DataError(f"{data_dir}/train holds {len(rep_audio)} windows; the representative "
+                        f"dataset needs {q.representative_windows}")
+    held = None
+    for split in ("test", "validate"):
+        if _split_files(data_dir, split):
+            held = read_student_audio(data_dir, split, q.fidelity_windows, seed=q.seed + 1,
+                                      window_samples=spec.window_samples)
+            held_split = split
+            break
+    if held is None or len(held) == 0:
+        held = read_student_audio(data_dir, "train", q.fidelity_windows, seed=q.seed,
+                                  exclude=q.representative_windows, window_samples=spec.window_samples)
+        held_split = "train (not in the representative draw)"
+    if len(held) == 0:
+        raise DataError(f"{data_dir}: no held-out windows for the fidelity check")
+
+    if include_frontend:
+        rep_x = rep_audio.astype(np.float32) / 32768.0
+        held_x = held.astype(np.float32) / 32768.0
+    else:
+        rep_x = student_logmels(rep_audio)
+        held_x = student_logmels(held)
+    log.info("converting %s (%d representative windows)", net.name, len(rep_x))
+    base = convert_int8(net, rep_x)
+    float_out = np.asarray(net.predict(held_x, batch_size=64, verbose=0), dtype=np.float32)
+
+    notes: list[str] = []
+    p = spec.frontend
+    fe_path, fe_flash = (None, 0)
+    final = base
+    memory = None
+    if optimize == "memory":
+        final, int4_ops, trail = choose_int4(base, float_out, held_x,
+                                             flash_goal=q.flash_goal_bytes - fe_flash_estimate(spec),
+                                             q=q)
+        memory = {"int4_ops": int4_ops, "int4_trail": trail, "int8_model_bytes": len(base)}
+        if int4_ops:
+            notes.append(f"int4 per-channel filters on ops {int4_ops} (largest convs), "
+                         f"activations int8; int8 model {len(base):,} B -> {len(final):,} B")
+    info = inspect_model(final)
+    n_check = min(q.tflm_check_windows, len(held_x))
+    x_check = quantize_input(held_x[:n_check], info.input)
+    _, y_deq = _int8_outputs(final, held_x)
+    fid = cosine_stats(y_deq, float_out)
+    fid_values = fid.pop("values")
+
+    models: dict[str, bytes]
+    defines: dict[str, int] = {}
+    tables: dict[str, list[list[int]]] = {}
+    if optimize == "memory":
+        pm = patch_model(final, x_check, arena_goal=q.arena_goal_bytes, q=q)
+        plan = pm["plan"]
+        models = {"sea_stage_a_model": pm["stage_a"], "sea_stage_b_model": pm["stage_b"]}
+        defines = {"SEA_PATCHED": 1, "SEA_PATCH_H": plan.patch[0], "SEA_PATCH_W": plan.patch[1],
+                   "SEA_PATCH_STRIDE_H": plan.stride[0], "SEA_PATCH_STRIDE_W": plan.stride[1],
+                   "SEA_PATCH_ROWS": len(plan.rows), "SEA_PATCH_COLS": len(plan.cols),
+                   "SEA_STITCH_BYTES": plan.stitch_bytes,
+                   "SEA_STAGE_A_ARENA_BYTES": pm["arena_a"], "SEA_STAGE_B_ARENA_BYTES": pm["arena_b"]}
+        tables = {"sea_patch_rows": [list(r) for r in plan.rows],
+                  "sea_patch_cols": [list(c) for c in plan.cols]}
+        arena = pm["peak_bytes"]
+        app_buffers = int(np.prod(info.input.shape))   # the full int8 log-mel, cut into patches
+        verification = {"tflm_equals_tflite": True, "checked_windows": n_check,
+                        "tflm_ms_per_window": pm["tflm_ms_per_window"],
+                        "stage_a_min_arena_bytes": pm["arena_a"], "stage_b_min_arena_bytes": pm["arena_b"],
+                        "stage_a_arena_used_bytes": pm["arena_used_a"],
+                        "stage_b_arena_used_bytes": pm["arena_used_b"],
+                        "both_stages_resident_bytes": pm["both_resident_bytes"]}
+        memory.update({"patch_plan": plan.as_dict(), "peak_bytes": pm["peak_bytes"],
+                       "both_resident_bytes": pm["both_resident_bytes"]})
+        macs = plan.macs
+        notes.append(f"patch-based inference: ops[:{plan.split}] run on {plan.n_patches} patches of "
+                     f"{plan.patch[0]}x{plan.patch[1]} (stitched map {plan.stitch_bytes:,} B); arena = "
+                     f"max(stage A {pm['arena_a']:,} + stitch, stage B {pm['arena_b']:,}) = "
+                     f"{pm['peak_bytes']:,} B (both interpreters resident: {pm['both_resident_bytes']:,} B)")
+        (out_dir / "stage_a.tflite").write_bytes(pm["stage_a"])
+        (out_dir / "stage_b.tflite").write_bytes(pm["stage_b"])
+    else:
+        v = verify_tflm(final, x_check, q=q)
+        models = {"sea_model": final}
+        defines = {"SEA_PATCHED": 0, "SEA_ARENA_BYTES": v["min_arena_bytes"]}
+        arena = v["min_arena_bytes"]
+        app_buffers = 0                                  # TFLM input/output tensors live in the arena
+        verification = v
+        macs = info.macs
+    (out_dir / "model.tflite").write_bytes(final)
+    write_model_data(out_dir, models, defines=defines, tables=tables, q=q)
+    model_flash = int(sum(len(b) for b in models.values()))
+    if include_frontend:
+        fe_scratch = 0
+        notes.append("front-end inside the model: no frontend_params.h")
+    else:
+        fe_path, fe_flash = write_frontend_params(out_dir, p, spec.window_samples,
+                                                  input_scale=info.input.scale,
+                                                  input_zero_point=info.input.zero_point)
+        fe_scratch = frontend_scratch_bytes(p, spec.window_samples)
+    flash_total = model_flash + fe_flash
+    ram_total = arena + app_buffers + fe_scratch
+    fits = flash_total <= board.flash_bytes and ram_total <= board.ram_bytes
+    verdict = ("fits" if fits else "OVER BUDGET: " + "; ".join(
+        s for s in (f"flash {flash_total:,} B > {board.flash_bytes:,} B" if flash_total > board.flash_bytes else "",
+                    f"RAM {ram_total:,} B > {board.ram_bytes:,} B" if ram_total > board.ram_bytes else "")
+        if s))
+    report = {
+        "model": model_name, "student": {"emb_dim": spec.emb_dim, "head": spec.head,
+                                         "window_samples": spec.window_samples},
+        "mode": optimize, "include_frontend": include_frontend,
+        "representative_windows": int(len(rep_x)), "held_out_windows": int(len(held_x)),
+        "held_out_split": held_split,
+        "flash": {"model_bytes": model_flash, "frontend_bytes": fe_flash, "total_bytes": flash_total},
+        "ram": {"arena_bytes": int(arena), "app_buffer_bytes": app_buffers,
+                "frontend_scratch_bytes": fe_scratch, "total_bytes": int(ram_total)},
+        "macs": int(macs), "ops": list(info.ops), "op_counts": info.op_counts,
+        "input": {"shape": list(info.input.shape), "scale": info.input.scale,
+                  "zero_point": info.input.zero_point},
+        "output": {"shape": list(info.output.shape), "scale": info.output.scale,
+                   "zero_point": info.output.zero_point},
+        "verification": verification, "fidelity": fid, "memory": memory,
+        "goals": {"flash_goal_bytes": q.flash_goal_bytes, "arena_goal_bytes": q.arena_goal_bytes,
+                  "flash_met": flash_total <= q.flash_goal_bytes, "arena_met": arena <= q.arena_goal_bytes},
+        "budget": {"board": board.name, "flash_bytes": board.flash_bytes, "ram_bytes": board.ram_bytes,
+                   "fits": fits, "verdict": verdict},
+        "notes": notes + ["arena figures are measured on the x86-64 host build of TFLM "
+                          "(64-bit pointers: a Cortex-M arena is a little smaller)",
+                          "RAM total = arena + application buffers + front-end scratch "
+                          "(conservative: the front-end scratch could reuse the arena)"],
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_report(out_dir, report)
+    if fid["mean"] < q.min_mean_cosine:
+        raise DeployError(f"int8 fidelity too low: mean cosine {fid['mean']:.4f} < "
+                          f"{q.min_mean_cosine} on {fid['n']} held-out windows "
+                          f"(min {float(np.min(fid_values)):.4f}); report in {out_dir}")
+    if not fits:
+        raise BudgetError(f"{model_name} does not fit board {board.name}: {verdict[len('OVER BUDGET: '):]} "
+                          f"(report: {out_dir / 'deploy_report.md'})")
+    return report
+
+
+def fe_flash_estimate(spec: StudentSpec) -> int:
+    """Flash of the default front-end constants (window + sparse Q15 mel), for the flash goal."""
+    from sea_core.deploy_export import frontend_constants
+
+    c = frontend_constants(spec.frontend, spec.window_samples)
+    return int(c["window_q15"].nbytes + c["mel_band_start"].nbytes + c["mel_band_len"].nbytes
+               + c["mel_weights_q15"].nbytes + 36)
+
+
+# --------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="sea quantize", description=(
+        "Full-int8 TFLite of a SEA student, verified in TFLite-Micro, exported as C arrays with "
+        "a flash/RAM report against a board budget."))
+    ap.add_argument("model", help="student .keras file (audio or log-mel input)")
+    ap.add_argument("--data", required=True, help="training set directory (DIR/{train,validate,test})")
+    ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument("--board", default=DEFAULT_BOARD, choices=sorted(BOARDS),
+                    help=f"budget to check against (default {DEFAULT_BOARD})")
+    ap.add_argument("--include-frontend", action="store_true",
+                    help="convert the audio-input model (front-end inside the model)")
+    ap.add_argument("--optimize", default="int8", choices=OPTIMIZE_MODES,
+                    help="int8: plain full-int8 model; memory: int4 filters for the largest convs "
+                         "(flash goal) + patch-based inference of the early blocks (arena goal)")
+    ap.add_argument("--emb-dim", type=int, default=None,
+                    help="expected embedding dim (checked against the model)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    report = quantize(args.model, args.data, args.out, board=args.board,
+                      include_frontend=args.include_frontend, optimize=args.optimize,
+                      emb_dim=args.emb_dim)
+    print(Path(args.out, "deploy_report.md").read_text())
+    log.info("verdict: %s", report["budget"]["verdict"])
+    return 0
