@@ -6,6 +6,7 @@ from setuptools import find_packages, setup
 INSTALL_REQUIRES = [
     "apache-beam>=2.77.0,<2.78",
     "tensorflow-cpu>=2.21.0,<2.22",
+    "tensorboard>=2.21,<2.22",
     "keras>=3.12,<3.16",
     "numpy>=2.0,<2.5",
     "pyarrow>=14.0.1,<26",

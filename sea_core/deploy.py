@@ -294,7 +294,7 @@ def patch_model(model_bytes: bytes, x_int8: np.ndarray, *, arena_goal: int,
         a_bytes, b_bytes = split_model(model_bytes, plan)
         arena_a, arena_b = tflm_min_arena(a_bytes, q), tflm_min_arena(b_bytes, q)
         peak = max(arena_a + plan.stitch_bytes, arena_b)
-        if peak <= arena_goal:
+        if peak <= arena_goal or arena_b > arena_goal:   # smaller patches cannot shrink stage B
             break
         goal -= peak - arena_goal + 256
     ia, ib = tflm_interpreter(a_bytes, arena_a), tflm_interpreter(b_bytes, arena_b)
@@ -317,8 +317,8 @@ def patch_model(model_bytes: bytes, x_int8: np.ndarray, *, arena_goal: int,
 
 # --------------------------------------------------------------------------- orchestration
 def quantize(model, data_dir, out_dir, *, board: str | BoardBudget = DEFAULT_BOARD,
-             include_frontend: bool = False, optimize: str = "int8", emb_dim: int | None = None,
-             q: QuantParams = QUANT) -> dict:
+             include_frontend: bool = False, optimize: str = "int8", int4: bool = False,
+             emb_dim: int | None = None, q: QuantParams = QUANT) -> dict:
     """Convert, verify, export; returns the report dict (also written to ``out_dir``).
 
     Raises
@@ -343,7 +343,7 @@ def quantize(model, data_dir, out_dir, *, board: str | BoardBudget = DEFAULT_BOA
         if board not in BOARDS:
             raise ParameterError(f"unknown board {board!r}; known: {', '.join(BOARDS)}")
         board = BOARDS[board]
-    if include_frontend and optimize == "memory":
+    if include_frontend and (optimize == "memory" or int4):
         raise ParameterError("--optimize memory patches the log-mel trunk; use it without "
                              "--include-frontend")
     out_dir = Path(out_dir)
@@ -387,14 +387,18 @@ def quantize(model, data_dir, out_dir, *, board: str | BoardBudget = DEFAULT_BOA
     fe_path, fe_flash = (None, 0)
     final = base
     memory = None
-    if optimize == "memory":
+    if int4:
         final, int4_ops, trail = choose_int4(base, float_out, held_x,
                                              flash_goal=q.flash_goal_bytes - fe_flash_estimate(spec),
                                              q=q)
         memory = {"int4_ops": int4_ops, "int4_trail": trail, "int8_model_bytes": len(base)}
         if int4_ops:
             notes.append(f"int4 per-channel filters on ops {int4_ops} (largest convs), "
-                         f"activations int8; int8 model {len(base):,} B -> {len(final):,} B")
+                         f"activations int8; int8 model {len(base):,} B -> {len(final):,} B. TFLM "
+                         f"unpacks an int4 filter into an arena scratch buffer of its int8 size, "
+                         f"so the arena grows by the largest int4 filter")
+    elif optimize == "memory":
+        memory = {"int4_ops": [], "int8_model_bytes": len(base)}
     info = inspect_model(final)
     n_check = min(q.tflm_check_windows, len(held_x))
     x_check = quantize_input(held_x[:n_check], info.input)
@@ -517,8 +521,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--include-frontend", action="store_true",
                     help="convert the audio-input model (front-end inside the model)")
     ap.add_argument("--optimize", default="int8", choices=OPTIMIZE_MODES,
-                    help="int8: plain full-int8 model; memory: int4 filters for the largest convs "
-                         "(flash goal) + patch-based inference of the early blocks (arena goal)")
+                    help="int8: plain full-int8 model; memory: patch-based inference of the early "
+                         "blocks until peak RAM fits the arena goal")
+    ap.add_argument("--int4", action="store_true",
+                    help="int4 per-channel filters for the largest convs until the model fits the "
+                         "flash goal (costs arena: TFLM unpacks int4 filters into scratch)")
     ap.add_argument("--emb-dim", type=int, default=None,
                     help="expected embedding dim (checked against the model)")
     return ap
@@ -528,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     report = quantize(args.model, args.data, args.out, board=args.board,
                       include_frontend=args.include_frontend, optimize=args.optimize,
-                      emb_dim=args.emb_dim)
+                      int4=args.int4, emb_dim=args.emb_dim)
     print(Path(args.out, "deploy_report.md").read_text())
     log.info("verdict: %s", report["budget"]["verdict"])
     return 0

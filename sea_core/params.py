@@ -583,3 +583,54 @@ SIDECAR = SidecarParams()
 
 __all__ += ["AudioIOParams", "AUDIO_IO", "AWeightingParams", "A_WEIGHTING",
             "SidecarParams", "SIDECAR"]
+
+
+# --------------------------------------------------------------------------- capacity model (`sea plan`)
+@dataclass(frozen=True, kw_only=True)
+class CapacityParams:
+    """Defaults and stated assumptions of the capacity model (``sea_core/plan.py``, docs/scaling.md).
+
+    Everything measured comes from ``benchmarks/results/models.json``; the values
+    here are used only where no measurement exists, and ``sea plan`` says so.
+    """
+
+    sensors: int = 50
+    years: float = 3.0
+    clip_interval_s: float = 300.0
+    """One clip per sensor every this many seconds."""
+    clip_seconds: float = 10.0
+    input_sample_rate: int = 48_000
+    """Sample rate of the recorded FLAC clips (the demo corpus rate)."""
+    input_bits: int = 16
+    flac_ratio: float = 0.6
+    """FLAC size / 16-bit PCM size (assumed; street noise compresses less than music)."""
+    metadata_bytes_per_window: int = 256
+    """Uncompressed upper bound of the frames row's non-array columns (ids, uri, times, SPL)."""
+    training_row_overhead_bytes: int = 96
+    """window_id + sensor + day of a training-set row."""
+    parquet_ratio: float = 1.0
+    """Parquet size / raw column bytes (1.0: no credit taken for compression)."""
+    default_teacher_fps_per_vcpu: float = 10.0
+    """Teacher windows/s per vCPU when benchmarks/results/models.json is absent (assumed)."""
+    default_student_fps_per_vcpu: float = 400.0
+    """Student (with front-end) windows/s per vCPU when models.json is absent (assumed)."""
+    gpu_speedup: float = 60.0
+    """Teacher windows/s of one T4 GPU / windows/s of one vCPU (assumed: no GPU was measured)."""
+    cost_cpu_hour: float = 0.07
+    """USD per vCPU-hour (Dataflow batch vCPU + 3.75 GB memory, list price, assumed)."""
+    cost_gpu_hour: float = 0.63
+    """USD per T4-hour including its n1-standard-4 host (assumed)."""
+    preprocess_cpu_s_per_clip: float = 0.005
+    """vCPU-seconds to decode, resample (2x soxr HQ), frame and SPL one 10-s clip (assumed)."""
+    train_backward_factor: float = 3.0
+    """A training step costs this many forward passes (forward + backward + update)."""
+    pca_flops_per_s_per_vcpu: float = 2e10
+    """Sustained float64 GEMM rate of one vCPU for the PCA fit (assumed)."""
+    refresh_days: int = 7
+    benchmark_batch: int = 64
+    """Batch size whose measured windows/s the model uses."""
+
+
+CAPACITY = CapacityParams()
+
+__all__ += ["CapacityParams", "CAPACITY"]

@@ -242,7 +242,7 @@ def test_aisfx_layer_config_round_trip():
 
 # --------------------------------------------------------------------------- TFLite
 def test_student_frontend_converts_to_full_int8_tflite(rng):
-    """Conv/mul/elementwise only: the converter keeps every op int8 (no RFFT, no float island)."""
+    """Gather/matmul/elementwise only: the converter keeps every op int8 (no RFFT, no float island)."""
     import tensorflow as tf
     litert = pytest.importorskip("ai_edge_litert.interpreter")
     inp = keras.Input((8000,), batch_size=1)
@@ -257,7 +257,7 @@ def test_student_frontend_converts_to_full_int8_tflite(rng):
                                 experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF)
     interp.allocate_tensors()
     ops = {d["op_name"] for d in interp._get_ops_details()}
-    assert {"CONV_2D", "LOG"} <= ops and not ops & {"RFFT2D", "QUANTIZE", "DEQUANTIZE"}, ops
+    assert {"FULLY_CONNECTED", "LOG"} <= ops and not ops & {"RFFT2D", "QUANTIZE", "DEQUANTIZE"}, ops
     tensors = {d["index"]: d for d in interp.get_tensor_details()}
     for op in interp._get_ops_details():
         for i in op["outputs"]:
