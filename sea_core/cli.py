@@ -18,7 +18,10 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("synth", "sea_core.synth", "generate the deterministic SONYC-like demo corpus"),
     ("embed", "sea_core.api", "embed audio files with a SEA student or a teacher (edgel3-style)"),
     ("models", "sea_core.models.store", "list / show / import models in the local store"),
+    ("train", "sea_core.train", "train a SEA student by streaming a Parquet training set"),
+    ("evaluate", "sea_core.evaluate", "downstream SONYC-UST-layout evaluation (AUPRC)"),
     ("quantize", "sea_core.deploy", "int8 TFLite + TFLite-Micro check + C export + board budget report"),
+    ("plan", "sea_core.plan", "capacity model: windows, bytes, CPU/GPU hours and cost of a corpus"),
 ]
 
 

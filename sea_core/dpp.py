@@ -41,7 +41,7 @@ from scipy.special import gammaln
 
 from sea_core.errors import ParameterError
 
-__all__ = ["l1_normalise", "dpp_features", "logdet_subset", "log_elementary_symmetric",
+__all__ = ["single_thread_blas", "l1_normalise", "dpp_features", "logdet_subset", "log_elementary_symmetric",
            "sample_k_dpp", "sample_projection_dpp", "greedy_map", "dense_kernel"]
 
 
@@ -110,16 +110,26 @@ def log_elementary_symmetric(log_mu: np.ndarray, k: int) -> np.ndarray:
     return e
 
 
-def _single_thread_blas():
-    """Sequential matrix-vector loops are memory-bound: a multi-threaded BLAS only adds
-    synchronisation (6-8x slower measured on a loaded 2-core machine). threadpoolctl ships
-    with scikit-learn; without it this is a no-op."""
+_CONTROLLER = []
+
+
+def single_thread_blas():
+    """Context limiting BLAS/LAPACK to one thread (no-op without threadpoolctl).
+
+    The DPP steps are small LAPACK calls and memory-bound matrix-vector loops; on a
+    shared 2-core machine a multi-threaded OpenBLAS spends its time synchronising
+    (measured: eigh of 67 x 67 at 80 ms, greedy MAP 10x slower). Parallelism belongs
+    at the group level (groups are sampled independently). threadpoolctl ships with
+    scikit-learn; its controller is created once.
+    """
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover
         import contextlib
         return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
 def _log_comb(n: int, j: np.ndarray) -> np.ndarray:
@@ -147,7 +157,7 @@ def sample_projection_dpp(v: np.ndarray, rng: np.random.Generator) -> np.ndarray
     -------
     np.ndarray [k] int64, in the order drawn.
     """
-    with _single_thread_blas():
+    with single_thread_blas():
         return _sample_projection_dpp(v, rng)
 
 
@@ -205,6 +215,12 @@ def sample_k_dpp(b: np.ndarray, c: float, k: int, rng: np.random.Generator, *,
         raise ParameterError(f"k-DPP: k must be in [1, {n}], got {k}")
     if not c > 0:
         raise ParameterError(f"k-DPP: diagonal term c must be > 0, got {c}")
+    with single_thread_blas():
+        return _sample_k_dpp(b, c, k, rng, rtol)
+
+
+def _sample_k_dpp(b, c, k, rng, rtol):
+    n = b.shape[0]
     lam, vecs, dense = _spectrum(b, rtol)
     r = lam.size
     m_c = n - r                                  # multiplicity of eigenvalue c
@@ -259,7 +275,7 @@ def greedy_map(b: np.ndarray, c: float, k: int) -> tuple[np.ndarray, float]:
     n, _ = b.shape
     if not 1 <= k <= n:
         raise ParameterError(f"greedy MAP: k must be in [1, {n}], got {k}")
-    with _single_thread_blas():
+    with single_thread_blas():
         return _greedy_map(b, c, k)
 
 

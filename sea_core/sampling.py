@@ -42,6 +42,11 @@ Modes (DPP methods only)
     always *maximises* ``det(L_Y)`` (deterministic, ignores the seed), 'exact'
     always *samples* it. Greedy is ``O(N k (D + k))``; exact is ``O(N D² + N k (D + k))``.
 
+BLAS runs single-threaded inside a group (:func:`sea_core.dpp.single_thread_blas`):
+the per-group LAPACK calls are small and the greedy / projection loops memory-bound,
+so threads only add synchronisation on a shared machine; parallelism belongs at
+the group level (the Beam stage samples groups in parallel).
+
 Determinism: each group draws from ``np.random.Generator(PCG64(SeedSequence([seed,
 *sha256(group key)])))``, so a group's result does not depend on which other
 groups exist or their order. The reference mode reproduces the authors' seeding
@@ -371,8 +376,9 @@ def sample_group(emb: np.ndarray | None, relevance: np.ndarray | None, *, k: int
         local, algo = np.sort(rng.choice(n, size=k, replace=False, p=p)), "weighted"
     else:
         b = b_div if method == "diversity" else b_rel
-        if mode == "reference":
-            local, traps, info = _reference_mcmc(b, k, seed=seed, key=key, params=params, rng=rng)
+        if mode == "reference":             # one BLAS thread, as every mode (fair timings)
+            with dpp.single_thread_blas():
+                local, traps, info = _reference_mcmc(b, k, seed=seed, key=key, params=params, rng=rng)
             algo = "dppy-mcmc"
         elif mode == "exact":
             local, info = dpp.sample_k_dpp(b, params.dpp_diag, k, rng, rtol=params.dual_eig_rtol)
@@ -383,9 +389,10 @@ def sample_group(emb: np.ndarray | None, relevance: np.ndarray | None, *, k: int
     seconds = time.perf_counter() - t0
     logdet = {}
     if report_logdet and b_div is not None:
-        logdet["diversity"] = dpp.logdet_subset(b_div, local, params.dpp_diag)
-        if b_rel is not None:
-            logdet["diversity+relevance"] = dpp.logdet_subset(b_rel, local, params.dpp_diag)
+        with dpp.single_thread_blas():
+            logdet["diversity"] = dpp.logdet_subset(b_div, local, params.dpp_diag)
+            if b_rel is not None:
+                logdet["diversity+relevance"] = dpp.logdet_subset(b_rel, local, params.dpp_diag)
     return GroupResult(key=tuple(key), size=n, k=int(k), indices=local, logdet=logdet,
                        algorithm=algo, traps=traps, info=info, seconds=seconds)
 

@@ -82,8 +82,9 @@ def test_kill_and_resume_gives_same_weights(dataset, tmp_path):
                       learning_rate=1e-3, batch_size=16, epochs=2, steps_per_epoch=8,
                       checkpoint_every=2, seed=7, register=False, progress=False))
     out_b = tmp_path / "b"
+    log = open(tmp_path / "train.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "sea_core", "train", *args, "--out", str(out_b)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=log, stderr=subprocess.STDOUT)
     state = out_b / "latest" / "state.json"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not state.exists():
@@ -91,7 +92,9 @@ def test_kill_and_resume_gives_same_weights(dataset, tmp_path):
     killed_at = json.loads(state.read_text()) if state.exists() else None
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    log.close()
+    assert proc.returncode == -signal.SIGKILL, (
+        "training ended before it could be killed:\n" + (tmp_path / "train.log").read_text()[-2000:])
     assert killed_at is not None and killed_at["epoch"] == 0 and 0 < killed_at["step"] < 8
     train(TrainConfig(data=str(dataset), out=str(out_b), emb_dim=DIM, head="linear",
                       learning_rate=1e-3, batch_size=16, epochs=2, steps_per_epoch=8,

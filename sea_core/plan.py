@@ -1,0 +1,417 @@
+"""`sea plan`: capacity model of a SONYC-scale corpus (windows, bytes, compute hours, cost).
+
+Every number is a formula of the scenario (sensors, years, clip interval), the
+teacher's framing (``TeacherSpec``: window, corpus hop, centred as the
+pipeline frames it), the Parquet schemas (``sea_core.schema``) and the
+throughputs measured by ``benchmarks/models.py``
+(``benchmarks/results/models.json``). Where no measurement exists the
+stated default of :data:`sea_core.params.CAPACITY` is used and the report says
+so. docs/scaling.md walks through the default scenario.
+
+>>> from sea_core.plan import Scenario, plan
+>>> report = plan(Scenario(sensors=50, years=3, clip_interval_s=300))   # doctest: +SKIP
+>>> report["corpus"]["windows"]                                          # doctest: +SKIP
+141912000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sea_core.errors import ParameterError
+from sea_core.params import (CAPACITY, REDUCTION, SAMPLING, STUDENT_EMB_DIMS, STUDENT_MEL64,
+                             STUDENT_PARAM_COUNTS, TEACHERS, TRAIN, CapacityParams, TeacherSpec)
+
+__all__ = ["Scenario", "Throughputs", "windows_per_clip", "load_throughputs", "plan",
+           "format_report", "main", "DEFAULT_MODELS_JSON"]
+
+DEFAULT_MODELS_JSON = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "models.json"
+"""Where ``benchmarks/models.py`` writes its measurements."""
+
+_INTEGRAL_TOL = 1e-9  # the same tolerance as sea_core.audio.framing
+_SECONDS_PER_DAY = 86_400
+_DAYS_PER_YEAR = 365
+_EMB_BYTES = 4       # float32
+_AUDIO_BYTES = 2     # int16
+_PCA_BYTES = 8       # float64
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scenario:
+    """What is planned for: the corpus, the teacher and the prices."""
+
+    sensors: int = CAPACITY.sensors
+    years: float = CAPACITY.years
+    clip_interval_s: float = CAPACITY.clip_interval_s
+    teacher: str = "aisfx"
+    refresh_days: int = CAPACITY.refresh_days
+    gpu_speedup: float = CAPACITY.gpu_speedup
+    cost_cpu_hour: float = CAPACITY.cost_cpu_hour
+    cost_gpu_hour: float = CAPACITY.cost_gpu_hour
+    select_fraction: float = SAMPLING.default_fraction
+    dims: tuple[int, ...] = REDUCTION.dims
+    train_emb_dims: tuple[int, ...] = (128,)
+    """Students trained per refresh."""
+    epochs: int = TRAIN.epochs
+    steps_per_epoch: int = TRAIN.steps_per_epoch
+    batch_size: int = TRAIN.batch_size
+
+    def check(self) -> "Scenario":
+        """Raise ParameterError on a value that makes no sense; return self."""
+        positive = {"sensors": self.sensors, "years": self.years,
+                    "clip_interval_s": self.clip_interval_s, "gpu_speedup": self.gpu_speedup,
+                    "epochs": self.epochs, "steps_per_epoch": self.steps_per_epoch,
+                    "batch_size": self.batch_size}
+        for name, value in positive.items():
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ParameterError(f"{name} must be > 0, got {value!r}")
+        for name in ("cost_cpu_hour", "cost_gpu_hour", "refresh_days"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ParameterError(f"{name} must be >= 0, got {value!r}")
+        if self.teacher not in TEACHERS:
+            raise ParameterError(f"teacher must be one of {sorted(TEACHERS)}, got {self.teacher!r}")
+        if not 0 < self.select_fraction <= 1:
+            raise ParameterError(f"select_fraction must be in (0, 1], got {self.select_fraction!r}")
+        if self.clip_interval_s < CAPACITY.clip_seconds:
+            raise ParameterError(f"clip_interval_s ({self.clip_interval_s}) is shorter than a clip "
+                                 f"({CAPACITY.clip_seconds} s)")
+        bad = [d for d in self.train_emb_dims if d not in STUDENT_EMB_DIMS]
+        if bad:
+            raise ParameterError(f"train_emb_dims must be among {STUDENT_EMB_DIMS}, got {bad}")
+        return self
+
+
+@dataclass(frozen=True, kw_only=True)
+class Throughputs:
+    """Windows/s per vCPU (float32, batch ``CAPACITY.benchmark_batch``) and where they come from."""
+
+    teacher_fps_per_vcpu: float
+    student_fps_per_vcpu: dict[int, float]
+    source: str
+    """'measured: <file> (...)' or 'default: ...'."""
+    measured: bool
+    notes: tuple[str, ...] = field(default=())
+
+
+def windows_per_clip(clip_seconds: float, spec: TeacherSpec, *, hop_seconds: float | None = None,
+                     center: bool = True) -> int:
+    """Windows ``frame_audio`` cuts from one clip: ``1 + ceil((L - W) / hop)``.
+
+    ``L`` is the clip length in samples plus ``W // 2`` when centred, ``W`` the
+    teacher window, ``hop`` the corpus hop in samples (``spec.corpus_hop_seconds``
+    unless given). Same formula and tolerance as ``sea_core.audio.framing``.
+    """
+    sr = spec.sample_rate
+    w = spec.window_samples
+    n = int(round(clip_seconds * sr))
+    if n < w:
+        raise ParameterError(f"a {clip_seconds}-s clip is shorter than one {spec.name} window "
+                             f"({w / sr:.3f} s)")
+    hop = (spec.corpus_hop_seconds if hop_seconds is None else hop_seconds) * sr
+    length = n + (w // 2 if center else 0)
+    return 1 + max(0, math.ceil((length - w) / hop - _INTEGRAL_TOL))
+
+
+def _student_window_samples(spec: TeacherSpec) -> int:
+    """8-kHz int16 samples stored per window (student window = teacher window, ARCHITECTURE.md)."""
+    return int(round(spec.window_seconds * STUDENT_MEL64.sample_rate))
+
+
+def load_throughputs(path: str | Path | None = DEFAULT_MODELS_JSON, *, teacher: str = "aisfx",
+                     params: CapacityParams = CAPACITY) -> Throughputs:
+    """Measured windows/s per vCPU from ``benchmarks/models.py``'s JSON, else stated defaults.
+
+    The benchmark ran with TensorFlow using all ``machine.cpu_count`` cores, so
+    per-vCPU = measured / cpu_count (linear scaling assumed; the machine was
+    shared, so this under-estimates a dedicated vCPU).
+    """
+    default = Throughputs(
+        teacher_fps_per_vcpu=params.default_teacher_fps_per_vcpu,
+        student_fps_per_vcpu={d: params.default_student_fps_per_vcpu for d in STUDENT_EMB_DIMS},
+        source=f"default: no measurement at {path} (run benchmarks/models.py); "
+               f"CapacityParams defaults used", measured=False)
+    if path is None or not Path(path).is_file():
+        return default
+    try:
+        data = json.loads(Path(path).read_text())
+        cores = float(data["machine"]["cpu_count"])
+        rows = data["results"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return Throughputs(**{**asdict(default), "source": f"default: {path} unreadable ({exc})"})
+    batch = params.benchmark_batch
+
+    def pick(kind: str, name: str) -> float | None:
+        for r in rows:
+            if r.get("kind") == kind and str(r.get("name")) == name and r.get("batch") == batch:
+                return float(r["windows_per_s"]) / cores
+        return None
+
+    teacher_fps = pick("teacher", teacher)
+    notes = []
+    if teacher_fps is None:
+        teacher_fps = params.default_teacher_fps_per_vcpu
+        notes.append(f"teacher {teacher!r} not in {path}: default {teacher_fps} windows/s/vCPU")
+    students = {}
+    for d in STUDENT_EMB_DIMS:
+        v = pick("student", f"sea-{d}")
+        if v is None:
+            v = params.default_student_fps_per_vcpu
+            notes.append(f"student sea-{d} not in {path}: default {v} windows/s/vCPU")
+        students[d] = v
+    load = data["machine"].get("load_avg_1min_before")
+    return Throughputs(
+        teacher_fps_per_vcpu=teacher_fps, student_fps_per_vcpu=students,
+        source=(f"measured: {path} (batch {batch}, {data.get('created_at', '?')}, "
+                f"{int(cores)} cores, 1-min load {load} before)"),
+        measured=not notes, notes=tuple(notes))
+
+
+def plan(scenario: Scenario = Scenario(), throughputs: Throughputs | None = None, *,
+         params: CapacityParams = CAPACITY) -> dict:
+    """The capacity model: a JSON-able dict (see docs/scaling.md for each formula).
+
+    Raises
+    ------
+    ParameterError
+        An impossible scenario (non-positive sizes, unknown teacher, ...).
+    """
+    sc = scenario.check()
+    tp = throughputs if throughputs is not None else load_throughputs(teacher=sc.teacher, params=params)
+    spec = TEACHERS[sc.teacher]
+
+    # ------------------------------------------------------------- corpus
+    days = sc.years * _DAYS_PER_YEAR
+    clips_per_sensor_day = _SECONDS_PER_DAY / sc.clip_interval_s
+    clips = round(sc.sensors * days * clips_per_sensor_day)
+    wpc = windows_per_clip(params.clip_seconds, spec)
+    windows = clips * wpc
+    audio_hours = clips * params.clip_seconds / 3600
+    new_clips = round(sc.sensors * sc.refresh_days * clips_per_sensor_day)
+    new_windows = new_clips * wpc
+    selected = math.ceil(windows * sc.select_fraction)
+
+    # ------------------------------------------------------------- bytes
+    flac_per_clip = (params.clip_seconds * params.input_sample_rate * params.input_bits / 8
+                     * params.flac_ratio)
+    student_samples = _student_window_samples(spec)
+    emb_b = spec.emb_dim * _EMB_BYTES
+    audio_b = student_samples * _AUDIO_BYTES
+    frames_row = (emb_b + audio_b + params.metadata_bytes_per_window) * params.parquet_ratio
+    targets_b = sum(sc.dims) * _EMB_BYTES
+    train_row = (audio_b + targets_b + params.training_row_overhead_bytes) * params.parquet_ratio
+    pca_in = selected * spec.emb_dim * _PCA_BYTES
+    models = {str(d): {"params": STUDENT_PARAM_COUNTS[d][0],
+                       "float32_bytes": STUDENT_PARAM_COUNTS[d][0] * 4,
+                       "int8_bytes_approx": STUDENT_PARAM_COUNTS[d][0]}
+              for d in STUDENT_EMB_DIMS}
+    bytes_ = {
+        "flac_input": clips * flac_per_clip,
+        "frames": windows * frames_row,
+        "frames_per_window": frames_row,
+        "frames_per_window_parts": {"teacher_emb": emb_b, "student_audio_int16": audio_b,
+                                    "metadata": params.metadata_bytes_per_window},
+        "selection_ids": selected * params.training_row_overhead_bytes,
+        "pca_fit_matrix_float64": pca_in,
+        "pca_solver": "incremental" if pca_in > REDUCTION.memory_limit_bytes else "pca",
+        "training_set": windows * train_row,
+        "training_row": train_row,
+        "models": models,
+        "refresh_flac_input": new_clips * flac_per_clip,
+        "refresh_frames": new_windows * frames_row,
+    }
+
+    # ------------------------------------------------------------- compute
+    teacher_vcpu_s_per_window = 1.0 / tp.teacher_fps_per_vcpu
+    gpu_fps = tp.teacher_fps_per_vcpu * sc.gpu_speedup
+
+    def teacher_hours(n_windows: int) -> dict:
+        return {"vcpu_hours": n_windows * teacher_vcpu_s_per_window / 3600,
+                "gpu_hours": n_windows / gpu_fps / 3600}
+
+    def preprocess_hours(n_clips: int) -> float:
+        return n_clips * params.preprocess_cpu_s_per_clip / 3600
+
+    pca_flops = 2.0 * selected * spec.emb_dim ** 2
+    pca_hours = pca_flops / params.pca_flops_per_s_per_vcpu / 3600
+    train_samples = sc.epochs * sc.steps_per_epoch * sc.batch_size
+    train_hours = {str(d): train_samples * params.train_backward_factor
+                   / tp.student_fps_per_vcpu[d] / 3600 for d in sc.train_emb_dims}
+    train_total = sum(train_hours.values())
+    # build-training-set projects each window: (512 -> sum(dims)) GEMV, negligible next to I/O
+    project_flops_per_window = 2.0 * spec.emb_dim * max(sc.dims)
+    project_hours = lambda n: n * project_flops_per_window / params.pca_flops_per_s_per_vcpu / 3600  # noqa: E731
+
+    full_teacher = teacher_hours(windows)
+    new_teacher = teacher_hours(new_windows)
+    compute = {
+        "preprocess_vcpu_hours": preprocess_hours(clips),
+        "teacher": full_teacher,
+        "pca_fit_vcpu_hours": pca_hours,
+        "project_vcpu_hours": project_hours(windows),
+        "train_vcpu_hours": train_hours,
+        "train_samples": train_samples,
+        "refresh": {
+            "preprocess_vcpu_hours": preprocess_hours(new_clips),
+            "teacher": new_teacher,
+            "project_vcpu_hours": project_hours(new_windows),
+            "train_vcpu_hours": train_total,
+        },
+    }
+
+    # ------------------------------------------------------------- cost
+    cpu, gpu = sc.cost_cpu_hour, sc.cost_gpu_hour
+
+    def stage_costs(pre_h, teach, pca_h, proj_h, train_h, device):
+        teacher_cost = (teach["gpu_hours"] * gpu if device == "gpu" else teach["vcpu_hours"] * cpu)
+        return {"preprocess": pre_h * cpu, "teacher": teacher_cost, "pca_fit": pca_h * cpu,
+                "build_training_set": proj_h * cpu, "train": train_h * cpu}
+
+    cost = {}
+    for device in ("cpu", "gpu"):
+        full = stage_costs(compute["preprocess_vcpu_hours"], full_teacher, pca_hours,
+                           compute["project_vcpu_hours"], train_total, device)
+        refresh = stage_costs(compute["refresh"]["preprocess_vcpu_hours"], new_teacher, 0.0,
+                              compute["refresh"]["project_vcpu_hours"], train_total, device)
+        refit = stage_costs(compute["refresh"]["preprocess_vcpu_hours"], new_teacher, pca_hours,
+                            compute["project_vcpu_hours"], train_total, device)
+        cost[f"teacher_on_{device}"] = {
+            "full_build": {**full, "total": sum(full.values())},
+            "refresh_reuse_pca": {**refresh, "total": sum(refresh.values())},
+            "refresh_with_refit": {**refit, "total": sum(refit.values())},
+        }
+
+    def bottleneck(stages: dict) -> str:
+        return max((k for k in stages if k != "total"), key=lambda k: stages[k])
+
+    best = "gpu" if cost["teacher_on_gpu"]["full_build"]["total"] <= cost["teacher_on_cpu"]["full_build"]["total"] else "cpu"
+    chosen = cost[f"teacher_on_{best}"]
+    bottlenecks = {"device": best, "full_build": bottleneck(chosen["full_build"]),
+                   "refresh": bottleneck(chosen["refresh_reuse_pca"])}
+
+    return {
+        "scenario": {**asdict(sc), "dims": list(sc.dims), "train_emb_dims": list(sc.train_emb_dims)},
+        "teacher": {"name": spec.name, "sample_rate": spec.sample_rate,
+                    "window_samples": spec.window_samples, "window_seconds": spec.window_seconds,
+                    "corpus_hop_seconds": spec.corpus_hop_seconds, "center": True,
+                    "emb_dim": spec.emb_dim},
+        "throughputs": {"teacher_windows_per_s_per_vcpu": tp.teacher_fps_per_vcpu,
+                        "teacher_windows_per_s_per_gpu": gpu_fps,
+                        "student_windows_per_s_per_vcpu": {str(k): v for k, v in tp.student_fps_per_vcpu.items()},
+                        "source": tp.source, "measured": tp.measured, "notes": list(tp.notes)},
+        "corpus": {"days": days, "clips_per_sensor_day": clips_per_sensor_day, "clips": clips,
+                   "audio_hours": audio_hours, "windows_per_clip": wpc, "windows": windows,
+                   "selected_windows": selected, "student_window_samples": student_samples,
+                   "refresh_clips": new_clips, "refresh_windows": new_windows},
+        "bytes": bytes_,
+        "compute": compute,
+        "cost_usd": cost,
+        "bottleneck": bottlenecks,
+        "assumptions": {k: v for k, v in asdict(params).items()
+                        if k not in ("sensors", "years", "clip_interval_s", "refresh_days")},
+    }
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1000 or unit == "PB":
+            return f"{n:,.1f} {unit}" if unit != "B" else f"{n:,.0f} B"
+        n /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+def format_report(r: dict) -> str:
+    """Human-readable summary of :func:`plan`'s dict."""
+    sc, c, b, cp, t = r["scenario"], r["corpus"], r["bytes"], r["compute"], r["throughputs"]
+    te = r["teacher"]
+    lines = [
+        f"SEA capacity plan: {sc['sensors']} sensors x {sc['years']:g} years, one "
+        f"{r['assumptions']['clip_seconds']:g}-s clip every {sc['clip_interval_s']:g} s, teacher {te['name']}",
+        f"  throughputs: {t['source']}",
+        *[f"    note: {n}" for n in t["notes"]],
+        f"    teacher {t['teacher_windows_per_s_per_vcpu']:.2f} windows/s/vCPU; "
+        f"T4 = {sc['gpu_speedup']:g} x vCPU = {t['teacher_windows_per_s_per_gpu']:.0f} windows/s (assumed speed-up)",
+        "corpus",
+        f"  days {c['days']:g}, clips {c['clips']:,} ({c['audio_hours']:,.0f} h of audio)",
+        f"  windows/clip {c['windows_per_clip']} (window {te['window_seconds']:.3f} s, hop "
+        f"{te['corpus_hop_seconds']:.3f} s, centred) -> windows {c['windows']:,}",
+        f"  selected for PCA ({sc['select_fraction']:g}): {c['selected_windows']:,}",
+        "bytes",
+        f"  FLAC input          {_size(b['flac_input'])}",
+        f"  frames Parquet      {_size(b['frames'])}  ({b['frames_per_window']:,.0f} B/window: "
+        f"teacher_emb {b['frames_per_window_parts']['teacher_emb']}, student int16 "
+        f"{b['frames_per_window_parts']['student_audio_int16']}, metadata "
+        f"{b['frames_per_window_parts']['metadata']})",
+        f"  PCA fit matrix      {_size(b['pca_fit_matrix_float64'])} float64 -> solver {b['pca_solver']}",
+        f"  training set        {_size(b['training_set'])}  ({b['training_row']:,.0f} B/row)",
+        "  models              " + ", ".join(
+            f"sea-{d} {m['float32_bytes'] / 1e6:.2f} MB f32 / ~{m['int8_bytes_approx'] / 1e6:.2f} MB int8"
+            for d, m in b["models"].items()),
+        "compute (full build)",
+        f"  preprocess          {cp['preprocess_vcpu_hours']:,.1f} vCPU-h",
+        f"  teacher             {cp['teacher']['vcpu_hours']:,.1f} vCPU-h  or  {cp['teacher']['gpu_hours']:,.1f} T4-h",
+        f"  PCA fit             {cp['pca_fit_vcpu_hours']:,.1f} vCPU-h",
+        f"  build training set  {cp['project_vcpu_hours']:,.2f} vCPU-h (+ I/O of the bytes above)",
+        "  train               " + ", ".join(f"sea-{d} {h:,.1f} vCPU-h" for d, h in cp["train_vcpu_hours"].items())
+        + f" ({cp['train_samples']:,} samples, no early stop)",
+        f"refresh every {sc['refresh_days']} days: {c['refresh_clips']:,} clips, {c['refresh_windows']:,} windows, "
+        f"{_size(b['refresh_flac_input'])} FLAC -> {_size(b['refresh_frames'])} frames; teacher "
+        f"{cp['refresh']['teacher']['vcpu_hours']:,.1f} vCPU-h or {cp['refresh']['teacher']['gpu_hours']:,.2f} T4-h",
+        f"cost (USD; vCPU-h ${sc['cost_cpu_hour']:g}, T4-h ${sc['cost_gpu_hour']:g})",
+    ]
+    for device in ("cpu", "gpu"):
+        cc = r["cost_usd"][f"teacher_on_{device}"]
+        lines.append(f"  teacher on {device.upper()}: full build ${cc['full_build']['total']:,.2f} "
+                     f"(teacher ${cc['full_build']['teacher']:,.2f}); refresh ${cc['refresh_reuse_pca']['total']:,.2f} "
+                     f"(reusing PCA) / ${cc['refresh_with_refit']['total']:,.2f} (with PCA refit)")
+    bn = r["bottleneck"]
+    lines.append(f"bottleneck (teacher on {bn['device'].upper()}): full build -> {bn['full_build']}; "
+                 f"refresh -> {bn['refresh']}")
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = Scenario()
+    ap = argparse.ArgumentParser(prog="sea plan", description=(
+        "Capacity model of a SONYC-scale corpus: windows, bytes per stage, CPU vs GPU hours "
+        "of the teacher stage (measured windows/s from benchmarks/results/models.json), "
+        "cost per refresh and the bottleneck stage."))
+    ap.add_argument("--sensors", type=int, default=d.sensors)
+    ap.add_argument("--years", type=float, default=d.years)
+    ap.add_argument("--clip-interval-s", "--clip-interval", dest="clip_interval_s", type=float,
+                    default=d.clip_interval_s, help="seconds between clips of one sensor")
+    ap.add_argument("--teacher", default=d.teacher, choices=sorted(TEACHERS))
+    ap.add_argument("--gpu-speedup", type=float, default=d.gpu_speedup,
+                    help="T4 windows/s divided by one vCPU's (assumed; default %(default)s)")
+    ap.add_argument("--cost-cpu-hour", type=float, default=d.cost_cpu_hour, help="USD per vCPU-hour")
+    ap.add_argument("--cost-gpu-hour", type=float, default=d.cost_gpu_hour, help="USD per T4-hour")
+    ap.add_argument("--refresh-days", type=int, default=d.refresh_days)
+    ap.add_argument("--select-fraction", type=float, default=d.select_fraction)
+    ap.add_argument("--train-emb-dims", default=",".join(map(str, d.train_emb_dims)),
+                    help="students trained per refresh, comma list")
+    ap.add_argument("--epochs", type=int, default=d.epochs)
+    ap.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)
+    ap.add_argument("--models-json", default=str(DEFAULT_MODELS_JSON),
+                    help="benchmarks/models.py output ('' = use the stated defaults)")
+    ap.add_argument("--json", action="store_true", help="print the full model as JSON")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        dims = tuple(int(x) for x in args.train_emb_dims.split(",") if x.strip())
+    except ValueError:
+        raise ParameterError(f"--train-emb-dims: expected a comma list of ints, got {args.train_emb_dims!r}") from None
+    sc = Scenario(sensors=args.sensors, years=args.years, clip_interval_s=args.clip_interval_s,
+                  teacher=args.teacher, refresh_days=args.refresh_days, gpu_speedup=args.gpu_speedup,
+                  cost_cpu_hour=args.cost_cpu_hour, cost_gpu_hour=args.cost_gpu_hour,
+                  select_fraction=args.select_fraction, train_emb_dims=dims, epochs=args.epochs,
+                  steps_per_epoch=args.steps_per_epoch)
+    tp = load_throughputs(args.models_json or None, teacher=args.teacher)
+    report = plan(sc, tp)
+    print(json.dumps(report, indent=2, sort_keys=True) if args.json else format_report(report))
+    return 0
