@@ -634,3 +634,21 @@ class CapacityParams:
 CAPACITY = CapacityParams()
 
 __all__ += ["CapacityParams", "CAPACITY"]
+
+
+# --------------------------------------------------------------------------- training sets
+@dataclass(frozen=True, kw_only=True)
+class TrainingSetParams:
+    """Parquet training sets (``sea pipeline build-training-set``)."""
+
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    """train / validate / test, assigned per sensor-day so no recording spans splits."""
+    shard_target_bytes: int = 96 * 1024 * 1024
+    """Shards of ~64-128 MB: rows per shard = this / bytes per row."""
+    row_group_rows: int = 1024
+    """Rows per Parquet row group (~16-20 MB for 1-s windows): the streaming unit."""
+    split_seed: int = 0
+
+
+TRAINING_SET = TrainingSetParams()
+__all__ += ["TrainingSetParams", "TRAINING_SET"]

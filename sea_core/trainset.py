@@ -14,15 +14,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sea_core.params import STUDENT_MEL64
+from sea_core.params import STUDENT_MEL64, TRAINING_SET
 from sea_core.schema import TRAINING_SCHEMA_VERSION, target_column, training_schema
 
 __all__ = ["SPLITS", "CARD_FILE", "training_table", "write_shard", "write_card"]
 
 SPLITS = ("train", "validate", "test")
 CARD_FILE = "dataset_card.json"
-ROW_GROUP_ROWS = 1024
-"""Rows per Parquet row group: ~16 MB of 1-s windows, small enough to stream."""
 
 
 def training_table(*, window_ids, sensors, days, audio_int16: np.ndarray,
@@ -50,7 +48,7 @@ def write_shard(path: str | os.PathLike, table: pa.Table) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, compression="zstd",
+    pq.write_table(table, tmp, row_group_size=TRAINING_SET.row_group_rows, compression="zstd",
                    write_statistics=False)
     os.replace(tmp, path)
 

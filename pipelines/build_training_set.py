@@ -1,0 +1,178 @@
+"""``sea pipeline build-training-set``: PCA targets for every window, Parquet shards per split.
+
+Each (sensor, day) partition of the frames dataset goes wholly to one split
+(train / validate / test, deterministic from the split seed), so no recording
+spans splits. A worker reads a partition, projects its teacher embeddings with
+the scaler + PCA artifact (a side input: the arrays travel with the job, not a
+path every worker must reach) to every requested dim, and writes the
+partition's shards (~``TrainingSetParams.shard_target_bytes`` each). That
+write is the pipeline's only and last transform, so the job is correct on
+every runner (DaskRunner included). The driver then writes
+``dataset_card.json`` from the shards' footers.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+
+from pipelines.frames_io import Partition, fixed_list_to_numpy, list_partitions, read_partition, window_ids
+from sea_core.errors import DataError, ParameterError
+from sea_core.params import REDUCTION, TRAINING_SET, TrainingSetParams
+from sea_core.reduction import ReductionArtifact
+from sea_core.schema import target_column, training_schema
+from sea_core.trainset import SPLITS, write_card, write_shard
+
+__all__ = ["assign_splits", "ProjectAndWrite", "build", "run", "main"]
+
+log = logging.getLogger(__name__)
+
+
+def assign_splits(parts: list[Partition], *, fractions=TRAINING_SET.split_fractions,
+                  seed: int = TRAINING_SET.split_seed) -> dict[tuple[str, str], str]:
+    """(sensor, day) -> split. Deterministic; every split gets >= 1 sensor-day when there are >= 3."""
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
+        raise ParameterError(f"split fractions must be 3 non-negative numbers summing to 1, got {fractions}")
+    keys = sorted({(p.sensor, p.day) for p in parts},
+                  key=lambda k: hashlib.sha256(f"{seed}:{k[0]}:{k[1]}".encode()).hexdigest())
+    n = len(keys)
+    n_val = int(round(fractions[1] * n))
+    n_test = int(round(fractions[2] * n))
+    if n >= 3:
+        n_val = max(n_val, 1 if fractions[1] > 0 else 0)
+        n_test = max(n_test, 1 if fractions[2] > 0 else 0)
+    n_train = n - n_val - n_test
+    if n_train < 1:
+        raise ParameterError(f"{n} sensor-day partition(s) cannot be split {fractions} with a "
+                             f"non-empty train split")
+    labels = ["validate"] * n_val + ["test"] * n_test + ["train"] * n_train
+    return dict(zip(keys, labels))
+
+
+class _ProjectAndWriteFn(beam.DoFn):
+    def __init__(self, output: str, dims: tuple[int, ...], shard_bytes: int):
+        self.output, self.dims, self.shard_bytes = output, dims, shard_bytes
+
+    def process(self, element, artifact_arrays):
+        part, split = element
+        artifact = ReductionArtifact(**artifact_arrays)
+        table = read_partition(part, ["recording_id", "window_index", "sensor", "day", "teacher_emb",
+                                      "student_audio"])
+        emb = fixed_list_to_numpy(table.column("teacher_emb"))
+        samples = table.schema.field("student_audio").type.list_size
+        targets = {d: artifact.transform(emb, d) for d in self.dims}
+        schema = training_schema(list(self.dims), samples)
+        audio = table.column("student_audio").combine_chunks()
+        columns = [pa.array(window_ids(table), pa.string()), table.column("sensor").combine_chunks(),
+                   table.column("day").combine_chunks(), audio]
+        columns += [pa.FixedSizeListArray.from_arrays(pa.array(targets[d].ravel()), d)
+                    for d in sorted(self.dims, reverse=True)]
+        out = pa.table(columns, schema=schema)
+        row_bytes = samples * 2 + sum(self.dims) * 4 + 64
+        rows_per_shard = max(1, self.shard_bytes // row_bytes)
+        for i, start in enumerate(range(0, out.num_rows, rows_per_shard)):
+            name = f"part-{part.sensor}-{part.day}-{i:03d}.parquet"
+            write_shard(Path(self.output) / split / name, out.slice(start, rows_per_shard))
+            beam.metrics.Metrics.counter("sea.training_set", f"rows.{split}").inc(
+                min(rows_per_shard, out.num_rows - start))
+        yield split, out.num_rows
+
+
+class ProjectAndWrite(beam.PTransform):
+    """(partition, split) -> shards under ``output/<split>/`` (the pipeline's last transform)."""
+
+    def __init__(self, output: str, dims: tuple[int, ...], artifact_arrays, shard_bytes: int):
+        super().__init__()
+        self.output, self.dims, self.shard_bytes = output, dims, shard_bytes
+        self.artifact_arrays = artifact_arrays
+
+    def expand(self, pcoll):
+        return (pcoll
+                | "SpreadPartitions" >> beam.Reshuffle()
+                | "ProjectWrite" >> beam.ParDo(_ProjectAndWriteFn(self.output, self.dims, self.shard_bytes),
+                                               beam.pvalue.AsSingleton(self.artifact_arrays)))
+
+
+def _artifact_fields(artifact: ReductionArtifact) -> dict:
+    from dataclasses import fields
+    return {f.name: getattr(artifact, f.name) for f in fields(artifact)}
+
+
+def build(p: beam.Pipeline, *, frames: str, pca: str, output: str, dims: tuple[int, ...],
+          params: TrainingSetParams = TRAINING_SET) -> tuple[list[Partition], dict, ReductionArtifact]:
+    """Add the stages to ``p``; returns the partitions, their splits and the artifact."""
+    artifact = ReductionArtifact.load(pca)
+    bad = [d for d in dims if d > artifact.n_components]
+    if bad:
+        raise ParameterError(f"{pca}: dims {bad} exceed the artifact's {artifact.n_components} components")
+    parts = list_partitions(frames)
+    splits = assign_splits(parts, fractions=params.split_fractions, seed=params.split_seed)
+    arrays = p | "Artifact" >> beam.Create([_artifact_fields(artifact)])
+    (p
+     | "Partitions" >> beam.Create([(part, splits[(part.sensor, part.day)]) for part in parts])
+     | "Project" >> ProjectAndWrite(output, tuple(dims), arrays, params.shard_target_bytes))
+    return parts, splits, artifact
+
+
+def build_training_set(*, frames: str, pca: str, output: str, dims: tuple[int, ...],
+                       beam_args: list[str] | None = None,
+                       params: TrainingSetParams = TRAINING_SET) -> dict:
+    """Run the pipeline and write the dataset card; returns the card."""
+    from pipelines.runners import pipeline_options
+
+    out = Path(output)
+    if any((out / s).glob("*.parquet") for s in SPLITS if (out / s).is_dir()):
+        raise DataError(f"{out}: already holds a training set; use a new --output")
+    with beam.Pipeline(options=pipeline_options(beam_args or [])) as p:
+        parts, splits, artifact = build(p, frames=frames, pca=pca, output=output, dims=dims,
+                                        params=params)
+    samples = None
+    for split in SPLITS:
+        for f in sorted((out / split).glob("*.parquet")):
+            import pyarrow.parquet as pq
+            samples = pq.read_schema(f).field("student_audio").type.list_size
+            break
+    if samples is None:
+        raise DataError(f"{out}: the pipeline wrote no shards")
+    summary_path = Path(frames) / "run_summary.json"
+    source = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    sensor_days = {s: sorted(f"{k[0]}/{k[1]}" for k, v in splits.items() if v == s) for s in SPLITS}
+    card = write_card(out, dims=dims, student_samples=samples, teacher_id=artifact.teacher_id,
+                      sampling_method=artifact.sampling_method, pca_artifact=str(Path(pca).resolve()),
+                      fingerprint=artifact.fingerprint, n_fit=artifact.n_fit,
+                      explained_variance_ratio={str(d): float(np.sum(artifact.explained_variance_ratio[:d]))
+                                                for d in dims},
+                      split_fractions=list(params.split_fractions), sensor_days=sensor_days,
+                      source_runs=[{"frames": str(Path(frames).resolve()),
+                                    "run_id": source.get("run_id"),
+                                    "teacher_id": source.get("teacher_id")}],
+                      target_columns=[target_column(d) for d in sorted(dims, reverse=True)])
+    windows = sum(p.rows for p in parts)
+    if sum(card["counts"].values()) != windows:
+        raise DataError(f"{out}: wrote {sum(card['counts'].values())} rows for {windows} windows")
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sea pipeline build-training-set",
+                                     description="Project every window with the PCA artifact into "
+                                                 "Parquet training shards.")
+    parser.add_argument("--frames", required=True)
+    parser.add_argument("--pca", required=True, help="artifact directory of `sea pipeline fit-pca`")
+    parser.add_argument("--dims", default=",".join(map(str, REDUCTION.dims)))
+    parser.add_argument("--output", required=True)
+    args, beam_args = parser.parse_known_args(argv)
+    card = build_training_set(frames=args.frames, pca=args.pca, output=args.output,
+                              dims=tuple(int(d) for d in args.dims.split(",")), beam_args=beam_args)
+    print(f"sea pipeline build-training-set: {card['counts']} rows, dims {card['dims']} -> {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""Beam ``PipelineOptions`` subclasses of the `sea` pipelines.
+
+Every standard Beam flag (``--runner``, ``--direct_num_workers``,
+``--direct_running_mode``, ``--job_endpoint``, ``--environment_type``, Dataflow
+and Flink flags, ...) passes through untouched; the application flags are
+declared here. Flags are registered only if no other ``PipelineOptions``
+subclass has already declared the same option string (Beam parses the flags
+of *every* subclass at once, and argparse refuses duplicates).
+"""
+from __future__ import annotations
+
+import argparse
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+__all__ = ["EmbedOptions", "add_embed_arguments"]
+
+
+def _add(parser, *names, **kwargs) -> None:
+    existing = getattr(parser, "_option_string_actions", {})
+    if any(n in existing for n in names):
+        return
+    parser.add_argument(*names, **kwargs)
+
+
+def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
+    """The application flags of ``sea pipeline embed`` (dash and underscore spellings)."""
+    _add(parser, "--input", dest="input", default=None,
+         help="recordings: a glob (quote it), a directory, or a manifest file of URIs "
+              "(.txt/.lst one per line, or .parquet with a 'uri' column); any fsspec URL")
+    _add(parser, "--output", dest="output", default=None,
+         help="output directory (any fsspec URL): frames/, dead_letter/, manifest.parquet, "
+              "run_summary.json, _SUCCESS")
+    _add(parser, "--teacher", dest="teacher", default="aisfx",
+         help="teacher: aisfx (default) | l3 | l3-random | path to a .keras/.h5/SavedModel")
+    _add(parser, "--teacher-opt", "--teacher_opt", dest="teacher_opt", action="append",
+         default=None, metavar="KEY=VALUE",
+         help="get_teacher option, repeatable (e.g. seed=0, weights=PATH, frontend=none, "
+              "sample_rate=16000)")
+    _add(parser, "--batch-size", "--batch_size", dest="batch_size", type=int, default=32,
+         help="windows per teacher forward pass (every pass is exactly this size)")
+    _add(parser, "--hop-seconds", "--hop_seconds", dest="hop_seconds", type=float, default=None,
+         help="hop between windows; default: the teacher's corpus hop (0.5 s for L3, "
+              "1.16 s for aisfx)")
+    _add(parser, "--shard-size", "--shard_size", dest="shard_size", type=int, default=8,
+         help="recordings per work unit (decoded, scored and embedded together)")
+    _add(parser, "--spl-sidecar", "--spl_sidecar", dest="spl_sidecar", default=None,
+         help="directory of per-second SPL sidecars sensor_<id>/<day>/<ts>.csv|.parquet")
+    _add(parser, "--require-sidecar", "--require_sidecar", dest="require_sidecar",
+         action="store_true", default=False,
+         help="a recording without a sidecar is a dead letter (default: computed SPL)")
+    _add(parser, "--incremental", dest="incremental", action="store_true", default=False,
+         help="process only recordings that are new or changed since the manifest; rebuild "
+              "the affected partitions")
+
+
+class EmbedOptions(PipelineOptions):
+    """Options of ``sea pipeline embed`` (``pipelines.embed_corpus``)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        add_embed_arguments(parser)

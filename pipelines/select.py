@@ -1,0 +1,219 @@
+"""``sea pipeline select``: informed sampling of the PCA fitting set, per group, in Beam.
+
+Groups are (sensor, period) with the reference budgets (``sea_core.sampling.plan_budget``,
+computed in the driver from the Parquet footers). Each group is read and sampled
+by one worker (groups run in parallel); the last transform is the single sink
+that writes ``OUT/selection.parquet`` (window ids) and ``OUT/selection.json``
+(method, mode, seed, budgets, log det per group and in total, small groups,
+reference-mode traps). Safe on every runner, DaskRunner included (one sink, no
+tagged outputs).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.frames_io import Partition, fixed_list_to_numpy, list_partitions, read_partition, window_ids
+from sea_core.errors import ParameterError
+from sea_core.params import SAMPLING
+from sea_core.sampling import METHODS, MODES, PERIODS, POLICIES, group_label, period_labels, plan_budget
+
+__all__ = ["SelectConfig", "plan_groups", "SampleGroups", "WriteSelection", "build", "run", "main"]
+
+log = logging.getLogger(__name__)
+
+SELECTION_FILE = "selection.parquet"
+SUMMARY_FILE = "selection.json"
+_DPP_METHODS = ("diversity", "diversity+relevance")
+
+
+class SelectConfig:
+    """Settings of one selection run (plain attributes, picklable)."""
+
+    def __init__(self, *, frames: str, output: str, method: str, fraction: float | None = None,
+                 k: int | None = None, mode: str = "scalable", period: str = SAMPLING.period,
+                 seed: int = SAMPLING.dpp_seed, policy: str = SAMPLING.small_group_policy,
+                 per_sensor_budget: bool = False):
+        if method not in METHODS:
+            raise ParameterError(f"--method must be one of {METHODS}, got {method!r}")
+        if mode not in MODES:
+            raise ParameterError(f"--mode must be one of {MODES}, got {mode!r}")
+        if period not in PERIODS:
+            raise ParameterError(f"--period must be one of {PERIODS}, got {period!r}")
+        if policy not in POLICIES:
+            raise ParameterError(f"--policy must be one of {POLICIES}, got {policy!r}")
+        if (fraction is None) == (k is None):
+            raise ParameterError("give exactly one of --fraction and --k")
+        if fraction is not None and not 0 < fraction <= 1:
+            raise ParameterError(f"--fraction must be in (0, 1], got {fraction}")
+        if k is not None and k <= 0:
+            raise ParameterError(f"--k must be > 0, got {k}")
+        self.frames, self.output, self.method, self.mode = frames, output, method, mode
+        self.fraction, self.k, self.period, self.seed = fraction, k, period, int(seed)
+        self.policy, self.per_sensor_budget = policy, per_sensor_budget
+
+
+def plan_groups(parts: list[Partition], cfg: SelectConfig) -> tuple[list[tuple], dict]:
+    """[(group key, partitions, k)], budget summary — from the footers only."""
+    groups: dict[tuple, list[Partition]] = {}
+    labels = period_labels(np.array([p.day for p in parts]), cfg.period)
+    for part, label in zip(parts, labels):
+        groups.setdefault((part.sensor, str(label)), []).append(part)
+    sizes = {key: sum(p.rows for p in ps) for key, ps in groups.items()}
+    n = sum(sizes.values())
+    total = cfg.k if cfg.k is not None else math.ceil(cfg.fraction * n)
+    k, sensor_budget = plan_budget(sizes, total=total, per_sensor_budget=cfg.per_sensor_budget)
+    plan = [(key, tuple(groups[key]), int(k[key])) for key in sorted(groups)]
+    return plan, {"windows": n, "total_requested": int(total), "groups": len(plan),
+                  "sensor_budget": sensor_budget}
+
+
+class _SampleGroupFn(beam.DoFn):
+    def __init__(self, cfg: SelectConfig):
+        self.cfg = cfg
+
+    def process(self, element):
+        from sea_core.sampling import sample_group
+
+        key, parts, k = element
+        cols = ["recording_id", "window_index", "relevance", "teacher_emb"]
+        table = pa.concat_tables([read_partition(p, cols) for p in parts])
+        emb = fixed_list_to_numpy(table.column("teacher_emb"))
+        rel = table.column("relevance").to_numpy(zero_copy_only=False).astype(np.float64)
+        result = sample_group(emb, rel, k=k, method=self.cfg.method, mode=self.cfg.mode,
+                              seed=self.cfg.seed, key=key, policy=self.cfg.policy)
+        ids = window_ids(table)[result.indices]
+        beam.metrics.Metrics.counter("sea.select", "groups").inc()
+        beam.metrics.Metrics.counter("sea.select", "selected").inc(len(ids))
+        yield {"group": result.to_dict(), "window_ids": ids.tolist()}
+
+
+class SampleGroups(beam.PTransform):
+    """(group key, partitions, k) -> {'group': GroupResult dict, 'window_ids': [...]}."""
+
+    def __init__(self, cfg: SelectConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def expand(self, pcoll):
+        return (pcoll
+                | "SpreadGroups" >> beam.Reshuffle()
+                | "SampleEachGroup" >> beam.ParDo(_SampleGroupFn(self.cfg)))
+
+
+class _WriteSelectionFn(beam.DoFn):
+    def __init__(self, cfg: SelectConfig, budget: dict):
+        self.cfg, self.budget = cfg, budget
+
+    def process(self, element):
+        _, results = element
+        results = sorted(results, key=lambda r: (r["group"]["sensor"], r["group"]["period"]))
+        out = Path(self.cfg.output)
+        out.mkdir(parents=True, exist_ok=True)
+        rows = sorted((wid, r["group"]["sensor"], r["group"]["period"])
+                      for r in results for wid in r["window_ids"])
+        table = pa.table({"window_id": pa.array([r[0] for r in rows], pa.string()),
+                          "sensor": pa.array([r[1] for r in rows], pa.string()),
+                          "period": pa.array([r[2] for r in rows], pa.string())})
+        tmp = out / (SELECTION_FILE + ".tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, out / SELECTION_FILE)
+        groups = [r["group"] for r in results]
+        kernels = {name for g in groups for name in g["logdet"]}
+        logdet = {name: float(sum(g["logdet"][name] for g in groups))
+                  for name in sorted(kernels) if all(name in g["logdet"] for g in groups)}
+        small = [(group_label((g["sensor"], g["period"]), self.cfg.period), g["size"], g["k"])
+                 for g in groups if g["size"] < g["k"]]
+        summary = {"method": self.cfg.method, "mode": self.cfg.mode if self.cfg.method in _DPP_METHODS
+                   else None, "seed": self.cfg.seed, "period": self.cfg.period,
+                   "policy": self.cfg.policy, "fraction": self.cfg.fraction, "k": self.cfg.k,
+                   "frames": str(self.cfg.frames), **self.budget, "n_selected": len(rows),
+                   "logdet": logdet, "small_groups": small,
+                   "traps": [{"group": group_label((g["sensor"], g["period"]), self.cfg.period), **t}
+                             for g in groups for t in g["traps"]],
+                   "groups_detail": groups}
+        tmp = out / (SUMMARY_FILE + ".tmp")
+        tmp.write_text(json.dumps(summary, indent=2, default=_json_default))
+        os.replace(tmp, out / SUMMARY_FILE)
+        yield summary
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+class WriteSelection(beam.PTransform):
+    """All group results -> one selection file + summary (the single sink)."""
+
+    def __init__(self, cfg: SelectConfig, budget: dict):
+        super().__init__()
+        self.cfg, self.budget = cfg, budget
+
+    def expand(self, pcoll):
+        return (pcoll
+                | "KeyAll" >> beam.Map(lambda r: ("selection", r))
+                | "Gather" >> beam.GroupByKey()
+                | "WriteFiles" >> beam.ParDo(_WriteSelectionFn(self.cfg, self.budget)))
+
+
+def build(p: beam.Pipeline, cfg: SelectConfig):
+    """Add the selection stages to ``p``; returns the summary PCollection."""
+    plan, budget = plan_groups(list_partitions(cfg.frames), cfg)
+    log.info("select: %d windows in %d groups, total %d (%s/%s)", budget["windows"], len(plan),
+             budget["total_requested"], cfg.method, cfg.mode)
+    return (p
+            | "Groups" >> beam.Create(plan)
+            | "Sample" >> SampleGroups(cfg)
+            | "Write" >> WriteSelection(cfg, budget))
+
+
+def run(argv: list[str] | None = None) -> dict:
+    """Parse arguments, run the pipeline, return ``selection.json``'s content."""
+    from pipelines.runners import pipeline_options
+
+    parser = argparse.ArgumentParser(prog="sea pipeline select",
+                                     description="Select the PCA fitting set from a frames dataset.")
+    parser.add_argument("--frames", required=True, help="embed pipeline output directory")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--method", required=True, choices=METHODS)
+    parser.add_argument("--mode", default="scalable", choices=MODES)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--fraction", type=float)
+    group.add_argument("--k", type=int)
+    parser.add_argument("--period", default=SAMPLING.period, choices=PERIODS)
+    parser.add_argument("--seed", type=int, default=SAMPLING.dpp_seed)
+    parser.add_argument("--policy", default=SAMPLING.small_group_policy, choices=POLICIES)
+    parser.add_argument("--per-sensor-budget", action="store_true")
+    args, beam_args = parser.parse_known_args(argv)
+    fraction = args.fraction if (args.fraction is not None or args.k is not None) \
+        else SAMPLING.default_fraction
+    cfg = SelectConfig(frames=args.frames, output=args.output, method=args.method, mode=args.mode,
+                       fraction=fraction, k=args.k, period=args.period, seed=args.seed,
+                       policy=args.policy, per_sensor_budget=args.per_sensor_budget)
+    with beam.Pipeline(options=pipeline_options(beam_args)) as p:
+        build(p, cfg)
+    return json.loads((Path(cfg.output) / SUMMARY_FILE).read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    summary = run(argv)
+    print(f"sea pipeline select: {summary['n_selected']} of {summary['windows']} windows "
+          f"({summary['method']}, {summary['groups']} groups) -> {summary['frames']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
