@@ -7,7 +7,7 @@ teacher embeddings) grouped like a corpus (15 sensors x 10 days, group sizes
 N/150 +-15 %), with relevance = a per-group rank score in (0, 1], select 1 %
 with every method and mode.
 
-Each case runs in its own subprocess so that peak RSS (``ru_maxrss``) is
+Each case runs in its own subprocess so that peak RSS (``VmHWM``) is
 separate per case. Groups are generated on the fly from (seed, sensor, day) and
 dropped after sampling: the 1M x 512 float32 corpus (2 GB) is never held.
 
@@ -86,11 +86,24 @@ def generate_group(key: tuple[str, str], n: int) -> tuple[np.ndarray, np.ndarray
 
 
 # --------------------------------------------------------------------------- one case (subprocess)
+def peak_rss_bytes() -> int:
+    """This process's peak RSS: VmHWM (reset by exec), not ru_maxrss (which Linux keeps across
+    exec, so a child would report at least its parent's peak)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def run_case(spec: dict) -> dict:
     from sea_core.params import SamplingParams
     from sea_core.sampling import plan_budget, sample_group
 
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    base_rss = peak_rss_bytes()
     sizes = layout(spec["n"])
     total = int(np.ceil(FRACTION * spec["n"]))
     k_of, _ = plan_budget(sizes, total=total)
@@ -120,7 +133,7 @@ def run_case(spec: dict) -> dict:
               ("diversity", "diversity+relevance")}
     return {**spec, "n_groups_run": len(keys), "n_groups_total": len(sizes), "total_requested": total,
             "n_selected": int(n_sel), "wall_seconds": wall, "generate_seconds": t_gen,
-            "select_seconds": t_sel, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "select_seconds": t_sel, "peak_rss_bytes": peak_rss_bytes(),
             "baseline_rss_bytes": base_rss, "logdet": logdet,
             "traps": {name: {"groups": len(v), "moved_max": max(v)} if name == "few_swaps"
                       else {"groups": len(v)} for name, v in traps.items()},

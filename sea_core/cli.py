@@ -24,6 +24,7 @@ COMMANDS: list[tuple[str, str, str]] = [
      "PCA targets for every window -> Parquet training shards (Beam)"),
     ("train", "sea_core.train", "train a SEA student by streaming a Parquet training set"),
     ("evaluate", "sea_core.evaluate", "downstream SONYC-UST-layout evaluation (AUPRC)"),
+    ("run", "sea_core.run", "the whole job end to end: corpus -> ... -> int8 student + report"),
     ("quantize", "sea_core.deploy", "int8 TFLite + TFLite-Micro check + C export + board budget report"),
     ("plan", "sea_core.plan", "capacity model: windows, bytes, CPU/GPU hours and cost of a corpus"),
 ]

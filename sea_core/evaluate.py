@@ -26,8 +26,8 @@ import numpy as np
 from sea_core.errors import DataError, ParameterError
 from sea_core.params import DOWNSTREAM, DOWNSTREAM_QUICK, DownstreamParams
 
-__all__ = ["LabelledSet", "read_annotations", "metrics", "embed_clips", "train_mil", "evaluate",
-           "main"]
+__all__ = ["LabelledSet", "read_annotations", "metrics", "embed_clips", "int8_embedder", "train_mil",
+           "evaluate", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,49 @@ def embed_clips(embedder, audio_dir: str | Path, files: list[str], *, hop_second
     return np.stack([e[:t] for e in out]).astype(np.float32)
 
 
+def int8_embedder(tflite_path: str | Path):
+    """An Embedder running a full-int8 student trunk in the TFLite interpreter.
+
+    The log-mel front-end is computed as on the device (numpy reference of the
+    student front-end), quantised with the model's input scale / zero point; the
+    int8 output is dequantised. Reference kernels (bit-exact with TFLite-Micro).
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from sea_core.api import Embedder
+    from sea_core.frontends import kapre_logmel
+    from sea_core.params import STUDENT_MEL64
+
+    path = Path(tflite_path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such TFLite model")
+    interp = Interpreter(model_path=str(path),
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    interp.allocate_tensors()
+    inp, outp = interp.get_input_details()[0], interp.get_output_details()[0]
+    if inp["dtype"] != np.int8 or outp["dtype"] != np.int8:
+        raise ParameterError(f"{path}: not a full-int8 model (input {inp['dtype']}, output {outp['dtype']})")
+    n_mels, n_frames = int(inp["shape"][1]), int(inp["shape"][2])
+    window = (n_frames - 1) * STUDENT_MEL64.hop_length + 1
+    while STUDENT_MEL64.n_frames(window) != n_frames:  # smallest window giving n_frames frames
+        window += 1
+    in_scale, in_zp = inp["quantization"]
+    out_scale, out_zp = outp["quantization"]
+
+    def embed(windows: np.ndarray) -> np.ndarray:
+        mel = kapre_logmel(np.asarray(windows, np.float32), STUDENT_MEL64)
+        q = np.clip(np.round(mel / in_scale + in_zp), -128, 127).astype(np.int8)
+        out = np.empty((len(q), int(outp["shape"][-1])), np.float32)
+        for i in range(len(q)):
+            interp.set_tensor(inp["index"], q[i].reshape(inp["shape"]))
+            interp.invoke()
+            out[i] = (interp.get_tensor(outp["index"]).reshape(-1).astype(np.float32) - out_zp) * out_scale
+        return out
+
+    return Embedder(model_id=f"int8:{path.name}", sample_rate=STUDENT_MEL64.sample_rate,
+                    window_samples=window, emb_dim=int(outp["shape"][-1]), embed=embed)
+
+
 # --------------------------------------------------------------------------- classifiers
 def _autopool_layer():
     import keras
@@ -242,7 +285,6 @@ def parse_model_spec(spec: str, *, batch_size: int = 64):
             raise ParameterError("student:PATH needs a .keras path or a store id")
         return f"student:{Path(arg).name}", load_embedder(model=arg, batch_size=batch_size)
     if kind == "int8":
-        from sea_core.deploy import int8_embedder
         if not arg:
             raise ParameterError("int8:PATH needs a .tflite path")
         return f"int8:{Path(arg).name}", int8_embedder(arg)

@@ -652,3 +652,34 @@ class TrainingSetParams:
 
 TRAINING_SET = TrainingSetParams()
 __all__ += ["TrainingSetParams", "TRAINING_SET"]
+
+
+# --------------------------------------------------------------------------- end-to-end run
+@dataclass(frozen=True, kw_only=True)
+class RunParams:
+    """Defaults of ``sea run`` / ``make demo`` (sized to finish in <= 15 min on 2 cores)."""
+
+    teacher: str = "aisfx"
+    emb_dim: int = 128
+    head: str = "relu"
+    sensors: int = 6
+    days: int = 3
+    clips_per_day: int = 10
+    labelled_clips: int = 120
+    corpus_hop_seconds: float | None = 0.5
+    """Hop of the upstream embed stage (None = the teacher's corpus hop)."""
+    method: str = "diversity+relevance"
+    mode: str = "scalable"
+    fraction: float = 0.1
+    min_fit_per_dim: int = 2
+    """The PCA sample holds at least this many windows per target dim."""
+    epochs: int = 40
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    """Higher than the reference's 1e-4: the demo set is small and the CPU budget tight."""
+    board: str = DEFAULT_BOARD
+    seed: int = 0
+
+
+RUN = RunParams()
+__all__ += ["RunParams", "RUN"]

@@ -17,12 +17,12 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sea_core.errors import ModelNotFoundError, ParameterError
-from sea_core.params import STUDENT_EMB_DIMS
+from sea_core.errors import ModelError, ModelNotFoundError, ParameterError
+from sea_core.params import STUDENT_EMB_DIMS, STUDENT_MEL64
 from sea_core.paths import models_dir
 
 __all__ = ["StoreEntry", "register", "list_entries", "get_entry", "latest", "load_student",
-           "import_file", "main"]
+           "load_keras_student", "import_file", "main"]
 
 MODEL_FILE = "model.keras"
 META_FILE = "meta.json"
@@ -59,20 +59,45 @@ def _file_sha256(path: Path) -> str:
 
 
 def list_entries() -> list[StoreEntry]:
-    """All entries, oldest first (by registration sequence)."""
+    """All entries, oldest first (by registration sequence).
+
+    Raises
+    ------
+    ModelError
+        A ``meta.json`` that cannot be read (the message names it).
+    """
     root = models_dir()
     entries = []
     if root.is_dir():
         for meta in root.glob(f"*/{META_FILE}"):
-            data = json.loads(meta.read_text())
-            entries.append(StoreEntry(**data))
+            try:
+                entries.append(StoreEntry(**json.loads(meta.read_text())))
+            except (OSError, ValueError, TypeError) as exc:
+                raise ModelError(f"{meta}: unreadable store entry ({type(exc).__name__}: {exc}); "
+                                 f"remove its directory") from exc
     return sorted(entries, key=lambda e: (e.sequence, e.model_id))
 
 
 def get_entry(model_id: str) -> StoreEntry:
-    for entry in list_entries():
-        if entry.model_id == model_id or entry.model_id.startswith(model_id):
+    """The entry with id ``model_id``, or the only one whose id starts with it.
+
+    Raises
+    ------
+    ModelNotFoundError
+        No such entry.
+    ParameterError
+        The prefix matches several entries (the message lists them).
+    """
+    entries = list_entries()
+    for entry in entries:
+        if entry.model_id == model_id:
             return entry
+    matches = [e for e in entries if model_id and e.model_id.startswith(model_id)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ParameterError(f"model id prefix {model_id!r} is ambiguous: "
+                             f"{[e.model_id for e in matches]}")
     raise ModelNotFoundError(f"no model {model_id!r} in the store {models_dir()}; "
                              f"`sea models list` shows what is registered")
 
@@ -95,10 +120,19 @@ def latest(emb_dim: int) -> StoreEntry:
 def register(model_path: str | os.PathLike, *, emb_dim: int, head: str, window_seconds: float,
              teacher_id: str, source: str, pca_artifact: str | None = None,
              dataset_fingerprint: str | None = None, extra: dict | None = None) -> StoreEntry:
-    """Copy a saved ``.keras`` student (with its front-end) into the store."""
+    """Copy a saved ``.keras`` student (with its front-end) into the store.
+
+    Registering the same file twice returns the existing entry. The newest
+    entry for a dim (highest ``sequence``) is what ``get_embedding(model_type='sea',
+    emb_dim=D)`` uses.
+    """
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ModelNotFoundError(f"{model_path}: no such model file to register")
+    if isinstance(emb_dim, bool) or emb_dim not in STUDENT_EMB_DIMS:
+        raise ParameterError(f"emb_dim must be one of {sorted(STUDENT_EMB_DIMS)}, got {emb_dim!r}")
+    if head not in ("relu", "linear"):
+        raise ParameterError(f"head must be 'relu' or 'linear', got {head!r}")
     digest = _file_sha256(model_path)
     model_id = f"sea{emb_dim}-{head}-{digest[:12]}"
     existing = [e for e in list_entries() if e.model_id == model_id]
@@ -118,13 +152,35 @@ def register(model_path: str | os.PathLike, *, emb_dim: int, head: str, window_s
     return entry
 
 
-def load_student(entry: StoreEntry):
-    """Load a registered student (audio windows in, embeddings out)."""
+def load_keras_student(path: str | os.PathLike):
+    """Load a ``.keras`` student (audio windows in, embeddings out).
+
+    Raises
+    ------
+    ModelNotFoundError
+        No such file.
+    ModelError
+        The file cannot be loaded by Keras.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelNotFoundError(f"{path}: no such model file")
     import keras
 
     from sea_core.models import layers  # noqa: F401  registers the front-end layers
 
-    return keras.models.load_model(entry.path, compile=False)
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad archive
+        raise ModelError(f"{path}: cannot load the Keras model ({type(exc).__name__}: {exc})") from exc
+
+
+def load_student(entry: StoreEntry):
+    """Load a registered student (audio windows in, embeddings out)."""
+    if not entry.path.is_file():
+        raise ModelNotFoundError(f"store entry {entry.model_id}: {entry.path} is missing; "
+                                 f"register the model again")
+    return load_keras_student(entry.path)
 
 
 def import_file(path: str | os.PathLike, *, emb_dim: int, head: str = "relu") -> StoreEntry:
@@ -136,15 +192,19 @@ def import_file(path: str | os.PathLike, *, emb_dim: int, head: str = "relu") ->
     from sea_core.params import L3_TEACHER, student_spec
 
     if path.suffix == ".keras":
-        import keras
+        from sea_core.models.students import PROJECTION_LAYER
 
-        from sea_core.models import layers  # noqa: F401
-
-        model = keras.models.load_model(path, compile=False)
-        dim = int(model.output_shape[-1])
+        model = load_keras_student(path)
+        in_shape, out_shape = tuple(model.input_shape), tuple(model.output_shape)
+        if len(in_shape) != 2 or not isinstance(in_shape[1], int) or len(out_shape) != 2:
+            raise ParameterError(f"{path}: a student must map 8-kHz audio windows (B, S) to "
+                                 f"(B, D); this model maps {in_shape} -> {out_shape}")
+        dim = int(out_shape[1])
         if dim != emb_dim:
             raise ParameterError(f"{path}: model outputs {dim}-d embeddings, --emb-dim says {emb_dim}")
-        window_seconds = float(model.input_shape[-1]) / 8000.0
+        names = {layer.name for layer in model.layers}
+        head = "linear" if PROJECTION_LAYER in names else "relu"
+        window_seconds = float(in_shape[1]) / STUDENT_MEL64.sample_rate
         return register(path, emb_dim=emb_dim, head=head, window_seconds=window_seconds,
                         teacher_id="unknown", source=f"import:{path.name}")
     if path.suffix in (".h5", ".hdf5"):
@@ -174,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     imp = sub.add_parser("import", help="register a .keras student or the authors' SEA-64 .h5")
     imp.add_argument("path")
     imp.add_argument("--emb-dim", type=int, required=True, choices=STUDENT_EMB_DIMS)
-    imp.add_argument("--head", default="relu", choices=("relu", "linear"))
+    imp.add_argument("--head", default="relu", choices=("relu", "linear"),
+                     help="for .h5 only (a .keras file's head is read from the model)")
     args = parser.parse_args(argv)
     if args.action == "list":
         entries = list_entries()

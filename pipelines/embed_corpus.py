@@ -1,0 +1,409 @@
+"""`sea pipeline embed`: upstream corpus -> teacher embeddings + SPL + relevance, as Parquet.
+
+Pipeline (one chain, one sink; every stage a named composite PTransform in
+``pipelines/transforms/``)::
+
+    ListInputs        work units of <= --shard-size recordings (+ partition touches), Reshuffle
+    DecodeAndFrame    name -> sensor/day, bytes -> sha256 id, decode, teacher + aligned 8-kHz windows
+    ComputeSpl        A-weighted Leq per window (computed, or from per-second sidecars)
+    TeacherInference  fixed-size batches over the unit's windows, model loaded once per worker
+    GroupByPartition  GroupByKey on (sensor, local day) | dead letters
+    ScoreRelevance    merge kept rows (incremental), relevance over the whole partition, sort
+    WritePartitions   one Parquet file per partition, temp file + rename
+
+Good and failed inputs travel in the same PCollection (tagged-union items), so
+the shape is correct on every runner, DaskRunner included. After the
+pipeline the driver reads back what was written, checks
+``inputs == ok + dead_lettered``, and writes ``manifest.parquet``,
+``run_summary.json`` and finally ``_SUCCESS``.
+
+    sea pipeline embed --input 'data/upstream/**/*.flac' --output out/ --teacher aisfx
+    python -m pipelines.embed_corpus --input ... --output ... --runner=DaskRunner \
+        --dask_client_address=tcp://scheduler:8786
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+import apache_beam as beam
+import fsspec
+import pyarrow as pa
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines.options import EmbedOptions, add_embed_arguments
+from pipelines.runners import select_runner
+from pipelines.transforms.decode import DecodeAndFrame, FramingConfig
+from pipelines.transforms.list_inputs import ListInputs, list_inputs, make_units
+from pipelines.transforms.manifest import (ManifestRow, Plan, check_settings, plan_run,
+                                           read_manifest, write_manifest)
+from pipelines.transforms.records import (DEAD_LETTER_KEY, METRICS_NAMESPACE, frames_key,
+                                          parse_recording_path)
+from pipelines.transforms.relevance import GroupByPartition, ScoreConfig, ScoreRelevance
+from pipelines.transforms.spl import ComputeSpl, SplConfig
+from pipelines.transforms.teacher import TeacherConfig, TeacherInference
+from pipelines.transforms.write import (MANIFEST_NAME, SUCCESS_NAME, SUMMARY_NAME, OutputLayout,
+                                        WritePartitions, read_table_or_none)
+from sea_core.errors import AudioError, DataError, ParameterError
+from sea_core.params import RELEVANCE, SPL, STUDENT_MEL64
+from sea_core.schema import DEAD_LETTER_SCHEMA_VERSION, FRAMES_SCHEMA_VERSION
+
+__all__ = ["EmbedConfig", "config_from_options", "build", "plan", "run", "main"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """Application settings of one embedding run (everything but the Beam flags)."""
+
+    input: str
+    output: str
+    teacher: str = "aisfx"
+    teacher_options: tuple = ()
+    batch_size: int = 32
+    hop_seconds: float | None = None
+    shard_size: int = 8
+    spl_sidecar: str | None = None
+    require_sidecar: bool = False
+    incremental: bool = False
+
+    def __post_init__(self):
+        if not self.input:
+            raise ParameterError("--input is required (a glob, a directory or a manifest of URIs)")
+        if not self.output:
+            raise ParameterError("--output is required (an output directory)")
+        for name in ("batch_size", "shard_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ParameterError(f"--{name.replace('_', '-')} must be a positive integer, "
+                                     f"got {v!r}")
+        if self.hop_seconds is not None and not (self.hop_seconds > 0):
+            raise ParameterError(f"--hop-seconds must be > 0, got {self.hop_seconds!r}")
+        if self.require_sidecar and not self.spl_sidecar:
+            raise ParameterError("--require-sidecar needs --spl-sidecar DIR")
+
+
+def _parse_teacher_opts(items) -> tuple:
+    out = {}
+    for item in items or ():
+        if "=" not in item:
+            raise ParameterError(f"--teacher-opt expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            val = int(v)
+        except ValueError:
+            try:
+                val = float(v)
+            except ValueError:
+                val = v
+        out[k.strip()] = val
+    return tuple(sorted(out.items()))
+
+
+def config_from_options(options: PipelineOptions) -> EmbedConfig:
+    o = options.view_as(EmbedOptions)
+    return EmbedConfig(input=o.input, output=o.output, teacher=o.teacher,
+                       teacher_options=_parse_teacher_opts(o.teacher_opt),
+                       batch_size=o.batch_size, hop_seconds=o.hop_seconds,
+                       shard_size=o.shard_size, spl_sidecar=o.spl_sidecar,
+                       require_sidecar=bool(o.require_sidecar), incremental=bool(o.incremental))
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    teacher_id: str
+    framing: FramingConfig
+    spl: SplConfig
+    teacher: TeacherConfig
+    layout: OutputLayout
+
+    def settings(self, cfg: EmbedConfig) -> dict:
+        """What must not change between an output and an --incremental refresh of it."""
+        f = self.framing
+        return {"teacher_id": self.teacher_id, "teacher_sample_rate": f.teacher_sr,
+                "teacher_window_samples": f.teacher_window, "hop_seconds": f.hop_seconds,
+                "center": f.center, "student_sample_rate": f.student_sr,
+                "student_window_samples": f.student_window, "batch_size": cfg.batch_size,
+                "spl_sidecar": bool(cfg.spl_sidecar), "require_sidecar": cfg.require_sidecar,
+                "calibration_db": self.spl.calibration_db, "timezone": f.relevance.timezone,
+                "bin_hours": f.relevance.bin_hours, "per_sensor": f.relevance.per_sensor,
+                "frames_schema_version": FRAMES_SCHEMA_VERSION,
+                "dead_letter_schema_version": DEAD_LETTER_SCHEMA_VERSION}
+
+
+def _resolve(cfg: EmbedConfig) -> _Resolved:
+    from sea_core.models.teachers import get_teacher
+
+    teacher = get_teacher(cfg.teacher, **dict(cfg.teacher_options))  # config only: no network yet
+    spec = teacher.spec
+    hop = float(cfg.hop_seconds if cfg.hop_seconds is not None else spec.corpus_hop_seconds)
+    framing = FramingConfig(teacher_sr=spec.sample_rate, teacher_window=spec.window_samples,
+                            hop_seconds=hop, student_sr=STUDENT_MEL64.sample_rate,
+                            relevance=RELEVANCE)
+    spl = SplConfig(teacher_sr=spec.sample_rate, window_seconds=framing.window_seconds,
+                    sidecar_dir=cfg.spl_sidecar, require_sidecar=cfg.require_sidecar,
+                    calibration_db=SPL.calibration_db)
+    return _Resolved(teacher_id=teacher.teacher_id, framing=framing, spl=spl,
+                     teacher=TeacherConfig(name=str(cfg.teacher), options=cfg.teacher_options,
+                                           batch_size=cfg.batch_size),
+                     layout=OutputLayout(root=cfg.output.rstrip("/"), emb_dim=spec.emb_dim,
+                                         student_samples=framing.student_window))
+
+
+def plan(cfg: EmbedConfig, resolved: _Resolved | None = None) -> Plan:
+    """List the inputs and decide what this run processes (reads the previous manifest)."""
+    resolved = resolved or _resolve(cfg)
+    previous, settings = read_manifest(f"{resolved.layout.root}/{MANIFEST_NAME}")
+    if cfg.incremental:
+        check_settings(settings, resolved.settings(cfg))
+    listed = list_inputs(cfg.input)
+    return plan_run(listed, previous, incremental=cfg.incremental,
+                    keys_on_disk=resolved.layout.frames_keys_on_disk(),
+                    params=resolved.framing.relevance)
+
+
+def build(p: beam.Pipeline, cfg: EmbedConfig, *, run_plan: Plan | None = None,
+          resolved: _Resolved | None = None) -> beam.PCollection:
+    """Add the embedding pipeline to ``p``; returns the sink's per-partition results.
+
+    The last transform added is the sink (DaskRunner evaluates only the last one).
+    """
+    resolved = resolved or _resolve(cfg)
+    run_plan = run_plan or plan(cfg, resolved)
+    units = make_units(run_plan.process, run_plan.touches, cfg.shard_size)
+    return (p
+            | "ListInputs" >> ListInputs(units)
+            | "DecodeAndFrame" >> DecodeAndFrame(resolved.framing)
+            | "ComputeSpl" >> ComputeSpl(resolved.spl)
+            | "TeacherInference" >> TeacherInference(resolved.teacher)
+            | "GroupByPartition" >> GroupByPartition()
+            | "ScoreRelevance" >> ScoreRelevance(ScoreConfig(layout=resolved.layout,
+                                                             teacher_id=resolved.teacher_id,
+                                                             relevance=resolved.framing.relevance))
+            | "WritePartitions" >> WritePartitions(resolved.layout))
+
+
+# --------------------------------------------------------------------------- after the pipeline
+def _metrics(result) -> dict | None:
+    try:
+        res = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    except Exception:  # noqa: BLE001 - runners without metrics (DaskRunner) raise various errors
+        return None
+    out: dict = {}
+    for c in res.get("counters", []):
+        v = c.committed if c.committed is not None else c.attempted
+        out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(v or 0)
+    for d in res.get("distributions", []):
+        v = d.committed if d.committed is not None else d.attempted
+        if v is not None:
+            out[d.key.metric.name] = {"sum_ms": int(v.sum), "count": int(v.count),
+                                      "max_ms": int(v.max)}
+    return out
+
+
+def _processed_state(run_plan: Plan, layout: OutputLayout) -> tuple[dict, dict]:
+    """(uri -> (recording_id, windows, key)) of processed ok inputs, (uri -> dead row) of dead ones."""
+    process = {f.uri for f in run_plan.process}
+    keys = set()
+    for u in process:
+        try:
+            n = parse_recording_path(u)
+            keys.add(frames_key(n.sensor, n.day))
+        except AudioError:
+            pass
+    ok: dict[str, tuple] = {}
+    for key in sorted(keys):
+        t = read_table_or_none(layout.path(key), columns=["uri", "recording_id", "window_index"])
+        if t is None or t.num_rows == 0:
+            continue
+        g = t.group_by(["uri", "recording_id"]).aggregate([("window_index", "count")])
+        for uri, rid, n in zip(g.column("uri").to_pylist(), g.column("recording_id").to_pylist(),
+                               g.column("window_index_count").to_pylist()):
+            if uri in process:
+                ok[uri] = (rid, int(n), key)
+    dead: dict[str, dict] = {}
+    t = read_table_or_none(layout.path(DEAD_LETTER_KEY))
+    if t is not None:
+        for row in t.to_pylist():
+            if row["uri"] in process:
+                dead.setdefault(row["uri"], row)
+    return ok, dead
+
+
+def _write_text_atomic(uri: str, text: str) -> None:
+    fs, path = fsspec.core.url_to_fs(uri)
+    parent, name = path.rsplit("/", 1)
+    fs.makedirs(parent, exist_ok=True)
+    tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}"
+    with fs.open(tmp, "w") as f:
+        f.write(text)
+    fs.mv(tmp, path)
+
+
+def _finalize(cfg: EmbedConfig, resolved: _Resolved, run_plan: Plan, *, run_id: str,
+              runner: str, timings: dict, metrics: dict | None) -> dict:
+    t0 = time.perf_counter()
+    layout = resolved.layout
+    ok, dead = _processed_state(run_plan, layout)
+    listed = {f.uri: f for f in run_plan.listed}
+    rows: dict[str, ManifestRow] = {u: run_plan.previous[u] for u in run_plan.unchanged}
+    missing, both = [], sorted(set(ok) & set(dead))
+    for f in run_plan.process:
+        if f.uri in ok:
+            rid, n, key = ok[f.uri]
+            rows[f.uri] = ManifestRow(uri=f.uri, size=f.size, version=f.version, content_hash=rid,
+                                      run_id=run_id, status="ok", sensor=key[1], day=key[2],
+                                      windows=n)
+        elif f.uri in dead:
+            rows[f.uri] = ManifestRow(uri=f.uri, size=f.size, version=f.version,
+                                      content_hash=None, run_id=run_id, status="dead",
+                                      sensor=None, day=None, windows=0)
+        else:
+            missing.append(f.uri)
+    n_in = len(run_plan.process)
+    n_ok = sum(1 for f in run_plan.process if f.uri in ok)
+    n_dead = sum(1 for f in run_plan.process if f.uri in dead and f.uri not in ok)
+    balanced = (n_in == n_ok + n_dead) and not missing and not both
+    kinds = Counter(d["error_kind"] for d in dead.values())
+    stages = Counter(d["stage"] for d in dead.values())
+    total_ok = [r for r in rows.values() if r.status == "ok"]
+    summary = {
+        "run_id": run_id,
+        "runner": runner,
+        "teacher": cfg.teacher,
+        "teacher_id": resolved.teacher_id,
+        "incremental": run_plan.incremental,
+        "input": cfg.input,
+        "output": cfg.output,
+        "counts": {
+            "inputs": n_in, "ok": n_ok, "dead_lettered": n_dead,
+            "windows": sum(ok[u][1] for u in ok),
+            "by_failure_kind": dict(sorted(kinds.items())),
+            "by_stage": dict(sorted(stages.items())),
+            "listed": len(listed), "new": n_in - len(run_plan.changed),
+            "changed": len(run_plan.changed), "unchanged": len(run_plan.unchanged),
+            "removed": len(run_plan.removed), "missing": len(missing),
+        },
+        "balanced": balanced,
+        "removed": run_plan.removed,
+        "missing": missing,
+        "in_both_outputs": both,
+        "totals": {"recordings_ok": len(total_ok),
+                   "recordings_dead": sum(1 for r in rows.values() if r.status == "dead"),
+                   "windows": sum(r.windows for r in total_ok),
+                   "partitions": len({(r.sensor, r.day) for r in total_ok})},
+        "partitions_rebuilt": len(run_plan.touches),
+        "timings_s": timings,
+        "metrics": metrics,
+        "settings": resolved.settings(cfg),
+        "embed_config": {k: (list(v) if isinstance(v, tuple) else v)
+                         for k, v in asdict(cfg).items()},
+    }
+    root = layout.root
+    if balanced:
+        write_manifest(f"{root}/{MANIFEST_NAME}", rows, resolved.settings(cfg))
+    timings["finalize"] = round(time.perf_counter() - t0, 3)
+    timings["total"] = round(sum(v for k, v in timings.items() if k != "total"), 3)
+    _write_text_atomic(f"{root}/{SUMMARY_NAME}", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if balanced:
+        _write_text_atomic(f"{root}/{SUCCESS_NAME}", "")
+    else:
+        log.error("embed: inputs (%d) != ok (%d) + dead_lettered (%d); missing %s, in both %s - "
+                  "no manifest / _SUCCESS written", n_in, n_ok, n_dead, missing[:5], both[:5])
+    return summary
+
+
+# --------------------------------------------------------------------------- entry points
+def run(argv: list[str] | None = None, *, options: PipelineOptions | None = None) -> dict:
+    """Run the pipeline; returns the run summary (also written to ``DIR/run_summary.json``).
+
+    ``argv`` holds the application flags (see ``--help``) and any Beam flags.
+
+    Raises
+    ------
+    ParameterError
+        Missing / invalid flags, an --incremental run with other settings.
+    DataError
+        ``inputs != ok + dead_lettered`` (nothing may go missing), or the runner failed.
+    """
+    t_start = time.perf_counter()
+    options = options or PipelineOptions(list(argv or []))
+    cfg = config_from_options(options)
+    resolved = _resolve(cfg)
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    fs, root = fsspec.core.url_to_fs(resolved.layout.root)
+    fs.makedirs(root, exist_ok=True)
+    success = f"{root}/{SUCCESS_NAME}"
+    if fs.exists(success):
+        fs.rm(success)
+    run_plan = plan(cfg, resolved)
+    timings = {"list": round(time.perf_counter() - t_start, 3)}
+    nothing = (run_plan.incremental and not run_plan.process and not run_plan.removed
+               and run_plan.touched_keys == {DEAD_LETTER_KEY})
+    metrics = None
+    runner, label = select_runner(options)
+    if nothing:
+        log.info("embed: nothing new, changed or removed since the manifest; output unchanged")
+        timings["pipeline"] = 0.0
+    else:
+        log.info("embed: %d to process (%d changed), %d unchanged, %d removed, %d partition(s) "
+                 "to rebuild, teacher %s, runner %s", len(run_plan.process),
+                 len(run_plan.changed), len(run_plan.unchanged), len(run_plan.removed),
+                 len(run_plan.touches), resolved.teacher_id, label)
+        t0 = time.perf_counter()
+        p = beam.Pipeline(runner=runner, options=options)
+        build(p, cfg, run_plan=run_plan, resolved=resolved)
+        result = p.run()
+        state = result.wait_until_finish()
+        if state is not None and str(state).split(".")[-1] not in ("DONE", "UNKNOWN"):
+            raise DataError(f"pipeline ended in state {state} (runner {label})")
+        timings["pipeline"] = round(time.perf_counter() - t0, 3)
+        metrics = _metrics(result)
+    summary = _finalize(cfg, resolved, run_plan, run_id=run_id, runner=label, timings=timings,
+                        metrics=metrics)
+    c = summary["counts"]
+    log.info("embed: %d inputs = %d ok + %d dead-lettered, %d windows (%s) -> %s",
+             c["inputs"], c["ok"], c["dead_lettered"], c["windows"], summary["teacher_id"],
+             cfg.output)
+    if not summary["balanced"]:
+        raise DataError(f"{cfg.output}: inputs ({c['inputs']}) != ok ({c['ok']}) + dead_lettered "
+                        f"({c['dead_lettered']}); see {SUMMARY_NAME}")
+    return summary
+
+
+def _help_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sea pipeline embed",
+        description="Embed an upstream corpus with a teacher: frames (teacher embedding, SPL, "
+                    "relevance, 8-kHz int16 student audio) as Parquet partitioned by sensor and "
+                    "local day, dead letters, manifest, run summary. Any Beam pipeline option "
+                    "is passed through (--runner, --direct_running_mode, --direct_num_workers, "
+                    "--job_endpoint, --environment_type, --dask_client_address, Dataflow and "
+                    "Flink flags); without --runner it runs in-process on Beam's FnApiRunner.")
+    add_embed_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        _help_parser().print_help()
+        return 0
+    summary = run(argv)
+    c = summary["counts"]
+    print(f"{c['inputs']} inputs: {c['ok']} ok, {c['dead_lettered']} dead-lettered, "
+          f"{c['windows']} windows -> {summary['output']}")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""``sea run``: the whole job, end to end (what ``make demo`` calls).
+
+Stages (each writes ``OUT/stages/<name>.json`` when it finishes; a rerun skips
+finished stages, so an interrupted run resumes where it stopped):
+
+1. ``corpus``   synthesise the default SONYC-like corpus (unless ``--corpus``)
+2. ``embed``    Beam: teacher embeddings + SPL + relevance -> ``OUT/embed/frames``
+3. ``select``   Beam: informed sampling of the PCA fitting set
+4. ``pca``      scaler + PCA artifact
+5. ``trainset`` Beam: PCA targets -> Parquet training shards
+6. ``train``    the SEA student (registered in the model store)
+7. ``quantize`` full-int8 TFLite, TFLite-Micro verification, C export, budget report
+8. ``evaluate`` downstream AUPRC of teacher, float student and int8 student
+9. ``report``   ``OUT/report.json`` + ``OUT/report.html``
+
+``report.json`` schema (``REPORT_SCHEMA_VERSION``): ``schema_version``,
+``config``, ``stages`` (name -> ``{seconds, counts}``), ``corpus``, ``embed``
+(run summary incl. dead letters), ``selection``, ``pca``, ``dataset_card``,
+``train`` (summary + history), ``deploy`` (report), ``evaluation`` (AUPRC
+table per model / classifier / split), ``model_sizes``, ``wall_seconds``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from sea_core.errors import DataError, ParameterError
+from sea_core.params import (BOARDS, DOWNSTREAM_QUICK, RUN, STUDENT_EMB_DIMS, SYNTH, RunParams,
+                             TEACHERS)
+
+__all__ = ["REPORT_SCHEMA_VERSION", "STAGES", "run", "main", "check_report"]
+
+log = logging.getLogger(__name__)
+
+REPORT_SCHEMA_VERSION = "1"
+STAGES = ("corpus", "embed", "select", "pca", "trainset", "train", "quantize", "evaluate")
+REPORT_KEYS = ("schema_version", "config", "stages", "corpus", "embed", "selection", "pca",
+               "dataset_card", "train", "deploy", "evaluation", "model_sizes", "wall_seconds")
+
+
+class _Stages:
+    """Runs named stages once; a finished stage's record is reused on rerun."""
+
+    def __init__(self, out: Path):
+        self.dir = out / "stages"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.records: dict[str, dict] = {}
+
+    def run(self, name: str, fn) -> dict:
+        path = self.dir / f"{name}.json"
+        if path.is_file():
+            record = json.loads(path.read_text())
+            log.info("[%s] done earlier (%.1f s), skipped", name, record["seconds"])
+        else:
+            log.info("[%s] started", name)
+            start = time.perf_counter()
+            result = fn()
+            record = {"seconds": time.perf_counter() - start, **result}
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(record, indent=2, default=str))
+            os.replace(tmp, path)
+            log.info("[%s] finished in %.1f s: %s", name, record["seconds"], record.get("counts"))
+        self.records[name] = record
+        return record
+
+
+def _corpus_stage(corpus: Path, params: RunParams) -> dict:
+    from sea_core.synth import synthesize
+
+    summary = synthesize(corpus, replace(SYNTH, sensors=params.sensors, days=params.days,
+                                         clips_per_day=params.clips_per_day,
+                                         labelled_clips=params.labelled_clips, seed=params.seed))
+    card = json.loads((corpus / "corpus_card.json").read_text())
+    return {"counts": {"upstream_clips": card["counts"]["upstream_clips"],
+                       "labelled_clips": card["counts"]["labelled_clips"]}, "card": card,
+            "summary": {k: v for k, v in summary.items() if k != "card"}}
+
+
+def _embed_stage(corpus: Path, out: Path, params: RunParams, beam_args: list[str]) -> dict:
+    from pipelines.embed_corpus import run as run_embed
+
+    args = ["--input", str(corpus / "upstream"), "--output", str(out), "--teacher", params.teacher]
+    if (corpus / "spl").is_dir():
+        args += ["--spl-sidecar", str(corpus / "spl")]
+    if params.corpus_hop_seconds:
+        args += ["--hop-seconds", str(params.corpus_hop_seconds)]
+    run_embed(args + beam_args)
+    summary = json.loads((out / "run_summary.json").read_text())
+    counts = summary["counts"]
+    if counts["inputs"] != counts["ok"] + counts["dead_lettered"]:
+        raise DataError(f"{out}: inputs {counts['inputs']} != ok {counts['ok']} + dead "
+                        f"{counts['dead_lettered']}")
+    return {"counts": counts, "summary": summary}
+
+
+def _select_stage(frames: Path, out: Path, params: RunParams, beam_args: list[str]) -> dict:
+    from pipelines.frames_io import list_partitions
+    from pipelines.select import run as run_select
+
+    windows = sum(p.rows for p in list_partitions(frames))
+    k = max(math.ceil(params.fraction * windows), params.min_fit_per_dim * params.emb_dim)
+    if k > windows:
+        raise DataError(f"{frames}: {windows} windows cannot give a PCA fitting set of {k} "
+                        f"(>= {params.min_fit_per_dim} x emb_dim {params.emb_dim}); use a larger corpus")
+    summary = run_select(["--frames", str(frames), "--output", str(out), "--method", params.method,
+                          "--mode", params.mode, "--k", str(k), "--seed", str(params.seed)] + beam_args)
+    return {"counts": {"windows": summary["windows"], "selected": summary["n_selected"],
+                       "groups": summary["groups"]},
+            "summary": {k: v for k, v in summary.items() if k != "groups_detail"}}
+
+
+def _pca_stage(frames: Path, selection: Path, out: Path, params: RunParams) -> dict:
+    from pipelines.fit_pca import fit_pca
+
+    artifact = fit_pca(frames=str(frames), selection=str(selection), output=str(out),
+                       dims=(params.emb_dim,))
+    meta = artifact.metadata()
+    return {"counts": {"fit_windows": artifact.n_fit}, "artifact": meta,
+            "explained_variance_ratio": float(sum(artifact.explained_variance_ratio[:params.emb_dim]))}
+
+
+def _trainset_stage(frames: Path, pca: Path, out: Path, params: RunParams, beam_args) -> dict:
+    from pipelines.build_training_set import build_training_set
+
+    card = build_training_set(frames=str(frames), pca=str(pca), output=str(out),
+                              dims=(params.emb_dim,), beam_args=beam_args)
+    return {"counts": card["counts"], "card": card}
+
+
+def _train_stage(data: Path, out: Path, params: RunParams) -> dict:
+    from sea_core.train import TrainConfig, train
+
+    summary = train(TrainConfig(data=str(data), out=str(out), emb_dim=params.emb_dim,
+                                head=params.head, learning_rate=params.learning_rate,
+                                batch_size=params.batch_size, epochs=params.epochs,
+                                seed=params.seed, progress=False))
+    return {"counts": {"epochs": summary["epochs_run"], "train_rows": summary["train_rows"],
+                       "validate_rows": summary["validate_rows"]}, "summary": summary}
+
+
+def _quantize_stage(model: Path, data: Path, out: Path, params: RunParams) -> dict:
+    from sea_core.deploy import quantize
+
+    report = quantize(str(model), str(data), str(out), board=params.board, optimize="memory",
+                      emb_dim=params.emb_dim)
+    return {"counts": {"flash_bytes": report.get("flash_bytes"), "ram_bytes": report.get("ram_bytes")},
+            "report": report}
+
+
+def _evaluate_stage(annotations: Path, audio_dir: Path, models: dict, out: Path,
+                    params: RunParams) -> dict:
+    from sea_core.api import load_embedder
+    from sea_core.evaluate import evaluate, int8_embedder, table_markdown
+
+    embedders = {f"teacher:{params.teacher}": load_embedder(model_type=params.teacher),
+                 "student": load_embedder(model=str(models["student"])),
+                 "int8": int8_embedder(str(models["int8"]))}
+    results = evaluate(annotations=str(annotations), audio_dir=str(audio_dir), models=[],
+                       embedders=embedders, out=str(out), params=DOWNSTREAM_QUICK, seed=params.seed)
+    results["markdown"] = table_markdown(results)
+    micro = {m: e["mil"].get("test", e["mil"]["validate"])["micro_auprc"]
+             for m, e in results["models"].items()}
+    return {"counts": {"models": len(embedders), **{f"clips_{s}": n for s, n in results["clips"].items()}},
+            "micro_auprc_test": micro, "results": results}
+
+
+def check_report(report: dict) -> list[str]:
+    """Problems with a report (schema keys and cross-stage counts); empty when consistent."""
+    problems = [f"missing key {k!r}" for k in REPORT_KEYS if k not in report]
+    if problems:
+        return problems
+    if report["schema_version"] != REPORT_SCHEMA_VERSION:
+        problems.append(f"schema_version {report['schema_version']!r}")
+    emb = report["embed"]["counts"]
+    if emb["inputs"] != emb["ok"] + emb["dead_lettered"]:
+        problems.append(f"embed: inputs {emb['inputs']} != ok + dead_lettered")
+    if len(report["embed"].get("dead_letters", [])) != emb["dead_lettered"]:
+        problems.append("embed: dead-lettered inputs are not all listed")
+    card_rows = sum(report["dataset_card"]["counts"].values())
+    if card_rows != emb["windows"]:
+        problems.append(f"windows in ({emb['windows']}) != training rows out ({card_rows})")
+    if report["selection"]["counts"]["windows"] != emb["windows"]:
+        problems.append("select saw a different number of windows than embed wrote")
+    if report["pca"]["counts"]["fit_windows"] != report["selection"]["counts"]["selected"]:
+        problems.append("PCA fitted on a different number of windows than selected")
+    return problems
+
+
+def run(out: str | os.PathLike, *, corpus: str | None = None, annotations: str | None = None,
+        audio_dir: str | None = None, params: RunParams = RUN, beam_args: list[str] | None = None) -> dict:
+    """Run every stage (skipping finished ones); returns the report dict."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    beam_args = list(beam_args or [])
+    if params.emb_dim not in STUDENT_EMB_DIMS:
+        raise ParameterError(f"--emb-dim must be one of {STUDENT_EMB_DIMS}")
+    if params.board not in BOARDS:
+        raise ParameterError(f"--board must be one of {sorted(BOARDS)}")
+    started = time.perf_counter()
+    stages = _Stages(out)
+    if corpus is None:
+        corpus_dir = out / "corpus"
+        corpus_rec = stages.run("corpus", lambda: _corpus_stage(corpus_dir, params))
+    else:
+        corpus_dir = Path(corpus)
+        if not corpus_dir.is_dir():
+            raise DataError(f"{corpus_dir}: corpus directory not found")
+        corpus_rec = {"counts": {}, "card": {"path": str(corpus_dir)}}
+        if not (corpus_dir / "upstream").is_dir():
+            raise DataError(f"{corpus_dir}: expected upstream/sensor_<id>/<YYYY-MM-DD>/<ts>.<ext>")
+    annotations = Path(annotations) if annotations else corpus_dir / "downstream" / "annotations.csv"
+    audio_dir = Path(audio_dir) if audio_dir else corpus_dir / "downstream" / "audio"
+
+    embed = stages.run("embed", lambda: _embed_stage(corpus_dir, out / "embed", params, beam_args))
+    frames = out / "embed"
+    selection = stages.run("select", lambda: _select_stage(frames, out / "selection", params, beam_args))
+    pca = stages.run("pca", lambda: _pca_stage(frames, out / "selection", out / "pca", params))
+    trainset = stages.run("trainset", lambda: _trainset_stage(frames, out / "pca", out / "trainset",
+                                                              params, beam_args))
+    trained = stages.run("train", lambda: _train_stage(out / "trainset", out / "train", params))
+    deploy = stages.run("quantize", lambda: _quantize_stage(out / "train" / "model.keras",
+                                                            out / "trainset", out / "deploy", params))
+    int8_path = deploy["report"].get("tflite_path") or str(next((out / "deploy").glob("*.tflite")))
+    evaluation = stages.run("evaluate", lambda: _evaluate_stage(
+        annotations, audio_dir, {"student": out / "train" / "model.keras", "int8": int8_path},
+        out / "evaluation", params))
+
+    dead = []
+    dl_dir = out / "embed" / "dead_letter"
+    if dl_dir.is_dir():
+        import pyarrow.parquet as pq
+        for f in sorted(dl_dir.rglob("*.parquet")):
+            dead += pq.read_table(f).to_pylist()
+    report = {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "config": {**asdict(params), "corpus": str(corpus_dir), "annotations": str(annotations),
+                   "audio_dir": str(audio_dir), "beam_args": beam_args,
+                   "teacher_spec": asdict(TEACHERS[params.teacher]) if params.teacher in TEACHERS else None},
+        "stages": {name: {"seconds": rec["seconds"], "counts": rec.get("counts", {})}
+                   for name, rec in stages.records.items()},
+        "corpus": corpus_rec.get("card"),
+        "embed": {**embed["summary"], "counts": embed["counts"], "dead_letters": dead},
+        "selection": {"counts": selection["counts"], **selection["summary"]},
+        "pca": {"counts": pca["counts"], "explained_variance_ratio": pca["explained_variance_ratio"],
+                "artifact": pca["artifact"]},
+        "dataset_card": trainset["card"],
+        "train": trained["summary"],
+        "deploy": deploy["report"],
+        "evaluation": evaluation["results"],
+        "model_sizes": {"student_keras_bytes": (out / "train" / "model.keras").stat().st_size,
+                        "int8_tflite_bytes": Path(int8_path).stat().st_size},
+        "wall_seconds": sum(rec["seconds"] for rec in stages.records.values()),
+        "this_invocation_seconds": time.perf_counter() - started,
+    }
+    from sea_core.report import write_report
+    problems = check_report(report)
+    report["consistency_problems"] = problems
+    json_path, html_path = write_report(report, out)
+    log.info("report: %s, %s", json_path, html_path)
+    if problems:
+        raise DataError(f"{json_path}: stage counts disagree: {'; '.join(problems)}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sea run", description="The end-to-end SEA job.")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--corpus", help="corpus directory (default: synthesise one)")
+    parser.add_argument("--annotations", help="SONYC-UST annotations.csv (default: the corpus')")
+    parser.add_argument("--audio-dir", help="labelled audio folder (default: the corpus')")
+    parser.add_argument("--teacher", default=RUN.teacher)
+    parser.add_argument("--emb-dim", type=int, default=RUN.emb_dim, choices=STUDENT_EMB_DIMS)
+    parser.add_argument("--head", default=RUN.head, choices=("relu", "linear"))
+    parser.add_argument("--sensors", type=int, default=RUN.sensors)
+    parser.add_argument("--days", type=int, default=RUN.days)
+    parser.add_argument("--clips-per-day", type=int, default=RUN.clips_per_day)
+    parser.add_argument("--labelled-clips", type=int, default=RUN.labelled_clips)
+    parser.add_argument("--fraction", type=float, default=RUN.fraction)
+    parser.add_argument("--method", default=RUN.method)
+    parser.add_argument("--epochs", type=int, default=RUN.epochs)
+    parser.add_argument("--board", default=RUN.board, choices=sorted(BOARDS))
+    parser.add_argument("--seed", type=int, default=RUN.seed)
+    args, beam_args = parser.parse_known_args(argv)
+    params = replace(RUN, teacher=args.teacher, emb_dim=args.emb_dim, head=args.head,
+                     sensors=args.sensors, days=args.days, clips_per_day=args.clips_per_day,
+                     labelled_clips=args.labelled_clips, fraction=args.fraction, method=args.method,
+                     epochs=args.epochs, board=args.board, seed=args.seed)
+    report = run(args.out, corpus=args.corpus, annotations=args.annotations, audio_dir=args.audio_dir,
+                 params=params, beam_args=beam_args)
+    print(report["evaluation"]["markdown"])
+    dep = report["deploy"]
+    print(f"int8 student: flash {dep.get('flash_bytes')} B, RAM {dep.get('ram_bytes')} B "
+          f"({dep.get('verdict', '')}); wall {report['wall_seconds']:.0f} s; "
+          f"report: {Path(args.out) / 'report.html'}")
+    return 0
