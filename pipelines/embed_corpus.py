@@ -363,6 +363,9 @@ def run(argv: list[str] | None = None, *, options: PipelineOptions | None = None
         build(p, cfg, run_plan=run_plan, resolved=resolved)
         result = p.run()
         state = result.wait_until_finish()
+        client = getattr(result, "client", None)  # DaskRunner's own dask Client: release it
+        if client is not None and hasattr(client, "close"):
+            client.close()
         if state is not None and str(state).split(".")[-1] not in ("DONE", "UNKNOWN"):
             raise DataError(f"pipeline ended in state {state} (runner {label})")
         timings["pipeline"] = round(time.perf_counter() - t0, 3)

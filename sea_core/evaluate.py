@@ -150,12 +150,14 @@ def embed_clips(embedder, audio_dir: str | Path, files: list[str], *, hop_second
     return np.stack([e[:t] for e in out]).astype(np.float32)
 
 
-def int8_embedder(tflite_path: str | Path):
+def int8_embedder(tflite_path: str | Path, *, window_samples: int | None = None):
     """An Embedder running a full-int8 student trunk in the TFLite interpreter.
 
     The log-mel front-end is computed as on the device (numpy reference of the
     student front-end), quantised with the model's input scale / zero point; the
     int8 output is dequantised. Reference kernels (bit-exact with TFLite-Micro).
+    ``window_samples`` (8-kHz samples per window) defaults to the one recorded in
+    ``deploy_report.json`` beside the model.
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -172,10 +174,18 @@ def int8_embedder(tflite_path: str | Path):
     inp, outp = interp.get_input_details()[0], interp.get_output_details()[0]
     if inp["dtype"] != np.int8 or outp["dtype"] != np.int8:
         raise ParameterError(f"{path}: not a full-int8 model (input {inp['dtype']}, output {outp['dtype']})")
-    n_mels, n_frames = int(inp["shape"][1]), int(inp["shape"][2])
-    window = (n_frames - 1) * STUDENT_MEL64.hop_length + 1
-    while STUDENT_MEL64.n_frames(window) != n_frames:  # smallest window giving n_frames frames
-        window += 1
+    n_frames = int(inp["shape"][2])
+    if window_samples is None:
+        report = path.parent / "deploy_report.json"
+        window_samples = (json.loads(report.read_text()).get("window_samples")
+                          if report.is_file() else None)
+        if window_samples is None:
+            raise DataError(f"{path}: window length unknown; pass window_samples or keep "
+                            f"deploy_report.json (with 'window_samples') beside the model")
+    window = int(window_samples)
+    if STUDENT_MEL64.n_frames(window) != n_frames:
+        raise ParameterError(f"{path}: takes {n_frames} frames but {window} samples give "
+                             f"{STUDENT_MEL64.n_frames(window)}")
     in_scale, in_zp = inp["quantization"]
     out_scale, out_zp = outp["quantization"]
 

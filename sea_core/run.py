@@ -160,7 +160,7 @@ def _evaluate_stage(annotations: Path, audio_dir: Path, models: dict, out: Path,
 
     embedders = {f"teacher:{params.teacher}": load_embedder(model_type=params.teacher),
                  "student": load_embedder(model=str(models["student"])),
-                 "int8": int8_embedder(str(models["int8"]))}
+                 "int8": int8_embedder(str(models["int8"]), window_samples=models["window_samples"])}
     results = evaluate(annotations=str(annotations), audio_dir=str(audio_dir), models=[],
                        embedders=embedders, out=str(out), params=DOWNSTREAM_QUICK, seed=params.seed)
     results["markdown"] = table_markdown(results)
@@ -228,7 +228,8 @@ def run(out: str | os.PathLike, *, corpus: str | None = None, annotations: str |
                                                             out / "trainset", out / "deploy", params))
     int8_path = deploy["report"].get("tflite_path") or str(next((out / "deploy").glob("*.tflite")))
     evaluation = stages.run("evaluate", lambda: _evaluate_stage(
-        annotations, audio_dir, {"student": out / "train" / "model.keras", "int8": int8_path},
+        annotations, audio_dir, {"student": out / "train" / "model.keras", "int8": int8_path,
+                                 "window_samples": trainset["card"]["student_samples"]},
         out / "evaluation", params))
 
     dead = []
