@@ -124,12 +124,16 @@ def build_training_set(*, frames: str, pca: str, output: str, dims: tuple[int, .
                        beam_args: list[str] | None = None,
                        params: TrainingSetParams = TRAINING_SET) -> dict:
     """Run the pipeline and write the dataset card; returns the card."""
-    from pipelines.runners import pipeline_options
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.runners import select_runner
 
     out = Path(output)
     if any((out / s).glob("*.parquet") for s in SPLITS if (out / s).is_dir()):
         raise DataError(f"{out}: already holds a training set; use a new --output")
-    with beam.Pipeline(options=pipeline_options(beam_args or [])) as p:
+    options = PipelineOptions(beam_args or [])
+    runner, _ = select_runner(options)
+    with beam.Pipeline(runner=runner, options=options) as p:
         parts, splits, artifact = build(p, frames=frames, pca=pca, output=output, dims=dims,
                                         params=params)
     samples = None

@@ -60,8 +60,11 @@ def selected_embeddings(frames: str, selection_dir: str) -> tuple[list[np.ndarra
 
 
 def fit_pca(*, frames: str, selection: str, output: str, dims=REDUCTION.dims) -> ReductionArtifact:
-    summary = json.loads((Path(selection) / SUMMARY_FILE).read_text())
     batches, teacher_id, fingerprint = selected_embeddings(frames, selection)
+    summary_path = Path(selection) / SUMMARY_FILE
+    if not summary_path.is_file():
+        raise DataError(f"{summary_path}: missing selection summary (run `sea pipeline select`)")
+    summary = json.loads(summary_path.read_text())
     n = sum(len(b) for b in batches)
     usable = tuple(d for d in dims if d <= n)
     if not usable:

@@ -182,7 +182,9 @@ def build(p: beam.Pipeline, cfg: SelectConfig):
 
 def run(argv: list[str] | None = None) -> dict:
     """Parse arguments, run the pipeline, return ``selection.json``'s content."""
-    from pipelines.runners import pipeline_options
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.runners import select_runner
 
     parser = argparse.ArgumentParser(prog="sea pipeline select",
                                      description="Select the PCA fitting set from a frames dataset.")
@@ -203,7 +205,9 @@ def run(argv: list[str] | None = None) -> dict:
     cfg = SelectConfig(frames=args.frames, output=args.output, method=args.method, mode=args.mode,
                        fraction=fraction, k=args.k, period=args.period, seed=args.seed,
                        policy=args.policy, per_sensor_budget=args.per_sensor_budget)
-    with beam.Pipeline(options=pipeline_options(beam_args)) as p:
+    options = PipelineOptions(beam_args)
+    runner, _ = select_runner(options)
+    with beam.Pipeline(runner=runner, options=options) as p:
         build(p, cfg)
     return json.loads((Path(cfg.output) / SUMMARY_FILE).read_text())
 

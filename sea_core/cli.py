@@ -26,6 +26,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("evaluate", "sea_core.evaluate", "downstream SONYC-UST-layout evaluation (AUPRC)"),
     ("run", "sea_core.run", "the whole job end to end: corpus -> ... -> int8 student + report"),
     ("quantize", "sea_core.deploy", "int8 TFLite + TFLite-Micro check + C export + board budget report"),
+    ("pipeline embed", "pipelines.embed_corpus", "Beam: corpus -> teacher embeddings + SPL + relevance (Parquet)"),
     ("plan", "sea_core.plan", "capacity model: windows, bytes, CPU/GPU hours and cost of a corpus"),
 ]
 
