@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 import uuid
@@ -70,7 +71,7 @@ class EmbedConfig:
     teacher_options: tuple = ()
     batch_size: int = 32
     hop_seconds: float | None = None
-    shard_size: int = 8
+    shard_size: int = 16
     spl_sidecar: str | None = None
     require_sidecar: bool = False
     incremental: bool = False
@@ -108,12 +109,20 @@ def _parse_teacher_opts(items) -> tuple:
     return tuple(sorted(out.items()))
 
 
+def _absolute(uri: str | None) -> str | None:
+    """Local relative paths -> absolute (workers may run in another directory); URLs unchanged."""
+    if not uri or "://" in uri:
+        return uri
+    return os.path.abspath(os.path.expanduser(uri))
+
+
 def config_from_options(options: PipelineOptions) -> EmbedConfig:
     o = options.view_as(EmbedOptions)
-    return EmbedConfig(input=o.input, output=o.output, teacher=o.teacher,
+    teacher = o.teacher if o.teacher in ("aisfx", "l3", "l3-random") else _absolute(o.teacher)
+    return EmbedConfig(input=_absolute(o.input), output=_absolute(o.output), teacher=teacher,
                        teacher_options=_parse_teacher_opts(o.teacher_opt),
                        batch_size=o.batch_size, hop_seconds=o.hop_seconds,
-                       shard_size=o.shard_size, spl_sidecar=o.spl_sidecar,
+                       shard_size=o.shard_size, spl_sidecar=_absolute(o.spl_sidecar),
                        require_sidecar=bool(o.require_sidecar), incremental=bool(o.incremental))
 
 

@@ -42,7 +42,7 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     _add(parser, "--hop-seconds", "--hop_seconds", dest="hop_seconds", type=float, default=None,
          help="hop between windows; default: the teacher's corpus hop (0.5 s for L3, "
               "1.16 s for aisfx)")
-    _add(parser, "--shard-size", "--shard_size", dest="shard_size", type=int, default=8,
+    _add(parser, "--shard-size", "--shard_size", dest="shard_size", type=int, default=16,
          help="recordings per work unit (decoded, scored and embedded together)")
     _add(parser, "--spl-sidecar", "--spl_sidecar", dest="spl_sidecar", default=None,
          help="directory of per-second SPL sidecars sensor_<id>/<day>/<ts>.csv|.parquet")

@@ -60,18 +60,13 @@ def _keras_embedder(model, model_id: str, batch_size: int) -> Embedder:
                              f"{out_shape} (build it with with_frontend=True)")
     window = int(in_shape[1])
     dim = int(out_shape[1])
-    import tensorflow as tf
-
-    @tf.function(input_signature=[tf.TensorSpec([None, window], tf.float32)],
-                 reduce_retracing=True)
-    def infer(x):
-        return model(x, training=False)
 
     def embed(windows: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(windows, dtype=np.float32)
         out = np.empty((x.shape[0], dim), np.float32)
         for i in range(0, x.shape[0], batch_size):
-            out[i:i + batch_size] = np.asarray(infer(tf.constant(x[i:i + batch_size])))
+            # Keras compiles one predict function per model (no per-call retracing)
+            out[i:i + batch_size] = np.asarray(model.predict_on_batch(x[i:i + batch_size]))
         return out
 
     return Embedder(model_id=model_id, sample_rate=STUDENT_MEL64.sample_rate, window_samples=window,

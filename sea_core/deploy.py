@@ -11,10 +11,15 @@ Steps (:func:`quantize`):
    int16 -> float32 / 32768, log-mel by :func:`sea_core.models.layers.student_frontend`.
    ``TFLiteConverter.from_keras_model`` with int8 input/output, per-channel
    weights; the op list and tensor dtypes are asserted afterwards.
-3. ``optimize='memory'``: int4 filters for the largest convs until the model
-   fits ``QUANT.flash_goal_bytes`` (while the mean cosine stays >= the bound),
-   then patch-based inference of the early blocks (:mod:`sea_core.deploy_patch`)
-   until peak RAM fits ``QUANT.arena_goal_bytes``.
+3. ``optimize='memory'`` (:func:`optimize_memory`): patch-based inference of
+   the early blocks (:mod:`sea_core.deploy_patch`) until peak RAM fits
+   ``QUANT.arena_goal_bytes``; if flash is still above ``QUANT.flash_goal_bytes``,
+   int4 filters for the largest convs (while the mean cosine stays >=
+   ``QUANT.int4_min_mean_cosine``), each split into output-channel groups so that
+   TFLM's int4 unpack scratch stays inside the arena goal. Every option is
+   measured in TFLM and recorded in the report; the one meeting both goals
+   with the smallest arena is used. ``int4=True`` with ``optimize='int8'``
+   applies ungrouped int4 filters to the unpatched model.
 4. Verification in TFLite-Micro: smallest arena by bisection, the arena the
    interpreter reports, output bit-exact with the TFLite reference kernels on
    held-out windows, int8-vs-float cosine distribution on held-out windows.
@@ -38,7 +43,7 @@ from sea_core.errors import BudgetError, DataError, DeployError, ParameterError
 from sea_core.params import BOARDS, DEFAULT_BOARD, QUANT, BoardBudget, QuantParams, StudentSpec
 
 __all__ = ["load_trunk", "read_student_audio", "student_logmels", "convert_int8", "cosine_stats",
-           "verify_tflm", "quantize", "main", "OPTIMIZE_MODES"]
+           "verify_tflm", "optimize_memory", "quantize", "main", "OPTIMIZE_MODES"]
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +320,125 @@ def patch_model(model_bytes: bytes, x_int8: np.ndarray, *, arena_goal: int,
             "tflm_equals_tflite": True}
 
 
+def _option_row(name: str, pm: dict, *, int4_ops, groups, mean_cosine, fe_flash: int, q: QuantParams,
+                detail: str) -> dict:
+    flash_model = len(pm["stage_a"]) + len(pm["stage_b"])
+    return {"name": name, "detail": detail, "int4_ops": list(int4_ops), "int4_groups": groups,
+            "flash_model_bytes": flash_model, "flash_total_bytes": flash_model + fe_flash,
+            "arena_bytes": int(pm["peak_bytes"]), "stage_a_arena_bytes": int(pm["arena_a"]),
+            "stage_b_arena_bytes": int(pm["arena_b"]), "mean_cosine": float(mean_cosine),
+            "tflm_ms_per_window": float(pm["tflm_ms_per_window"]), "tflm_equals_tflite": True,
+            "flash_met": flash_model + fe_flash <= q.flash_goal_bytes,
+            "arena_met": pm["peak_bytes"] <= q.arena_goal_bytes}
+
+
+def optimize_memory(base: bytes, float_out: np.ndarray, x_float: np.ndarray, x_check: np.ndarray, *,
+                    fe_flash: int, q: QuantParams = QUANT) -> dict:
+    """Patch-based inference, plus grouped int4 filters if the flash goal needs them.
+
+    Options, each verified in TFLM (smallest arena by bisection, patched TFLM output
+    bit-exact with the TFLite reference kernels on ``x_check``):
+
+    1. ``patch``: the int8 model with patch-based inference of the early blocks.
+    2. If its flash (both stages + front-end constants) exceeds ``q.flash_goal_bytes``:
+       int4 per-channel filters on the largest convs, one more at a time, as long
+       as the mean cosine (int8 model vs float on ``x_float``) stays >=
+       ``q.int4_min_mean_cosine``. For an op set that reaches the flash goal:
+       ``int4+patch`` (ungrouped: TFLM unpacks each int4 filter into an arena
+       scratch of its int8 size) and ``int4/G+patch`` for ``G`` in
+       ``q.int4_groups`` (output-channel groups, :func:`sea_core.deploy_patch.split_conv_groups`:
+       the scratch of one op is 1/G of the filter; bit-exact with ungrouped int4).
+
+    The configuration meeting both goals with the smallest peak arena (then the
+    smallest flash) is chosen; if none meets both, the one meeting the arena goal
+    with the smallest flash, else the smallest arena.
+
+    Returns ``{"model": single-model bytes, "pm": patch_model result, "options": [...],
+    "chosen": name, "int4_ops": [...], "int4_groups": G or None, "int4_trail": [...]}``.
+    """
+    from sea_core.deploy_patch import graph_layers, split_conv_groups, to_int4, weight_ops
+
+    options: list[dict] = []
+    built: dict[str, tuple[bytes, dict]] = {}
+    base_cos = cosine_stats(_int8_outputs(base, x_float)[1], float_out)["mean"]
+    pm = patch_model(base, x_check, arena_goal=q.arena_goal_bytes, q=q)
+    options.append(_option_row("patch", pm, int4_ops=[], groups=None, mean_cosine=base_cos,
+                               fe_flash=fe_flash, q=q, detail="int8 weights, patch-based inference"))
+    built["patch"] = (base, pm)
+    trail: list[dict] = []
+    sizes = {i: n for i, _, n in weight_ops(base)}
+    order = sorted(sizes, key=lambda i: -sizes[i])
+    floor = len(to_int4(base, order)) + fe_flash if order and not options[0]["flash_met"] else None
+    if not options[0]["flash_met"] and floor is not None and floor > q.flash_goal_bytes:
+        log.warning("even int4 filters on every conv give %d B of flash > %d B: int4 not tried",
+                    floor, q.flash_goal_bytes)
+        trail.append({"int4_ops": order, "model_bytes": floor - fe_flash, "mean_cosine": None,
+                      "note": "all weight ops int4 still over the flash goal; not tried"})
+    elif not options[0]["flash_met"]:
+        ops: list[int] = []
+        for oi in order:
+            if any(o["flash_met"] and o["arena_met"] for o in options):
+                break
+            cand = to_int4(base, ops + [oi])
+            cos = cosine_stats(_int8_outputs(cand, x_float)[1], float_out)["mean"]
+            trail.append({"int4_ops": ops + [oi], "model_bytes": len(cand), "mean_cosine": cos})
+            if cos < q.int4_min_mean_cosine:
+                log.warning("int4 on op %d drops the mean cosine to %.4f (< %.3f); stopping", oi, cos,
+                            q.int4_min_mean_cosine)
+                break
+            ops.append(oi)
+            if len(cand) + fe_flash > q.flash_goal_bytes:
+                continue                                    # more int4 layers needed
+            pm = patch_model(cand, x_check, arena_goal=q.arena_goal_bytes, q=q)
+            name = f"int4{ops}+patch"
+            options.append(_option_row(name, pm, int4_ops=ops, groups=1, mean_cosine=cos,
+                                       fe_flash=fe_flash, q=q,
+                                       detail="int4 filters ungrouped: TFLM unpacks each into an "
+                                              "arena scratch of its int8 size"))
+            built[name] = (cand, pm)
+            ref_out = None
+            layers = graph_layers(base)
+            for g in q.int4_groups:
+                groups = {i: g for i in ops if layers[i].c_out % g == 0}
+                if not groups:
+                    continue
+                gb, convs = split_conv_groups(base, groups)
+                gm = to_int4(gb, convs)
+                if ref_out is None:
+                    ref_out = _int8_outputs(cand, x_float[:len(x_check)])[0]
+                got = _int8_outputs(gm, x_float[:len(x_check)])[0]
+                if not np.array_equal(got, ref_out):
+                    raise DeployError(f"grouped int4 model (G={g}) is not bit-exact with the "
+                                      f"ungrouped int4 model")
+                try:
+                    pm = patch_model(gm, x_check, arena_goal=q.arena_goal_bytes, q=q)
+                except DeployError as exc:         # e.g. more CONCATENATION inputs than TFLM allows
+                    log.warning("int4 groups G=%d: %s", g, exc)
+                    options.append({"name": f"int4{ops}/G{g}+patch", "int4_ops": list(ops),
+                                    "int4_groups": g, "error": str(exc)})
+                    continue
+                name = f"int4{ops}/G{g}+patch"
+                options.append(_option_row(name, pm, int4_ops=ops, groups=g, mean_cosine=cos,
+                                           fe_flash=fe_flash, q=q,
+                                           detail=f"int4 filters split into {g} output-channel groups "
+                                                  f"+ CONCATENATION (bit-exact with ungrouped int4)"))
+                built[name] = (gm, pm)
+    ok = [o for o in options if "error" not in o]
+    both = [o for o in ok if o["flash_met"] and o["arena_met"]]
+    arena_only = [o for o in ok if o["arena_met"]]
+    if both:
+        best = min(both, key=lambda o: (o["arena_bytes"], o["flash_total_bytes"]))
+    elif arena_only:
+        best = min(arena_only, key=lambda o: (o["flash_total_bytes"], o["arena_bytes"]))
+    else:
+        best = min(ok, key=lambda o: (o["arena_bytes"], o["flash_total_bytes"]))
+    for o in options:
+        o["chosen"] = o is best
+    model, pm = built[best["name"]]
+    return {"model": model, "pm": pm, "options": options, "chosen": best["name"],
+            "int4_ops": best["int4_ops"], "int4_groups": best["int4_groups"], "int4_trail": trail}
+
+
 # --------------------------------------------------------------------------- orchestration
 def quantize(model, data_dir, out_dir, *, board: str | BoardBudget = DEFAULT_BOARD,
              include_frontend: bool = False, optimize: str = "int8", int4: bool = False,
@@ -387,7 +511,33 @@ def quantize(model, data_dir, out_dir, *, board: str | BoardBudget = DEFAULT_BOA
     fe_path, fe_flash = (None, 0)
     final = base
     memory = None
-    if int4:
+    info = inspect_model(base)
+    n_check = min(q.tflm_check_windows, len(held_x))
+    x_check = quantize_input(held_x[:n_check], info.input)
+    opt = None
+    if optimize == "memory":
+        opt = optimize_memory(base, float_out, held_x, x_check, fe_flash=fe_flash_estimate(spec), q=q)
+        final = opt["model"]
+        memory = {"int4_ops": opt["int4_ops"], "int4_groups": opt["int4_groups"],
+                  "int4_trail": opt["int4_trail"], "int8_model_bytes": len(base),
+                  "chosen": opt["chosen"], "options": opt["options"]}
+        if opt["int4_ops"]:
+            g = opt["int4_groups"] or 1
+            notes.append(f"int4 per-channel filters on ops {opt['int4_ops']} of the int8 graph (largest "
+                         f"convs, activations int8), each split into {g} output-channel group(s) + "
+                         f"CONCATENATION so that TFLM's int4 unpack scratch is 1/{g} of the filter; "
+                         f"option {opt['chosen']!r} chosen among "
+                         + ", ".join(f"{o['name']} ({o.get('flash_total_bytes', 0):,} B flash / "
+                                     f"{o.get('arena_bytes', 0):,} B arena)" if "error" not in o
+                                     else f"{o['name']} (fails: TFLM)" for o in opt["options"]))
+        best = next(o for o in opt["options"] if o.get("chosen"))
+        if not (best["flash_met"] and best["arena_met"]):
+            why = [t.get("note") or f"int4 on ops {t['int4_ops']}: {t['model_bytes']:,} B, mean cosine "
+                   f"{t['mean_cosine']:.4f}" for t in opt["int4_trail"]]
+            notes.append(f"memory goals not both met (flash <= {q.flash_goal_bytes:,} B, arena <= "
+                         f"{q.arena_goal_bytes:,} B): chose {best['name']!r}"
+                         + (f"; int4 trail: {'; '.join(why)}" if why else ""))
+    elif int4:
         final, int4_ops, trail = choose_int4(base, float_out, held_x,
                                              flash_goal=q.flash_goal_bytes - fe_flash_estimate(spec),
                                              q=q)
@@ -397,11 +547,7 @@ def quantize(model, data_dir, out_dir, *, board: str | BoardBudget = DEFAULT_BOA
                          f"activations int8; int8 model {len(base):,} B -> {len(final):,} B. TFLM "
                          f"unpacks an int4 filter into an arena scratch buffer of its int8 size, "
                          f"so the arena grows by the largest int4 filter")
-    elif optimize == "memory":
-        memory = {"int4_ops": [], "int8_model_bytes": len(base)}
     info = inspect_model(final)
-    n_check = min(q.tflm_check_windows, len(held_x))
-    x_check = quantize_input(held_x[:n_check], info.input)
     _, y_deq = _int8_outputs(final, held_x)
     fid = cosine_stats(y_deq, float_out)
     fid_values = fid.pop("values")
@@ -410,7 +556,7 @@ def quantize(model, data_dir, out_dir, *, board: str | BoardBudget = DEFAULT_BOA
     defines: dict[str, int] = {}
     tables: dict[str, list[list[int]]] = {}
     if optimize == "memory":
-        pm = patch_model(final, x_check, arena_goal=q.arena_goal_bytes, q=q)
+        pm = opt["pm"]
         plan = pm["plan"]
         models = {"sea_stage_a_model": pm["stage_a"], "sea_stage_b_model": pm["stage_b"]}
         defines = {"SEA_PATCHED": 1, "SEA_PATCH_H": plan.patch[0], "SEA_PATCH_W": plan.patch[1],
@@ -463,8 +609,13 @@ def quantize(model, data_dir, out_dir, *, board: str | BoardBudget = DEFAULT_BOA
         s for s in (f"flash {flash_total:,} B > {board.flash_bytes:,} B" if flash_total > board.flash_bytes else "",
                     f"RAM {ram_total:,} B > {board.ram_bytes:,} B" if ram_total > board.ram_bytes else "")
         if s))
+    tflite_path = (out_dir / "model.tflite").resolve()
     report = {
-        "model": model_name, "student": {"emb_dim": spec.emb_dim, "head": spec.head,
+        "model": model_name, "window_samples": int(spec.window_samples),
+        "tflite_path": str(tflite_path), "flash_bytes": int(flash_total), "ram_bytes": int(ram_total),
+        "verdict": verdict,
+        "board": {"name": board.name, "flash_bytes": board.flash_bytes, "ram_bytes": board.ram_bytes},
+        "student": {"emb_dim": spec.emb_dim, "head": spec.head,
                                          "window_samples": spec.window_samples},
         "mode": optimize, "include_frontend": include_frontend,
         "representative_windows": int(len(rep_x)), "held_out_windows": int(len(held_x)),
@@ -522,10 +673,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="convert the audio-input model (front-end inside the model)")
     ap.add_argument("--optimize", default="int8", choices=OPTIMIZE_MODES,
                     help="int8: plain full-int8 model; memory: patch-based inference of the early "
-                         "blocks until peak RAM fits the arena goal")
+                         "blocks until peak RAM fits the arena goal, plus int4 filters split into "
+                         "output-channel groups if needed for the flash goal (each option measured "
+                         "in TFLM, listed in deploy_report.json)")
     ap.add_argument("--int4", action="store_true",
-                    help="int4 per-channel filters for the largest convs until the model fits the "
-                         "flash goal (costs arena: TFLM unpacks int4 filters into scratch)")
+                    help="with --optimize int8: ungrouped int4 per-channel filters for the largest "
+                         "convs until the model fits the flash goal (costs arena: TFLM unpacks int4 "
+                         "filters into scratch); --optimize memory decides on int4 itself")
     ap.add_argument("--emb-dim", type=int, default=None,
                     help="expected embedding dim (checked against the model)")
     return ap

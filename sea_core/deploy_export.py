@@ -204,6 +204,19 @@ def write_report(out_dir: Path, report: dict) -> tuple[Path, Path]:
     ]
     md = ["# Deployment report", "", "| item | value |", "|---|---|"]
     md += [f"| {k} | {_fmt(v)} |" for k, v in rows]
+    options = (report.get("memory") or {}).get("options")
+    if options:
+        md += ["", "## Memory options measured (TFLM)", "",
+               "| option | flash total B | arena B | mean cosine | TFLM ms | flash goal | arena goal | chosen |",
+               "|---|---|---|---|---|---|---|---|"]
+        for o in options:
+            if "error" in o:
+                md.append(f"| {o['name']} | - | - | - | - | - | - | fails: {o['error'][:80]} |")
+                continue
+            md.append(f"| {o['name']} | {o['flash_total_bytes']:,} | {o['arena_bytes']:,} | "
+                      f"{o['mean_cosine']:.4f} | {o['tflm_ms_per_window']:.1f} | "
+                      f"{'met' if o['flash_met'] else 'no'} | {'met' if o['arena_met'] else 'no'} | "
+                      f"{'yes' if o['chosen'] else ''} |")
     if report.get("notes"):
         md += ["", *[f"- {n}" for n in report["notes"]]]
     mp = out_dir / "deploy_report.md"

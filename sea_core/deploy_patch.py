@@ -33,7 +33,7 @@ from sea_core.deploy_tflm import op_name, unpack
 from sea_core.errors import DeployError
 
 __all__ = ["Layer", "PatchPlan", "graph_layers", "plan_patches", "split_model", "run_patched",
-           "pack_model", "estimate_peak"]
+           "pack_model", "estimate_peak", "weight_ops", "to_int4", "split_conv_groups"]
 
 _ELEMENTWISE = {"ADD", "MUL", "SUB", "RELU", "RELU6", "QUANTIZE", "MAXIMUM", "MINIMUM"}
 
@@ -79,7 +79,8 @@ def graph_layers(model_bytes: bytes) -> list[Layer]:
             o = op.builtinOptions
             out.append(Layer(name, (o.filterHeight, o.filterWidth), (o.strideH, o.strideW),
                              o.padding == 0, c_out, 0))
-        elif name in _ELEMENTWISE:
+        elif name in _ELEMENTWISE or name == "CONCATENATION":
+            # CONCATENATION (of output-channel groups, see split_conv_groups) keeps H, W
             out.append(Layer(name, (1, 1), (1, 1), False, c_out, 0))
         else:
             out.append(Layer(name, (0, 0), (0, 0), False, c_out, 0))
@@ -107,6 +108,8 @@ def estimate_peak(layers: list[Layer], hw: tuple[int, int], c_in: int) -> int:
         if l.k == (0, 0):          # reshape / shape ops after the trunk: negligible
             break
         h2, w2 = l.out_size(h, 0), l.out_size(w, 1)
+        if l.op == "CONV_2D":               # a channel group reads the full input, not the last group
+            c = l.macs_per_out // (l.k[0] * l.k[1])
         peak = max(peak, h * w * c + h2 * w2 * l.c_out)
         h, w, c = h2, w2, l.c_out
     return peak
@@ -430,3 +433,113 @@ def to_int4(model_bytes: bytes, op_indices) -> bytes:
             m.buffers[bt.buffer].data = np.round(bias * old / new).astype(np.int32).view(np.uint8)
             bt.quantization.scale = new.astype(np.float32).tolist()
     return pack_model(m)
+
+
+# --------------------------------------------------------------------------- output-channel groups
+def split_conv_groups(model_bytes: bytes, groups: dict[int, int]) -> tuple[bytes, list[int]]:
+    """Split CONV_2D ops into output-channel groups joined by a CONCATENATION.
+
+    ``groups`` maps an op index of ``model_bytes`` to a number of groups ``G``
+    (which must divide its output channels). Op ``i`` becomes ``G`` CONV_2D ops
+    reading the same input, each with ``C/G`` filters, their slice of the int32
+    bias and of the per-channel scales, and an output tensor with the original
+    output's (per-tensor) scale and zero point, then one CONCATENATION on the
+    channel axis writing the original output tensor. Every output channel is
+    computed by exactly the same integer arithmetic and the concatenation of
+    equally quantised int8 tensors is a copy, so the result is bit-exact with
+    the ungrouped model.
+
+    Why: TFLM unpacks an int4 filter into an arena scratch buffer of its int8
+    size for the duration of the op; with groups the scratch of one op is
+    ``1/G`` of the filter, so int4 filters stop dominating the arena.
+
+    Returns (model bytes, indices of the new CONV_2D ops in the new graph).
+    Filters must still be int8 (call :func:`to_int4` on the returned indices).
+    """
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    m = unpack(model_bytes)
+    sg = m.subgraphs[0]
+    concat_code = None
+    for ci, oc in enumerate(m.operatorCodes):
+        if max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)) == schema.BuiltinOperator.CONCATENATION:
+            concat_code = ci
+    if concat_code is None and groups:
+        oc = schema.OperatorCodeT()
+        oc.builtinCode = oc.deprecatedBuiltinCode = schema.BuiltinOperator.CONCATENATION
+        oc.version = 2
+        m.operatorCodes.append(oc)
+        concat_code = len(m.operatorCodes) - 1
+
+    def new_buffer(data: np.ndarray) -> int:
+        buf = schema.BufferT()
+        buf.data = np.ascontiguousarray(data).view(np.uint8).ravel()
+        m.buffers.append(buf)
+        return len(m.buffers) - 1
+
+    def new_tensor(like, shape, buffer: int, name: str, scale=None, zp=None) -> int:
+        t = copy.deepcopy(like)
+        t.shape = np.array(shape, dtype=np.int32)
+        t.shapeSignature = None
+        t.buffer = buffer
+        t.name = name.encode()
+        if scale is not None:
+            t.quantization.scale = list(scale)
+            t.quantization.zeroPoint = list(zp)
+        sg.tensors.append(t)
+        return len(sg.tensors) - 1
+
+    new_ops, new_conv = [], []
+    for i, op in enumerate(sg.operators):
+        g = groups.get(i, 1)
+        if g <= 1:
+            new_ops.append(op)
+            continue
+        if op_name(m, op) != "CONV_2D":
+            raise DeployError(f"op {i} is {op_name(m, op)}, only CONV_2D can be split into groups")
+        ft = sg.tensors[op.inputs[1]]
+        if ft.type != schema.TensorType.INT8:
+            raise DeployError(f"op {i}: split the int8 filter before re-quantising it")
+        c_out = int(ft.shape[0])
+        if c_out % g:
+            raise DeployError(f"op {i}: {g} groups do not divide {c_out} output channels")
+        cg = c_out // g
+        w = np.asarray(m.buffers[ft.buffer].data, dtype=np.uint8).view(np.int8).reshape(c_out, -1)
+        fs = np.asarray(ft.quantization.scale, dtype=np.float32)
+        fz = np.asarray(ft.quantization.zeroPoint, dtype=np.int64)
+        if fs.size == 1:
+            fs, fz = np.repeat(fs, c_out), np.repeat(fz, c_out)
+        has_bias = len(op.inputs) > 2 and op.inputs[2] >= 0
+        if has_bias:
+            bt = sg.tensors[op.inputs[2]]
+            bias = np.asarray(m.buffers[bt.buffer].data, dtype=np.uint8).view(np.int32)
+            bs = np.asarray(bt.quantization.scale, dtype=np.float32)
+            bz = np.asarray(bt.quantization.zeroPoint, dtype=np.int64)
+        yt = sg.tensors[op.outputs[0]]
+        y_shape = [int(d) for d in yt.shape]
+        base_name = (ft.name.decode() if isinstance(ft.name, bytes) else str(ft.name))
+        outs = []
+        for k in range(g):
+            sl = slice(k * cg, (k + 1) * cg)
+            f_idx = new_tensor(ft, [cg] + [int(d) for d in ft.shape[1:]],
+                               new_buffer(w[sl].copy()), f"{base_name}/g{k}", fs[sl], fz[sl])
+            ins = [op.inputs[0], f_idx]
+            if has_bias:
+                ins.append(new_tensor(bt, [cg], new_buffer(bias[sl].copy()), f"{base_name}/bias_g{k}",
+                                      bs[sl], bz[sl]))
+            o_idx = new_tensor(yt, y_shape[:-1] + [cg], 0, f"{base_name}/out_g{k}")
+            gop = copy.deepcopy(op)
+            gop.inputs, gop.outputs = ins, [o_idx]
+            new_conv.append(len(new_ops))
+            new_ops.append(gop)
+            outs.append(o_idx)
+        cat = schema.OperatorT()
+        cat.opcodeIndex = concat_code
+        cat.inputs, cat.outputs = outs, [op.outputs[0]]
+        cat.builtinOptionsType = schema.BuiltinOptions.ConcatenationOptions
+        cat.builtinOptions = schema.ConcatenationOptionsT()
+        cat.builtinOptions.axis = len(y_shape) - 1
+        new_ops.append(cat)
+    sg.operators = new_ops
+    _prune(m)
+    return pack_model(m), new_conv

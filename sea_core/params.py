@@ -434,6 +434,9 @@ class QuantParams:
     """``--optimize memory``: patch-based inference until peak RAM (MCUNetV2 accounting) fits."""
     int4_min_mean_cosine: float = 0.98
     """int4 layers are dropped again (largest last) if the mean cosine falls below this."""
+    int4_groups: tuple[int, ...] = (2, 4, 8)
+    """``--optimize memory``: output-channel group counts tried for int4 convs (TFLM unpacks an
+    int4 filter into arena scratch; G groups cut it to 1/G). TFLM's CONCATENATION takes <= 10 inputs."""
 
 
 QUANT = QuantParams()

@@ -95,6 +95,9 @@ class Throughputs:
     """'measured: <file> (...)' or 'default: ...'."""
     measured: bool
     notes: tuple[str, ...] = field(default=())
+    student_window_samples: int | None = None
+    """8-kHz window the student rates were measured at (None: the planned teacher's window).
+    Rates are rescaled linearly to the planned student window (cost ~ frames)."""
 
 
 def windows_per_clip(clip_seconds: float, spec: TeacherSpec, *, hop_seconds: float | None = None,
@@ -144,13 +147,20 @@ def load_throughputs(path: str | Path | None = DEFAULT_MODELS_JSON, *, teacher: 
         return Throughputs(**{**asdict(default), "source": f"default: {path} unreadable ({exc})"})
     batch = params.benchmark_batch
 
-    def pick(kind: str, name: str) -> float | None:
+    def row(kind: str, name: str) -> dict | None:
         for r in rows:
             if r.get("kind") == kind and str(r.get("name")) == name and r.get("batch") == batch:
-                return float(r["windows_per_s"]) / cores
+                return r
         return None
 
-    teacher_fps = pick("teacher", teacher)
+    def pick(kind: str, name: str) -> float | None:
+        r = row(kind, name)
+        return None if r is None else float(r["windows_per_s"]) / cores
+
+    # 'l3' and 'l3-random' are the same network (only the weights differ): same cost
+    teacher_fps = next((v for v in (pick("teacher", n) for n in
+                                    (teacher, *(("l3-random", "l3") if teacher.startswith("l3") else ())))
+                        if v is not None), None)
     notes = []
     if teacher_fps is None:
         teacher_fps = params.default_teacher_fps_per_vcpu
@@ -163,9 +173,16 @@ def load_throughputs(path: str | Path | None = DEFAULT_MODELS_JSON, *, teacher: 
             notes.append(f"student sea-{d} not in {path}: default {v} windows/s/vCPU")
         students[d] = v
     load = data["machine"].get("load_avg_1min_before")
+    measured_rows = [row("student", f"sea-{d}") for d in STUDENT_EMB_DIMS]
+    windows = {int(r["window_samples"]) for r in measured_rows if r and r.get("window_samples")}
+    try:
+        shown = Path(path).resolve().relative_to(DEFAULT_MODELS_JSON.parents[2])
+    except ValueError:
+        shown = path
     return Throughputs(
+        student_window_samples=windows.pop() if len(windows) == 1 else None,
         teacher_fps_per_vcpu=teacher_fps, student_fps_per_vcpu=students,
-        source=(f"measured: {path} (batch {batch}, {data.get('created_at', '?')}, "
+        source=(f"measured: {shown} (batch {batch}, {data.get('created_at', '?')}, "
                 f"{int(cores)} cores, 1-min load {load} before)"),
         measured=not notes, notes=tuple(notes))
 
@@ -238,9 +255,13 @@ def plan(scenario: Scenario = Scenario(), throughputs: Throughputs | None = None
     pca_flops = 2.0 * selected * spec.emb_dim ** 2
     pca_hours = pca_flops / params.pca_flops_per_s_per_vcpu / 3600
     train_samples = sc.epochs * sc.steps_per_epoch * sc.batch_size
+    window_scale = (1.0 if tp.student_window_samples is None
+                    else tp.student_window_samples / student_samples)
+    student_fps = {d: v * window_scale for d, v in tp.student_fps_per_vcpu.items()}
     train_hours = {str(d): train_samples * params.train_backward_factor
-                   / tp.student_fps_per_vcpu[d] / 3600 for d in sc.train_emb_dims}
+                   / student_fps[d] / 3600 for d in sc.train_emb_dims}
     train_total = sum(train_hours.values())
+    train_gpu_total = train_total / sc.gpu_speedup  # same T4 / vCPU ratio assumed as for the teacher
     # build-training-set projects each window: (512 -> sum(dims)) GEMV, negligible next to I/O
     project_flops_per_window = 2.0 * spec.emb_dim * max(sc.dims)
     project_hours = lambda n: n * project_flops_per_window / params.pca_flops_per_s_per_vcpu / 3600  # noqa: E731
@@ -253,32 +274,37 @@ def plan(scenario: Scenario = Scenario(), throughputs: Throughputs | None = None
         "pca_fit_vcpu_hours": pca_hours,
         "project_vcpu_hours": project_hours(windows),
         "train_vcpu_hours": train_hours,
+        "train_gpu_hours": train_gpu_total,
         "train_samples": train_samples,
         "refresh": {
             "preprocess_vcpu_hours": preprocess_hours(new_clips),
             "teacher": new_teacher,
             "project_vcpu_hours": project_hours(new_windows),
             "train_vcpu_hours": train_total,
+            "train_gpu_hours": train_gpu_total,
         },
     }
 
     # ------------------------------------------------------------- cost
     cpu, gpu = sc.cost_cpu_hour, sc.cost_gpu_hour
 
-    def stage_costs(pre_h, teach, pca_h, proj_h, train_h, device):
-        teacher_cost = (teach["gpu_hours"] * gpu if device == "gpu" else teach["vcpu_hours"] * cpu)
-        return {"preprocess": pre_h * cpu, "teacher": teacher_cost, "pca_fit": pca_h * cpu,
-                "build_training_set": proj_h * cpu, "train": train_h * cpu}
+    def stage_costs(pre_h, teach, pca_h, proj_h, device):
+        # device 'gpu': the teacher stage and training run on T4s, the rest on vCPUs
+        on_gpu = device == "gpu"
+        return {"preprocess": pre_h * cpu,
+                "teacher": teach["gpu_hours"] * gpu if on_gpu else teach["vcpu_hours"] * cpu,
+                "pca_fit": pca_h * cpu, "build_training_set": proj_h * cpu,
+                "train": train_gpu_total * gpu if on_gpu else train_total * cpu}
 
     cost = {}
     for device in ("cpu", "gpu"):
         full = stage_costs(compute["preprocess_vcpu_hours"], full_teacher, pca_hours,
-                           compute["project_vcpu_hours"], train_total, device)
+                           compute["project_vcpu_hours"], device)
         refresh = stage_costs(compute["refresh"]["preprocess_vcpu_hours"], new_teacher, 0.0,
-                              compute["refresh"]["project_vcpu_hours"], train_total, device)
+                              compute["refresh"]["project_vcpu_hours"], device)
         refit = stage_costs(compute["refresh"]["preprocess_vcpu_hours"], new_teacher, pca_hours,
-                            compute["project_vcpu_hours"], train_total, device)
-        cost[f"teacher_on_{device}"] = {
+                            compute["project_vcpu_hours"], device)
+        cost[device] = {
             "full_build": {**full, "total": sum(full.values())},
             "refresh_reuse_pca": {**refresh, "total": sum(refresh.values())},
             "refresh_with_refit": {**refit, "total": sum(refit.values())},
@@ -287,8 +313,8 @@ def plan(scenario: Scenario = Scenario(), throughputs: Throughputs | None = None
     def bottleneck(stages: dict) -> str:
         return max((k for k in stages if k != "total"), key=lambda k: stages[k])
 
-    best = "gpu" if cost["teacher_on_gpu"]["full_build"]["total"] <= cost["teacher_on_cpu"]["full_build"]["total"] else "cpu"
-    chosen = cost[f"teacher_on_{best}"]
+    best = "gpu" if cost["gpu"]["full_build"]["total"] <= cost["cpu"]["full_build"]["total"] else "cpu"
+    chosen = cost[best]
     bottlenecks = {"device": best, "full_build": bottleneck(chosen["full_build"]),
                    "refresh": bottleneck(chosen["refresh_reuse_pca"])}
 
@@ -300,7 +326,8 @@ def plan(scenario: Scenario = Scenario(), throughputs: Throughputs | None = None
                     "emb_dim": spec.emb_dim},
         "throughputs": {"teacher_windows_per_s_per_vcpu": tp.teacher_fps_per_vcpu,
                         "teacher_windows_per_s_per_gpu": gpu_fps,
-                        "student_windows_per_s_per_vcpu": {str(k): v for k, v in tp.student_fps_per_vcpu.items()},
+                        "student_windows_per_s_per_vcpu": {str(k): v for k, v in student_fps.items()},
+                        "student_rate_window_scale": window_scale,
                         "source": tp.source, "measured": tp.measured, "notes": list(tp.notes)},
         "corpus": {"days": days, "clips_per_sensor_day": clips_per_sensor_day, "clips": clips,
                    "audio_hours": audio_hours, "windows_per_clip": wpc, "windows": windows,
@@ -356,19 +383,19 @@ def format_report(r: dict) -> str:
         f"  PCA fit             {cp['pca_fit_vcpu_hours']:,.1f} vCPU-h",
         f"  build training set  {cp['project_vcpu_hours']:,.2f} vCPU-h (+ I/O of the bytes above)",
         "  train               " + ", ".join(f"sea-{d} {h:,.1f} vCPU-h" for d, h in cp["train_vcpu_hours"].items())
-        + f" ({cp['train_samples']:,} samples, no early stop)",
+        + f" or {cp['train_gpu_hours']:,.1f} T4-h ({cp['train_samples']:,} samples, no early stop)",
         f"refresh every {sc['refresh_days']} days: {c['refresh_clips']:,} clips, {c['refresh_windows']:,} windows, "
         f"{_size(b['refresh_flac_input'])} FLAC -> {_size(b['refresh_frames'])} frames; teacher "
         f"{cp['refresh']['teacher']['vcpu_hours']:,.1f} vCPU-h or {cp['refresh']['teacher']['gpu_hours']:,.2f} T4-h",
         f"cost (USD; vCPU-h ${sc['cost_cpu_hour']:g}, T4-h ${sc['cost_gpu_hour']:g})",
     ]
-    for device in ("cpu", "gpu"):
-        cc = r["cost_usd"][f"teacher_on_{device}"]
-        lines.append(f"  teacher on {device.upper()}: full build ${cc['full_build']['total']:,.2f} "
+    for device, label in (("cpu", "all on vCPUs"), ("gpu", "teacher + training on T4s")):
+        cc = r["cost_usd"][device]
+        lines.append(f"  {label}: full build ${cc['full_build']['total']:,.2f} "
                      f"(teacher ${cc['full_build']['teacher']:,.2f}); refresh ${cc['refresh_reuse_pca']['total']:,.2f} "
                      f"(reusing PCA) / ${cc['refresh_with_refit']['total']:,.2f} (with PCA refit)")
     bn = r["bottleneck"]
-    lines.append(f"bottleneck (teacher on {bn['device'].upper()}): full build -> {bn['full_build']}; "
+    lines.append(f"bottleneck (cheaper option: {bn['device'].upper()}): full build -> {bn['full_build']}; "
                  f"refresh -> {bn['refresh']}")
     return "\n".join(lines)
 

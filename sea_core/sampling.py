@@ -362,8 +362,6 @@ def sample_group(emb: np.ndarray | None, relevance: np.ndarray | None, *, k: int
     rng = group_rng(seed, key)
     t0 = time.perf_counter()
     traps, info = [], {}
-    b_div = dpp.dpp_features(emb) if emb is not None else None
-    b_rel = (b_div * relevance[:, None]) if (b_div is not None and relevance is not None) else None
     if k >= n:
         if k > n and policy == "skip":
             local, algo = np.empty(0, dtype=np.int64), "skipped"
@@ -375,24 +373,31 @@ def sample_group(emb: np.ndarray | None, relevance: np.ndarray | None, *, k: int
         p = relevance / relevance.sum()
         local, algo = np.sort(rng.choice(n, size=k, replace=False, p=p)), "weighted"
     else:
-        b = b_div if method == "diversity" else b_rel
-        if mode == "reference":             # one BLAS thread, as every mode (fair timings)
-            with dpp.single_thread_blas():
+        q = relevance if method == "diversity+relevance" else None
+        with dpp.single_thread_blas():      # every mode, reference included (fair timings)
+            if mode == "reference":
+                b = dpp.dpp_features(emb, q)
                 local, traps, info = _reference_mcmc(b, k, seed=seed, key=key, params=params, rng=rng)
-            algo = "dppy-mcmc"
-        elif mode == "exact":
-            local, info = dpp.sample_k_dpp(b, params.dpp_diag, k, rng, rtol=params.dual_eig_rtol)
-            algo = f"k-dpp-{info['route']}"
-        else:
-            local, ld = dpp.greedy_map(b, params.dpp_diag, k)
-            info, algo = {"logdet_greedy": ld}, "greedy-map"
+                algo = "dppy-mcmc"
+            elif mode == "exact":
+                b = dpp.dpp_features(emb, q)
+                local, info = dpp.sample_k_dpp(b, params.dpp_diag, k, rng, rtol=params.dual_eig_rtol)
+                algo = f"k-dpp-{info['route']}"
+            else:
+                b = dpp.dpp_features(emb, q, dtype=np.float32)
+                local, ld = dpp.greedy_map(b, params.dpp_diag, k)
+                info, algo = {"logdet_greedy": ld}, "greedy-map"
+            del b
     seconds = time.perf_counter() - t0
     logdet = {}
-    if report_logdet and b_div is not None:
+    if report_logdet and emb is not None:   # float64, on the selected rows only
+        f = dpp.dpp_features(emb[local])
+        every = np.arange(local.size)
         with dpp.single_thread_blas():
-            logdet["diversity"] = dpp.logdet_subset(b_div, local, params.dpp_diag)
-            if b_rel is not None:
-                logdet["diversity+relevance"] = dpp.logdet_subset(b_rel, local, params.dpp_diag)
+            logdet["diversity"] = dpp.logdet_subset(f, every, params.dpp_diag)
+            if relevance is not None:
+                f *= np.asarray(relevance, dtype=np.float64)[local, None]
+                logdet["diversity+relevance"] = dpp.logdet_subset(f, every, params.dpp_diag)
     return GroupResult(key=tuple(key), size=n, k=int(k), indices=local, logdet=logdet,
                        algorithm=algo, traps=traps, info=info, seconds=seconds)
 

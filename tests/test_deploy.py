@@ -222,3 +222,58 @@ def test_float_model_is_rejected_by_int8_assertion(tmp_path):
     data = tf.lite.TFLiteConverter.from_keras_model(m).convert()       # float, not quantised
     with pytest.raises(DeployError, match="not a full-int8 model"):
         assert_full_int8(inspect_model(data))
+
+
+def test_memory_mode_meets_flash_and_arena_goals(deployed):
+    """`--optimize memory` on the 128-d student: flash <= 500,000 B and arena <= 96 KB together."""
+    from sea_core.deploy_tflm import inspect_model
+    from sea_core.params import QUANT
+
+    d = deployed["out"]["memory"]
+    rep = _report(d)
+    assert rep["flash_bytes"] == rep["flash"]["total_bytes"] <= QUANT.flash_goal_bytes == 500_000
+    assert rep["ram"]["arena_bytes"] <= QUANT.arena_goal_bytes == 96 * 1024
+    assert rep["goals"]["flash_met"] and rep["goals"]["arena_met"]
+    assert rep["fidelity"]["mean"] >= QUANT.int4_min_mean_cosine
+    # the keys the end-to-end runner and the report plots read
+    assert rep["window_samples"] == S and rep["verdict"] == "fits"
+    assert rep["ram_bytes"] == rep["ram"]["total_bytes"]
+    assert set(rep["board"]) == {"name", "flash_bytes", "ram_bytes"}
+    assert rep["tflite_path"].endswith("model.tflite") and inspect_model(
+        open(rep["tflite_path"], "rb").read()).output.shape == (1, 128)
+    # every option is recorded with measured figures; the chosen one meets both goals
+    opts = {o["name"]: o for o in rep["memory"]["options"]}
+    assert opts["patch"]["arena_met"] and not opts["patch"]["flash_met"]      # int8 patch alone: flash over
+    ungrouped = [o for o in opts.values() if o.get("int4_groups") == 1]
+    assert ungrouped and not ungrouped[0]["arena_met"]                      # int4 unpack scratch
+    chosen = [o for o in opts.values() if o.get("chosen")]
+    assert len(chosen) == 1 and chosen[0]["name"] == rep["memory"]["chosen"]
+    assert chosen[0]["flash_met"] and chosen[0]["arena_met"] and chosen[0]["int4_groups"] > 1
+    assert chosen[0]["arena_bytes"] == rep["ram"]["arena_bytes"]
+    assert "Memory options measured" in (d / "deploy_report.md").read_text()
+
+
+def test_conv_groups_are_bit_exact_and_cut_int4_scratch(deployed):
+    from sea_core.deploy_patch import plan_patches, split_conv_groups, split_model, to_int4
+    from sea_core.deploy_tflm import (litert_reference, litert_run, tflm_interpreter, tflm_invoke,
+                                      tflm_min_arena)
+
+    base = (deployed["out"]["int8"] / "model.tflite").read_bytes()
+    x = np.random.default_rng(3).integers(-128, 128, size=(2, 1, 64, 50, 1)).astype(np.int8)
+    ref8 = litert_run(litert_reference(base), x[:, 0])
+    g8, convs = split_conv_groups(base, {9: 4})
+    assert len(convs) == 4
+    np.testing.assert_array_equal(litert_run(litert_reference(g8), x[:, 0]), ref8)
+    u4 = to_int4(base, [9])
+    g4 = to_int4(g8, convs)
+    ref4 = litert_run(litert_reference(u4), x[:, 0])
+    np.testing.assert_array_equal(litert_run(litert_reference(g4), x[:, 0]), ref4)
+    arena = tflm_min_arena(g4)
+    interp = tflm_interpreter(g4, arena)
+    np.testing.assert_array_equal(np.stack([tflm_invoke(interp, xi)[0] for xi in x]), ref4)
+    # TFLM unpacks the int4 filter of op 9 (147,456 B as int8) into arena scratch: 1/4 with
+    # 4 groups (seen in the stage after the patched blocks, where it dominates the arena)
+    stage_b = [split_model(m, plan_patches(m, peak_goal=96 * 1024))[1] for m in (u4, g4)]
+    assert tflm_min_arena(stage_b[0]) - tflm_min_arena(stage_b[1]) > 147_456 // 2
+    with pytest.raises(DeployError, match="do not divide"):
+        split_conv_groups(base, {9: 3})

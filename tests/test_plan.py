@@ -67,12 +67,15 @@ def test_small_scenario_by_hand():
     assert cp["train_vcpu_hours"]["128"] == pytest.approx(1280 * 3 / 100 / 3600)
     assert cp["refresh"]["teacher"]["gpu_hours"] == pytest.approx(6720 / 500 / 3600)
     # cost: teacher on CPU 1.9467 vCPU-h * $0.1; on GPU 0.03893 T4-h * $1
-    cpu = r["cost_usd"]["teacher_on_cpu"]["full_build"]
-    gpu = r["cost_usd"]["teacher_on_gpu"]["full_build"]
+    cpu = r["cost_usd"]["cpu"]["full_build"]
+    gpu = r["cost_usd"]["gpu"]["full_build"]
     assert cpu["teacher"] == pytest.approx(70_080 / 10 / 3600 * 0.1)
     assert gpu["teacher"] == pytest.approx(70_080 / 500 / 3600 * 1.0)
     assert cpu["total"] == pytest.approx(sum(v for k, v in cpu.items() if k != "total"))
-    refresh = r["cost_usd"]["teacher_on_gpu"]["refresh_reuse_pca"]
+    assert cp["train_gpu_hours"] == pytest.approx(1280 * 3 / 100 / 3600 / 50)
+    assert cpu["train"] == pytest.approx(1280 * 3 / 100 / 3600 * 0.1)
+    assert gpu["train"] == pytest.approx(1280 * 3 / 100 / 3600 / 50 * 1.0)
+    refresh = r["cost_usd"]["gpu"]["refresh_reuse_pca"]
     assert refresh["pca_fit"] == 0.0
     assert refresh["teacher"] == pytest.approx(6720 / 500 / 3600)
     assert r["bottleneck"] == {"device": "gpu", "full_build": "teacher", "refresh": "teacher"}
@@ -102,11 +105,26 @@ def test_throughputs_from_models_json(tmp_path):
     path.write_text(json.dumps(doc))
     tp = load_throughputs(path, teacher="aisfx")
     assert tp.measured and tp.teacher_fps_per_vcpu == 25.0 and tp.student_fps_per_vcpu[64] == 300.0
+    assert tp.student_window_samples is None
     assert "measured" in tp.source
     # a teacher that was not measured falls back to the stated default and says so
     tp_l3 = load_throughputs(path, teacher="l3")
     assert not tp_l3.measured and tp_l3.teacher_fps_per_vcpu == CAPACITY.default_teacher_fps_per_vcpu
     assert any("'l3' not in" in n for n in tp_l3.notes)
+    # ... but 'l3' uses an 'l3-random' measurement (same network, same cost)
+    doc["results"].append({"kind": "teacher", "name": "l3-random", "batch": 64, "windows_per_s": 8.0})
+    path.write_text(json.dumps(doc))
+    assert load_throughputs(path, teacher="l3").teacher_fps_per_vcpu == 4.0
+    # student rates measured at another window are rescaled to the planned one (cost ~ frames)
+    for r in doc["results"]:
+        if r["kind"] == "student":
+            r["window_samples"] = 16_000
+    path.write_text(json.dumps(doc))
+    tp2 = load_throughputs(path, teacher="aisfx")
+    assert tp2.student_window_samples == 16_000
+    r = plan(SMALL, tp2)   # L3 teacher: 1-s student window = 8000 samples -> twice the rate
+    assert r["throughputs"]["student_windows_per_s_per_vcpu"]["128"] == pytest.approx(600.0)
+    assert r["compute"]["train_vcpu_hours"]["128"] == pytest.approx(1280 * 3 / 600 / 3600)
     missing = load_throughputs(tmp_path / "absent.json")
     assert not missing.measured and missing.source.startswith("default")
 

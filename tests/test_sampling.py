@@ -79,6 +79,22 @@ def test_greedy_map_equals_naive_greedy_and_reports_logdet():
     assert dpp.logdet_subset(b, sel, C) == pytest.approx(ld, abs=1e-9)
 
 
+def test_greedy_float32_features_select_the_same_set():
+    rng = np.random.default_rng(9)
+    emb = np.maximum(rng.standard_normal((3000, 64)) + rng.choice(3, 3000)[:, None], 0)
+    q = rng.uniform(0.01, 1, 3000)
+    sel64, ld64 = dpp.greedy_map(dpp.dpp_features(emb, q), C, 40)
+    sel32, ld32 = dpp.greedy_map(dpp.dpp_features(emb, q, dtype=np.float32), C, 40)
+    assert np.array_equal(sel64, sel32)
+    assert ld32 == pytest.approx(ld64, abs=1e-5)
+
+
+def test_features_l1_rows_and_zero_rows():
+    emb = np.array([[1.0, 3.0], [0.0, 0.0], [2.0, 2.0]])
+    f = dpp.dpp_features(emb, np.array([0.5, 1.0, 1.0]))
+    np.testing.assert_allclose(f, [[0.125, 0.375], [0, 0], [0.5, 0.5]])
+
+
 def test_logdet_is_finite_where_det_underflows():
     b = np.full((500, 4), 1e-4)
     idx = np.arange(400)

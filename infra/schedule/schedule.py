@@ -330,7 +330,11 @@ def load_schedule(path: str | os.PathLike = DEFAULT_CONFIG) -> Schedule:
 # --------------------------------------------------------------------------- rendering
 def resolve_vars(schedule: Schedule, run_date: str | dt.date, overrides: dict[str, str] | None = None,
                  *, environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Vars with builtins, ``SEA_REFRESH_<NAME>`` environment overrides and explicit overrides."""
+    """Vars with builtins, ``SEA_REFRESH_<NAME>`` environment overrides and explicit overrides.
+
+    The ``python`` builtin (interpreter of the ``schedule.py`` steps) is this interpreter
+    unless ``SEA_REFRESH_PYTHON`` names another (e.g. the workers' venv under Airflow).
+    """
     env = os.environ if environ is None else environ
     values = dict(schedule.vars)
     for name in schedule.vars:
@@ -341,7 +345,7 @@ def resolve_vars(schedule: Schedule, run_date: str | dt.date, overrides: dict[st
             raise ScheduleError(f"--var {name}: not a var of {schedule.path} ({sorted(schedule.vars)})")
         values[name] = value
     values.update(run_date=str(run_date), config=str(schedule.path), schedule_py=str(SCHEDULE_PY),
-                  python=values.get("python", sys.executable))
+                  python=env.get(ENV_PREFIX + "PYTHON", sys.executable))
     resolved: dict[str, str] = {}
 
     def get(name: str, stack: tuple[str, ...]) -> str:

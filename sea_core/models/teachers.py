@@ -32,7 +32,7 @@ FRONTENDS = ("none", "l3", "aisfx", "student")
 """Front-ends a user's Keras teacher can be given ('none': the model takes audio)."""
 
 _CACHE: dict[tuple, tuple] = {}
-_CACHE_LOCK = threading.Lock()
+_CACHE_LOCK = threading.RLock()  # re-entrant: a SparseTeacher builds its base inside
 
 
 def clear_model_cache() -> None:
