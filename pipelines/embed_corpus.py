@@ -51,7 +51,7 @@ from pipelines.transforms.relevance import GroupByPartition, ScoreConfig, ScoreR
 from pipelines.transforms.spl import ComputeSpl, SplConfig
 from pipelines.transforms.teacher import TeacherConfig, TeacherInference
 from pipelines.transforms.write import (MANIFEST_NAME, SUCCESS_NAME, SUMMARY_NAME, OutputLayout,
-                                        WritePartitions, read_table_or_none)
+                                        WritePartitions, read_table_or_none, remove_file)
 from sea_core.errors import AudioError, DataError, ParameterError
 from sea_core.params import RELEVANCE, SPL, STUDENT_MEL64
 from sea_core.schema import DEAD_LETTER_SCHEMA_VERSION, FRAMES_SCHEMA_VERSION
@@ -330,6 +330,21 @@ def _finalize(cfg: EmbedConfig, resolved: _Resolved, run_plan: Plan, *, run_id: 
     return summary
 
 
+def _remove_legacy_frames(layout: OutputLayout) -> None:
+    """Remove frames files of the version-1 layout (``sensor=/day=``) left in the output.
+
+    Only a full run gets here with such files (an --incremental run of a
+    version-1 output is refused: its settings record the old schema version),
+    and a full run rebuilds every partition anyway.
+    """
+    legacy = layout.legacy_frames_files()
+    if legacy:
+        log.warning("embed: removing %d frames file(s) of the old sensor=/day= layout (frames "
+                    "schema version 1) under %s/frames", len(legacy), layout.root)
+        for uri in legacy:
+            remove_file(uri)
+
+
 # --------------------------------------------------------------------------- entry points
 def run(argv: list[str] | None = None, *, options: PipelineOptions | None = None) -> dict:
     """Run the pipeline; returns the run summary (also written to ``DIR/run_summary.json``).
@@ -354,6 +369,7 @@ def run(argv: list[str] | None = None, *, options: PipelineOptions | None = None
     if fs.exists(success):
         fs.rm(success)
     run_plan = plan(cfg, resolved)
+    _remove_legacy_frames(resolved.layout)
     timings = {"list": round(time.perf_counter() - t_start, 3)}
     nothing = (run_plan.incremental and not run_plan.process and not run_plan.removed
                and run_plan.touched_keys == {DEAD_LETTER_KEY})

@@ -27,6 +27,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("run", "sea_core.run", "the whole job end to end: corpus -> ... -> int8 student + report"),
     ("quantize", "sea_core.deploy", "int8 TFLite + TFLite-Micro check + C export + board budget report"),
     ("pipeline embed", "pipelines.embed_corpus", "Beam: corpus -> teacher embeddings + SPL + relevance (Parquet)"),
+    ("experiment", "sea_core.experiment",
+     "the paper's tables on a finished run: `experiment sampling` / `experiment students`"),
     ("plan", "sea_core.plan", "capacity model: windows, bytes, CPU/GPU hours and cost of a corpus"),
 ]
 

@@ -377,7 +377,7 @@ def optimize_memory(base: bytes, float_out: np.ndarray, x_float: np.ndarray, x_c
     elif not options[0]["flash_met"]:
         ops: list[int] = []
         for oi in order:
-            if any(o["flash_met"] and o["arena_met"] for o in options):
+            if any(o.get("flash_met") and o.get("arena_met") for o in options):
                 break
             cand = to_int4(base, ops + [oi])
             cos = cosine_stats(_int8_outputs(cand, x_float)[1], float_out)["mean"]

@@ -686,3 +686,23 @@ class RunParams:
 
 RUN = RunParams()
 __all__ += ["RunParams", "RUN"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExperimentParams:
+    """``sea experiment sampling|students`` (the poster's two tables) on a finished run."""
+
+    methods: tuple[str, ...] = ("random", "relevance", "diversity", "diversity+relevance")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    mode: str = "scalable"
+    student_dims: tuple[int, ...] = STUDENT_EMB_DIMS
+    epochs: int = 8
+    """Student epochs per cell (each cell trains one student)."""
+    steps_per_epoch: int | None = None
+    downstream_epochs: int = DOWNSTREAM_QUICK.epochs
+    comparison_seeds: tuple[int, ...] = (0, 1, 2)
+    """Seeds of the quick sampling comparison every ``sea run`` does (no student)."""
+
+
+EXPERIMENT = ExperimentParams()
+__all__ += ["ExperimentParams", "EXPERIMENT"]

@@ -44,7 +44,7 @@ def _auprc_plot(evaluation: dict):
     return fig
 
 
-def _sampling_plot(sampling: dict):
+def _sampling_plot(sampling: dict, ylabel: str, title: str):
     import matplotlib.pyplot as plt
 
     rows = sampling.get("table") or []
@@ -53,10 +53,12 @@ def _sampling_plot(sampling: dict):
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.bar([r["method"] for r in rows], [r["mean"] for r in rows],
            yerr=[r.get("std") or 0 for r in rows], capsize=4)
-    ax.set_ylabel("micro-AUPRC (mean ± std over seeds)")
+    ax.set_ylabel(ylabel + " (mean ± std over seeds)", fontsize=8)
     lo = min(r["mean"] - (r.get("std") or 0) for r in rows)
-    ax.set_ylim(max(0.0, lo - 0.05), 1.0)
-    ax.set_title("Sampling method for the PCA fit")
+    hi = max(r["mean"] + (r.get("std") or 0) for r in rows)
+    pad = max(0.01, 0.5 * (hi - lo))
+    ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad))
+    ax.set_title(title, fontsize=9)
     return fig
 
 
@@ -102,7 +104,12 @@ def render_html(report: dict) -> str:
 
     figures = [
         ("AUPRC by model", _auprc_plot(report.get("evaluation") or {})),
-        ("Sampling comparison", _sampling_plot(report.get("sampling_experiment") or {})),
+        ("Sampling comparison (quick: PCA variance kept on all windows, no student)",
+         _sampling_plot(report.get("sampling_comparison") or {}, "held-out R²",
+                        (report.get("sampling_comparison") or {}).get("metric", ""))),
+        ("Sampling experiment (`sea experiment sampling`)",
+         _sampling_plot(report.get("sampling_experiment") or {}, "student micro-AUPRC",
+                        "Sampling method for the PCA fit -> student -> downstream")),
         ("Flash / RAM vs board budget", _budget_plot(report.get("deploy") or {})),
         ("Training curves", _training_plot((report.get("train") or {}).get("history") or [])),
     ]
@@ -124,9 +131,11 @@ def render_html(report: dict) -> str:
         else:
             parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' "
                          f"src='data:image/png;base64,{_png(fig)}'>")
-    table = (report.get("evaluation") or {}).get("markdown")
-    if table:
-        parts.append(f"<h2>AUPRC table</h2><pre>{html.escape(table)}</pre>")
+    for title, table in (("AUPRC table", (report.get("evaluation") or {}).get("markdown")),
+                         ("Sampling experiment table", (report.get("sampling_experiment") or {}).get("markdown")),
+                         ("Students table", (report.get("students_experiment") or {}).get("markdown"))):
+        if table:
+            parts.append(f"<h2>{html.escape(title)}</h2><pre>{html.escape(table)}</pre>")
     parts.append("<h2>report.json</h2><details><pre>"
                  f"{html.escape(json.dumps(report, indent=2, default=str))}</pre></details>")
     parts.append("</body></html>")

@@ -7,6 +7,7 @@ finished stages, so an interrupted run resumes where it stopped):
 2. ``embed``    Beam: teacher embeddings + SPL + relevance -> ``OUT/embed/frames``
 3. ``select``   Beam: informed sampling of the PCA fitting set
 4. ``pca``      scaler + PCA artifact
+   ``compare``  quick sampling comparison: every method's PCA judged on all windows
 5. ``trainset`` Beam: PCA targets -> Parquet training shards
 6. ``train``    the SEA student (registered in the model store)
 7. ``quantize`` full-int8 TFLite, TFLite-Micro verification, C export, budget report
@@ -15,7 +16,7 @@ finished stages, so an interrupted run resumes where it stopped):
 
 ``report.json`` schema (``REPORT_SCHEMA_VERSION``): ``schema_version``,
 ``config``, ``stages`` (name -> ``{seconds, counts}``), ``corpus``, ``embed``
-(run summary incl. dead letters), ``selection``, ``pca``, ``dataset_card``,
+(run summary incl. dead letters), ``selection``, ``pca``, ``sampling_comparison``, ``dataset_card``,
 ``train`` (summary + history), ``deploy`` (report), ``evaluation`` (AUPRC
 table per model / classifier / split), ``model_sizes``, ``wall_seconds``.
 """
@@ -31,7 +32,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from sea_core.errors import DataError, ParameterError
-from sea_core.params import (BOARDS, DOWNSTREAM_QUICK, RUN, STUDENT_EMB_DIMS, SYNTH, RunParams,
+from sea_core.params import (BOARDS, DOWNSTREAM_QUICK, EXPERIMENT, RUN, STUDENT_EMB_DIMS, SYNTH, RunParams,
                              TEACHERS)
 
 __all__ = ["REPORT_SCHEMA_VERSION", "STAGES", "run", "main", "check_report"]
@@ -39,12 +40,12 @@ __all__ = ["REPORT_SCHEMA_VERSION", "STAGES", "run", "main", "check_report"]
 log = logging.getLogger(__name__)
 
 REPORT_SCHEMA_VERSION = "1"
-STAGES = ("corpus", "embed", "select", "pca", "trainset", "train", "quantize", "evaluate")
+STAGES = ("corpus", "embed", "select", "pca", "compare", "trainset", "train", "quantize", "evaluate")
 REPORT_KEYS = ("schema_version", "config", "stages", "corpus", "embed", "selection", "pca",
-               "dataset_card", "train", "deploy", "evaluation", "model_sizes", "wall_seconds")
+               "sampling_comparison", "dataset_card", "train", "deploy", "evaluation", "model_sizes", "wall_seconds")
 
 
-class _Stages:
+class StageLog:
     """Runs named stages once; a finished stage's record is reused on rerun."""
 
     def __init__(self, out: Path):
@@ -125,6 +126,14 @@ def _pca_stage(frames: Path, selection: Path, out: Path, params: RunParams) -> d
             "explained_variance_ratio": float(sum(artifact.explained_variance_ratio[:params.emb_dim]))}
 
 
+def _compare_stage(frames: Path, k: int, params: RunParams) -> dict:
+    from sea_core.experiment import sampling_comparison
+
+    result = sampling_comparison(frames, k=k, dim=params.emb_dim, seeds=EXPERIMENT.comparison_seeds,
+                                 mode=params.mode)
+    return {"counts": {"cells": len(result["rows"])}, "result": result}
+
+
 def _trainset_stage(frames: Path, pca: Path, out: Path, params: RunParams, beam_args) -> dict:
     from pipelines.build_training_set import build_training_set
 
@@ -203,7 +212,7 @@ def run(out: str | os.PathLike, *, corpus: str | None = None, annotations: str |
     if params.board not in BOARDS:
         raise ParameterError(f"--board must be one of {sorted(BOARDS)}")
     started = time.perf_counter()
-    stages = _Stages(out)
+    stages = StageLog(out)
     if corpus is None:
         corpus_dir = out / "corpus"
         corpus_rec = stages.run("corpus", lambda: _corpus_stage(corpus_dir, params))
@@ -221,6 +230,8 @@ def run(out: str | os.PathLike, *, corpus: str | None = None, annotations: str |
     frames = out / "embed"
     selection = stages.run("select", lambda: _select_stage(frames, out / "selection", params, beam_args))
     pca = stages.run("pca", lambda: _pca_stage(frames, out / "selection", out / "pca", params))
+    compare = stages.run("compare", lambda: _compare_stage(frames, selection["counts"]["selected"],
+                                                           params))
     trainset = stages.run("trainset", lambda: _trainset_stage(frames, out / "pca", out / "trainset",
                                                               params, beam_args))
     trained = stages.run("train", lambda: _train_stage(out / "trainset", out / "train", params))
@@ -250,6 +261,7 @@ def run(out: str | os.PathLike, *, corpus: str | None = None, annotations: str |
         "selection": {"counts": selection["counts"], **selection["summary"]},
         "pca": {"counts": pca["counts"], "explained_variance_ratio": pca["explained_variance_ratio"],
                 "artifact": pca["artifact"]},
+        "sampling_comparison": compare["result"],
         "dataset_card": trainset["card"],
         "train": trained["summary"],
         "deploy": deploy["report"],

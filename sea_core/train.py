@@ -3,7 +3,8 @@
 Data: ``DIR/{train,validate}/part-*.parquet`` (``sea_core.schema.training_schema``):
 8-kHz int16 audio per window and PCA targets per student dim. Row groups are
 streamed with pyarrow into ``tf.data`` (file-level interleave, shuffle buffer,
-prefetch); the whole set is never loaded.
+prefetch); the whole set is never loaded, and peak memory does not grow with
+the number of rows or shards (``benchmarks/train_input.py``).
 
 The model trained is the student *with* its front-end layer
 (``build_student(spec, with_frontend=True)``), so the one student front-end
@@ -38,7 +39,7 @@ from sea_core.params import STUDENT_EMB_DIMS, STUDENT_MEL64, TRAIN, StudentSpec
 from sea_core.schema import TRAINING_SCHEMA_VERSION, check_schema, target_column
 from sea_core.trainset import CARD_FILE
 
-__all__ = ["TrainConfig", "TrainingSet", "train", "main"]
+__all__ = ["TrainConfig", "TrainingSet", "make_dataset", "make_train_step", "train", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +124,16 @@ class TrainingSet:
         return files, rows
 
 
+READ_BUFFER_BYTES = 1 << 20
+"""Shards are read through a buffered stream in chunks of this size rather than
+whole column chunks at once (~13 MB of audio per 1024-row group), which keeps
+each open shard reader at ~30 MB."""
+
+
 def _read_batches(path: str, target: str, batch_rows: int):
     """Yield (audio int16 [n, S], target float32 [n, d]) record batches of one shard."""
     try:
-        handle = pq.ParquetFile(path)
+        handle = pq.ParquetFile(path, buffer_size=READ_BUFFER_BYTES, pre_buffer=False)
         for batch in handle.iter_batches(batch_size=batch_rows, columns=["student_audio", target]):
             audio = batch.column(0)
             tgt = batch.column(1)
@@ -152,8 +159,13 @@ def make_dataset(files: list[Path], *, emb_dim: int, student_samples: int, batch
         return tf.data.Dataset.from_generator(
             lambda p: _read_batches(p.decode(), target, 256), args=(path,), output_signature=spec)
 
-    ds = file_ds.interleave(shard, cycle_length=min(4, len(paths)), block_length=1,
-                            num_parallel_calls=1, deterministic=True).unbatch()
+    # Sequential interleave: exactly ``cycle_length`` shard readers are open at any
+    # time, so memory does not depend on the number of shards (a parallel interleave
+    # also opens ``cycle_length`` prefetched "future" readers once there are more
+    # shards than the cycle). Same element order as the deterministic parallel one,
+    # and fast enough: the input runs far ahead of the training step
+    # (benchmarks/train_input.py).
+    ds = file_ds.interleave(shard, cycle_length=min(4, len(paths)), block_length=1).unbatch()
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
     ds = ds.batch(batch_size).map(
@@ -192,6 +204,33 @@ def _load_checkpoint(directory: Path, model, optimizer) -> dict:
 
 
 # --------------------------------------------------------------------------- training
+def make_train_step(model, optimizer, strategy=None):
+    """The compiled training step: MSE loss, Adam update; returns (loss, MAE) of the batch.
+
+    Used by :func:`train` (and by ``benchmarks/train_input.py`` to time steps alone).
+    """
+    import keras
+    import tensorflow as tf
+
+    strategy = strategy or tf.distribute.get_strategy()
+    mse = keras.losses.MeanSquaredError(reduction="sum_over_batch_size")
+
+    @tf.function
+    def train_step(x, y):
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                pred = model(x, training=True)
+                loss = mse(y, pred)
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss, tf.reduce_mean(tf.abs(y - pred))
+        loss, mae = strategy.run(step, args=(x, y))
+        return (strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.MEAN, mae, axis=None))
+
+    return train_step
+
+
 def train(config: TrainConfig) -> dict:
     """Train (or resume) a student; returns the run summary (also ``OUT/summary.json``)."""
     import keras
@@ -232,20 +271,7 @@ def train(config: TrainConfig) -> dict:
         model = build_student(spec, with_frontend=True)
         optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
         optimizer.build(model.trainable_variables)
-    mse = keras.losses.MeanSquaredError(reduction="sum_over_batch_size")
-
-    @tf.function
-    def train_step(x, y):
-        def step(x, y):
-            with tf.GradientTape() as tape:
-                pred = model(x, training=True)
-                loss = mse(y, pred)
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return loss, tf.reduce_mean(tf.abs(y - pred))
-        loss, mae = strategy.run(step, args=(x, y))
-        return (strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None),
-                strategy.reduce(tf.distribute.ReduceOp.MEAN, mae, axis=None))
+    train_step = make_train_step(model, optimizer, strategy)
 
     @tf.function
     def eval_step(x, y):

@@ -31,8 +31,8 @@ import pytest
 import soundfile as sf
 
 from pipelines.embed_corpus import EmbedConfig, build, run
-from sea_core.errors import ParameterError
-from sea_core.schema import FRAMES_SCHEMA_VERSION, check_schema, frames_schema
+from sea_core.errors import ParameterError, SchemaError
+from sea_core.schema import FRAMES_SCHEMA_VERSION, check_schema, frames_partition_dir, frames_schema
 
 SR = 48_000
 SECONDS = 2.0
@@ -188,9 +188,9 @@ def test_frames_rows_schema_and_values(corpus, reference, tiny_teacher):
 
     root, good, _ = corpus
     out, s = reference
-    files = sorted((out / "frames").glob("sensor=*/day=*/part-00000.parquet"))
+    files = sorted((out / "frames").glob("sensor_key=*/day_key=*/part-00000.parquet"))
     assert [f.relative_to(out / "frames").parts[:2] for f in files] == \
-        [(f"sensor={x}", "day=2019-03-04") for x in SENSORS]
+        [(f"sensor_key={x}", "day_key=2019-03-04") for x in SENSORS]
     for f in files:
         check_schema(pq.read_schema(f), "frames", FRAMES_SCHEMA_VERSION, where=str(f))
         assert pq.read_schema(f).equals(frames_schema(TINY_DIM, 8000), check_metadata=False)
@@ -234,6 +234,125 @@ def test_frames_rows_schema_and_values(corpus, reference, tiny_teacher):
             assert np.all((rel > 0) & (rel <= 1))
             assert rel[np.argmax(spl)] == 1.0
             assert rel[np.argmin(spl)] == pytest.approx(1 / len(members))
+
+
+def test_frames_readable_without_sea(reference):
+    """Plain pyarrow, pandas and DuckDB read the whole frames dataset: no project code, no
+    reader options. Every column keeps its file type and values; the hive directory keys
+    (sensor_key, day_key) come as extra columns equal to sensor and day."""
+    import duckdb
+    import pandas as pd
+
+    out, s = reference
+    frames = out / "frames"
+    names = frames_schema(TINY_DIM, 8000).names
+    # what the run says it wrote: totals in the summary, windows per recording in the manifest
+    man = pq.read_table(out / "manifest.parquet").to_pylist()
+    want: dict = {}
+    for r in man:
+        if r["status"] == "ok":
+            want[(r["sensor"], r["day"])] = want.get((r["sensor"], r["day"]), 0) + r["windows"]
+    assert sum(want.values()) == s["totals"]["windows"] == s["counts"]["windows"] == 30
+    assert len(want) == s["totals"]["partitions"] == 2
+    files = sorted(frames.glob("*/*/part-00000.parquet"))
+    assert len(files) == len(want)
+    # each file alone is self-describing: its sensor/day columns name its partition
+    singles = []
+    for f in files:
+        one = pq.read_table(f)
+        assert one.column_names == names
+        (sensor,), (day,) = set(one.column("sensor").to_pylist()), set(one.column("day").to_pylist())
+        assert f.parent.relative_to(frames).as_posix() == f"sensor_key={sensor}/day_key={day}"
+        assert one.num_rows == want[(sensor, day)]
+        singles.append(one)
+    by_file = pa.concat_tables(singles)
+    order = [("sensor", "ascending"), ("uri", "ascending"), ("window_index", "ascending")]
+
+    def check_arrow(t: pa.Table, hive: bool = True) -> None:
+        assert t.num_rows == s["counts"]["windows"]
+        assert t.column_names[:len(names)] == names
+        assert set(t.column_names) - set(names) == ({"sensor_key", "day_key"} if hive else set())
+        assert t.select(names).sort_by(order).equals(by_file.sort_by(order))  # types + values
+        if not hive:
+            return
+        assert t.column("sensor_key").cast(pa.string()).to_pylist() == t.column("sensor").to_pylist()
+        assert t.column("day_key").cast(pa.string()).to_pylist() == t.column("day").to_pylist()
+        got = t.group_by(["sensor", "day"]).aggregate([("window_index", "count")]).to_pylist()
+        assert {(r["sensor"], r["day"]): r["window_index_count"] for r in got} == want
+
+    check_arrow(pq.read_table(str(frames)))
+    check_arrow(pq.read_table(frames))
+    check_arrow(ds.dataset(frames, partitioning="hive").to_table())
+    check_arrow(ds.dataset(str(frames), format="parquet").to_table(), hive=False)
+
+    df = pd.read_parquet(frames)
+    assert len(df) == 30 and list(df.columns[:len(names)]) == names
+    assert (df["sensor"] == df["sensor_key"].astype(str)).all()
+    assert (df["day"] == df["day_key"].astype(str)).all()
+    assert df.groupby(["sensor", "day"]).size().to_dict() == want
+    assert df["teacher_emb"].map(len).eq(TINY_DIM).all()
+    assert df["start_time"].dt.tz is not None
+
+    con = duckdb.connect()
+    glob = (frames / "**" / "*.parquet").as_posix()
+    for opts in (", hive_partitioning = true", ""):
+        rel = f"read_parquet('{glob}'{opts})"
+        assert con.execute(f"SELECT count(*) FROM {rel}").fetchone()[0] == 30
+        rows = con.execute(f"SELECT count(*), sensor, day, typeof(sensor), typeof(day) FROM {rel} "
+                           "GROUP BY sensor, day ORDER BY sensor, day").fetchall()
+        assert {(r[1], r[2]): r[0] for r in rows} == want
+        assert {(r[3], r[4]) for r in rows} == {("VARCHAR", "VARCHAR")}
+        per_sensor = con.execute(f"SELECT count(*), sensor FROM {rel} GROUP BY sensor").fetchall()
+        assert sorted((sen, n) for n, sen in per_sensor) == \
+            sorted((sen, sum(v for (x, _), v in want.items() if x == sen)) for sen in SENSORS)
+        # filtering on a directory key prunes partitions and agrees with the file column
+        n = con.execute(f"SELECT count(*) FROM {rel} WHERE sensor_key = '{SENSORS[1]}' "
+                        f"AND sensor = '{SENSORS[1]}'").fetchone()[0]
+        assert n == sum(v for (x, _), v in want.items() if x == SENSORS[1])
+    emb = con.execute(f"SELECT teacher_emb FROM read_parquet('{glob}') LIMIT 1").fetchone()[0]
+    assert len(emb) == TINY_DIM
+
+
+def test_version1_layout_refused_then_replaced(corpus, tiny_teacher, reference, tmp_path):
+    """An output in the old sensor=/day= layout (frames schema 1): the readers and an
+    --incremental run refuse it; a full run replaces it with the current layout."""
+    import json
+
+    from pipelines.frames_io import list_partitions
+
+    out = tmp_path / "out"
+    shutil.copytree(reference[0], out)
+    for f in sorted((out / "frames").glob("*/*/part-00000.parquet")):
+        t = pq.read_table(f)
+        meta = {**t.schema.metadata, b"sea.schema_version": b"1"}
+        sensor, day = t.column("sensor")[0].as_py(), t.column("day")[0].as_py()
+        old = out / "frames" / f"sensor={sensor}" / f"day={day}" / f.name
+        old.parent.mkdir(parents=True)
+        pq.write_table(t.replace_schema_metadata(meta), old)
+        shutil.rmtree(f.parent.parent)
+    man = pq.read_table(out / "manifest.parquet")
+    settings = json.loads(man.schema.metadata[b"sea.settings"])
+    settings["frames_schema_version"] = "1"
+    pq.write_table(man.replace_schema_metadata(
+        {**man.schema.metadata, b"sea.settings": json.dumps(settings, sort_keys=True).encode()}),
+        out / "manifest.parquet")
+    with pytest.raises(SchemaError, match="schema version '1' of 'frames' is not supported"):
+        list_partitions(out)
+    with pytest.raises(ParameterError, match="frames_schema_version='1'"):
+        run(app_args(corpus, tiny_teacher, out) + ["--incremental"])
+    assert len(list((out / "frames").glob("sensor=*/day=*/*.parquet"))) == 2  # untouched
+    # current-version files in old-style directories are refused too, naming the layout
+    for victim in (out / "frames").glob("sensor=*/day=*/*.parquet"):
+        t = pq.read_table(victim)
+        pq.write_table(t.replace_schema_metadata(
+            {**t.schema.metadata, b"sea.schema_version": FRAMES_SCHEMA_VERSION.encode()}), victim)
+    with pytest.raises(SchemaError, match="sensor_key=<id>/day_key="):
+        list_partitions(out)
+    s = run(app_args(corpus, tiny_teacher, out))
+    assert s["balanced"] and not list((out / "frames").glob("sensor=*"))
+    assert_same_output(reference[0], out)
+    assert [(p.sensor, p.day) for p in list_partitions(out)] == \
+        [(x, "2019-03-04") for x in SENSORS]
 
 
 def test_build_is_testable_and_sidecar_fallback(corpus, tiny_teacher, tmp_path):
@@ -396,7 +515,7 @@ def test_interrupted_run_restarts_to_same_output(corpus, tiny_teacher, reference
     lst.write_text("\n".join(good[:4]) + "\n")
     run(app_args(corpus, tiny_teacher, out, input_=lst))
     # the full refresh got as far as one partition before dying: no manifest update, no _SUCCESS
-    part = Path("frames") / f"sensor={SENSORS[1]}" / "day=2019-03-04" / "part-00000.parquet"
+    part = Path("frames") / frames_partition_dir(SENSORS[1], "2019-03-04") / "part-00000.parquet"
     shutil.copyfile(reference[0] / part, out / part)
     (out / "_SUCCESS").unlink()
     s = run(app_args(corpus, tiny_teacher, out) + ["--incremental"])
@@ -427,7 +546,7 @@ def test_incremental_change_add_remove(corpus, tiny_teacher, tmp_path):
     keys = list(zip(t.column("uri").to_pylist(), t.column("window_index").to_pylist()))
     assert len(keys) == len(set(keys)) == 30
     assert sorted(p.parent.name for p in (out / "frames").glob("*/*/part-00000.parquet")) == \
-        ["day=2019-03-04", "day=2019-03-04", "day=2019-03-05"]
+        ["day_key=2019-03-04", "day_key=2019-03-04", "day_key=2019-03-05"]
     assert str(removed) not in set(t.column("uri").to_pylist())
     assert str(new) in set(t.column("uri").to_pylist())
     ids = dict(zip(t.column("uri").to_pylist(), t.column("recording_id").to_pylist()))

@@ -775,7 +775,7 @@ def _write_frames(root: Path, sensor: str, day: str, emb: np.ndarray, name: str 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from sea_core.schema import frames_schema
+    from sea_core.schema import frames_partition_dir, frames_schema
 
     n, d = emb.shape
     schema = frames_schema(d, 4)
@@ -785,7 +785,7 @@ def _write_frames(root: Path, sensor: str, day: str, emb: np.ndarray, name: str 
             "relevance": [1.0] * n, "teacher_id": ["t"] * n,
             "teacher_emb": list(emb.astype(np.float32)), "student_audio": [[0, 0, 0, 0]] * n}
     table = pa.table({f.name: pa.array(cols[f.name], type=f.type) for f in schema}, schema=schema)
-    folder = root / "frames" / f"sensor={sensor}" / f"day={day}"
+    folder = root / "frames" / frames_partition_dir(sensor, day)
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, folder / name)
 

@@ -15,7 +15,7 @@ from pipelines.frames_io import list_partitions
 from pipelines.select import run as run_select
 from sea_core.errors import DataError, ParameterError, SchemaError
 from sea_core.reduction import ReductionArtifact
-from sea_core.schema import frames_schema
+from sea_core.schema import frames_partition_dir, frames_schema
 
 EMB = 48
 SAMPLES = 800  # short student windows keep the files small
@@ -46,7 +46,7 @@ def make_frames(root: Path, *, rows_per_part: int = 30, seed: int = 0) -> Path:
                 "student_audio": pa.FixedSizeListArray.from_arrays(
                     pa.array(rng.integers(-2000, 2000, n * SAMPLES).astype(np.int16)), SAMPLES),
             }, schema=frames_schema(EMB, SAMPLES))
-            folder = root / "frames" / f"sensor={sensor}" / f"day={day}"
+            folder = root / "frames" / frames_partition_dir(sensor, day)
             folder.mkdir(parents=True)
             pq.write_table(table, folder / "part-00000.parquet")
     return root

@@ -2,8 +2,12 @@
 
 Output layout (``sea_core.schema`` defines the columns)::
 
-    DIR/frames/sensor=<id>/day=<YYYY-MM-DD>/part-00000.parquet   frames_schema, rows sorted
-    DIR/dead_letter/part-00000.parquet                           dead_letter_schema, rows sorted
+    DIR/frames/sensor_key=<id>/day_key=<YYYY-MM-DD>/part-00000.parquet   frames_schema, rows sorted
+    DIR/dead_letter/part-00000.parquet                                   dead_letter_schema, rows sorted
+
+The frames files keep their ``sensor`` and ``day`` columns; the hive
+directory keys are ``sensor_key`` / ``day_key`` so they never collide with
+them (``sea_core.schema.frames_partition_dir`` says why).
 
 Files are written to a hidden temporary name in the same directory and then
 renamed, so a reader (or a restarted run) never sees half a file. Writer
@@ -28,11 +32,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.transforms.records import (DEAD_LETTER_KIND, FRAMES_KIND, METRICS_NAMESPACE)
-from sea_core.schema import dead_letter_schema, frames_schema
+from sea_core.schema import (FRAMES_PARTITION_KEYS, dead_letter_schema, frames_partition_dir,
+                             frames_schema)
 
 __all__ = ["OutputLayout", "WritePartitions", "write_table_atomic", "read_table_or_none",
            "remove_file", "PART_NAME", "FRAMES_DIR", "DEAD_LETTER_DIR", "MANIFEST_NAME",
-           "SUMMARY_NAME", "SUCCESS_NAME", "FRAMES_SORT", "DEAD_LETTER_SORT", "PARQUET_OPTIONS"]
+           "SUMMARY_NAME", "SUCCESS_NAME", "FRAMES_SORT", "DEAD_LETTER_SORT", "PARQUET_OPTIONS",
+           "LEGACY_FRAMES_GLOB"]
 
 PART_NAME = "part-00000.parquet"
 FRAMES_DIR = "frames"
@@ -42,6 +48,8 @@ SUMMARY_NAME = "run_summary.json"
 SUCCESS_NAME = "_SUCCESS"
 FRAMES_SORT = [("start_time", "ascending"), ("uri", "ascending"), ("window_index", "ascending")]
 DEAD_LETTER_SORT = [("uri", "ascending"), ("stage", "ascending")]
+LEGACY_FRAMES_GLOB = f"sensor=*/day=*/{PART_NAME}"
+"""Frames files of schema version 1 (``sensor=/day=`` directories), under ``DIR/frames/``."""
 _DICT_COLUMNS = ["recording_id", "uri", "sensor", "day", "spl_source", "teacher_id",
                  "stage", "error_kind", "error_class"]
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, write_statistics=True,
@@ -66,23 +74,36 @@ class OutputLayout:
     def path(self, key: tuple) -> str:
         root = self.root.rstrip("/")
         if key[0] == FRAMES_KIND:
-            return f"{root}/{FRAMES_DIR}/sensor={key[1]}/day={key[2]}/{PART_NAME}"
+            return f"{root}/{FRAMES_DIR}/{frames_partition_dir(key[1], key[2])}/{PART_NAME}"
         if key[0] == DEAD_LETTER_KIND:
             return f"{root}/{DEAD_LETTER_DIR}/{PART_NAME}"
         raise ValueError(f"unknown partition key {key!r}")
 
     def frames_keys_on_disk(self) -> list[tuple]:
         """(frames, sensor, day) of every partition file present under ``root``."""
+        sk, dk = FRAMES_PARTITION_KEYS
         fs, path = fsspec.core.url_to_fs(f"{self.root.rstrip('/')}/{FRAMES_DIR}")
         try:
-            found = fs.glob(f"{path}/sensor=*/day=*/{PART_NAME}")
+            found = fs.glob(f"{path}/{sk}=*/{dk}=*/{PART_NAME}")
         except (FileNotFoundError, OSError):
             return []
         keys = []
         for p in found:
             parts = p.replace("\\", "/").split("/")
-            keys.append((FRAMES_KIND, parts[-3][len("sensor="):], parts[-2][len("day="):]))
+            keys.append((FRAMES_KIND, parts[-3][len(sk) + 1:], parts[-2][len(dk) + 1:]))
         return sorted(set(keys))
+
+    def legacy_frames_files(self) -> list[str]:
+        """URLs of frames files in the schema-version-1 layout (``sensor=/day=`` directories).
+
+        A full run removes them: a dataset mixing both layouts is not readable.
+        """
+        fs, path = fsspec.core.url_to_fs(f"{self.root.rstrip('/')}/{FRAMES_DIR}")
+        try:
+            found = fs.glob(f"{path}/{LEGACY_FRAMES_GLOB}")
+        except (FileNotFoundError, OSError):
+            return []
+        return sorted(fs.unstrip_protocol(p) if "://" in self.root else p for p in found)
 
 
 def read_table_or_none(uri: str, schema: pa.Schema | None = None,
@@ -123,7 +144,7 @@ def remove_file(uri: str) -> bool:
         return False
     fs.rm(path)
     parent = path.rsplit("/", 1)[0]
-    for _ in range(2):  # day=..., then sensor=...
+    for _ in range(2):  # day_key=..., then sensor_key=... (day=, sensor= in the old layout)
         try:
             if fs.ls(parent):
                 break

@@ -1,0 +1,382 @@
+"""The paper's two experiments on one corpus, and a quick sampling comparison.
+
+``sea experiment sampling --run DIR``
+    The sampling table (seed poster section 7): for each sampling method
+    (random, relevance, diversity, diversity+relevance) and each seed, select the
+    PCA fitting set, fit scaler + PCA, build the training set, train a student,
+    evaluate it downstream; micro-AUPRC mean +- std per method.
+``sea experiment students --run DIR``
+    The model table (poster section 6): teacher and students S0-S3 (512/256/128/64-d)
+    with embedding dim, model size, activation memory and micro-AUPRC.
+
+Both reuse a finished ``sea run`` output directory ``DIR`` (its frames,
+annotations, run settings) and write under ``DIR/experiments/<name>/``. Every
+cell (method x seed, or student dim) is a resumable stage: a rerun skips
+finished cells. Results are added to ``DIR/report.json`` (keys
+``sampling_experiment`` / ``students_experiment``) and ``report.html`` is
+re-rendered.
+
+:func:`sampling_comparison` is the cheap variant ``sea run`` always does: no
+student is trained; each method's PCA is judged by how much variance of *all*
+windows it explains (held-out R^2 at the student dim) and by the log det of its
+selection.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from sea_core.errors import DataError, ParameterError
+from sea_core.params import DOWNSTREAM_QUICK, EXPERIMENT, STUDENT_EMB_DIMS, ExperimentParams
+from sea_core.sampling import METHODS
+
+__all__ = ["sampling_comparison", "sampling_experiment", "students_experiment",
+           "activation_bytes", "main"]
+
+log = logging.getLogger(__name__)
+
+STUDENT_NAMES = {512: "Student 0", 256: "Student 1", 128: "Student 2", 64: "Student 3"}
+"""The poster's names of the four student sizes."""
+
+
+# ----------------------------------------------------------------------------- helpers
+def _load_run(run_dir: Path) -> dict:
+    path = run_dir / "report.json"
+    if not path.is_file():
+        raise DataError(f"{path}: no finished run here; run `sea run --out {run_dir}` first")
+    report = json.loads(path.read_text())
+    if not (run_dir / "embed" / "frames").is_dir():
+        raise DataError(f"{run_dir / 'embed' / 'frames'}: the run's frames dataset is missing")
+    return report
+
+
+def _frames_arrays(frames_dir: Path) -> dict:
+    """sensor, day, teacher_emb, relevance, window_id of every window (in memory)."""
+    from pipelines.frames_io import fixed_list_to_numpy, list_partitions, read_partition, window_ids
+
+    sensors, days, embs, rels, ids = [], [], [], [], []
+    for part in list_partitions(frames_dir):
+        table = read_partition(part, ["recording_id", "window_index", "teacher_emb", "relevance"])
+        sensors += [part.sensor] * table.num_rows
+        days += [part.day] * table.num_rows
+        embs.append(fixed_list_to_numpy(table.column("teacher_emb")).astype(np.float32))
+        rels.append(table.column("relevance").to_numpy(zero_copy_only=False))
+        ids.append(window_ids(table))
+    return {"sensor": np.asarray(sensors), "day": np.asarray(days),
+            "teacher_emb": np.concatenate(embs), "relevance": np.concatenate(rels).astype(np.float64),
+            "window_id": np.concatenate(ids)}
+
+
+def _heldout_r2(artifact, emb: np.ndarray, dim: int) -> float:
+    """Fraction of the variance of ``emb`` kept by the artifact's first ``dim`` axes."""
+    x = emb.astype(np.float64)
+    z = (x - artifact.mean) / artifact.scale
+    c = artifact.components[:dim]
+    recon = (z @ c.T) @ c * artifact.scale + artifact.mean
+    total = np.sum((x - x.mean(axis=0)) ** 2)
+    return float(1.0 - np.sum((x - recon) ** 2) / total) if total > 0 else float("nan")
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if arr.size == 0:
+        return float("nan"), float("nan")
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+
+
+def activation_bytes(model) -> dict:
+    """Float32 activation memory of a Keras model at batch 1.
+
+    ``largest_tensor``: the biggest single activation (the poster's "Act. Mem."
+    column: e.g. 64 x 51 x 64 x 4 B = 0.84 MB for Student 0's first conv);
+    ``peak_in_out``: the largest input + output of one layer (a sequential
+    executor's working set without in-place reuse).
+    """
+    largest, peak = 0, 0
+    for layer in model.layers:
+        def nbytes(tensors):
+            tensors = tensors if isinstance(tensors, (list, tuple)) else [tensors]
+            return sum(4 * math.prod(d for d in t.shape[1:] if d is not None) for t in tensors)
+        try:
+            out_b, in_b = nbytes(layer.output), nbytes(layer.input)
+        except (AttributeError, ValueError):  # layers without a single call site
+            continue
+        largest = max(largest, out_b)
+        peak = max(peak, in_b + out_b)
+    return {"largest_tensor": int(largest), "peak_in_out": int(peak)}
+
+
+def _update_report(run_dir: Path, key: str, value: dict) -> None:
+    from sea_core.report import write_report
+
+    report = json.loads((run_dir / "report.json").read_text())
+    report[key] = value
+    write_report(report, run_dir)
+
+
+def _selection_k(report: dict) -> int:
+    return int(report["selection"]["counts"]["selected"])
+
+
+# ----------------------------------------------------------------------------- quick comparison
+def sampling_comparison(frames_dir: str | Path, *, k: int, dim: int, seeds=(0, 1, 2),
+                        methods=METHODS, mode: str = "scalable") -> dict:
+    """Each method's PCA judged on all windows (no student): R^2 at ``dim`` and log det.
+
+    Returns ``{"k", "dim", "rows": [{method, seed, r2, logdet}], "table": [{method, mean,
+    std, logdet_mean}]}``; ``mean``/``std`` are of the held-out R^2 over seeds.
+    """
+    from sea_core.reduction import fit_reduction
+    from sea_core.sampling import select
+
+    frames = _frames_arrays(Path(frames_dir))
+    n = len(frames["window_id"])
+    if not dim <= k <= n:
+        raise ParameterError(f"sampling comparison: need dim {dim} <= k {k} <= windows {n}")
+    rows = []
+    for method in methods:
+        for seed in seeds:
+            sel = select(frames, k=k, method=method, mode=mode, seed=seed)
+            art = fit_reduction(frames["teacher_emb"][sel.indices].astype(np.float64), dims=(dim,),
+                                sampling_method=method, teacher_id="", fingerprint="")
+            rows.append({"method": method, "seed": seed, "n_selected": int(sel.indices.size),
+                         "r2": _heldout_r2(art, frames["teacher_emb"], dim),
+                         "logdet": sel.logdet.get("diversity")})
+    table = []
+    for method in methods:
+        mine = [r for r in rows if r["method"] == method]
+        mean, std = _mean_std([r["r2"] for r in mine])
+        table.append({"method": method, "mean": mean, "std": std,
+                      "logdet_mean": _mean_std([r["logdet"] for r in mine])[0]})
+    return {"metric": f"held-out R^2 of all {n} windows at dim {dim} (PCA fit on k={k})",
+            "k": k, "dim": dim, "windows": n, "seeds": list(seeds), "rows": rows, "table": table}
+
+
+# ----------------------------------------------------------------------------- cells
+def _train_and_evaluate(cell: Path, trainset: Path, report: dict, *, emb_dim: int, seed: int,
+                        params: ExperimentParams, evaluate_teacher: bool = False) -> dict:
+    """Train a student on ``trainset`` and evaluate it downstream (float)."""
+    from sea_core.api import load_embedder
+    from sea_core.evaluate import evaluate
+    from sea_core.models.store import load_keras_student
+    from sea_core.train import TrainConfig, train
+
+    cfg = report["config"]
+    summary = train(TrainConfig(data=str(trainset), out=str(cell / "train"), emb_dim=emb_dim,
+                                head=cfg["head"], learning_rate=cfg["learning_rate"],
+                                batch_size=cfg["batch_size"], epochs=params.epochs,
+                                steps_per_epoch=params.steps_per_epoch, seed=seed,
+                                register=False, progress=False))
+    model_path = cell / "train" / "model.keras"
+    embedders = {"student": load_embedder(model=str(model_path))}
+    if evaluate_teacher:
+        embedders = {f"teacher:{cfg['teacher']}": load_embedder(model_type=cfg["teacher"]),
+                     **embedders}
+    results = evaluate(annotations=cfg["annotations"], audio_dir=cfg["audio_dir"], models=[],
+                       embedders=embedders, out=str(cell / "evaluation"),
+                       params=replace(DOWNSTREAM_QUICK, epochs=params.downstream_epochs),
+                       seed=seed)
+    model = load_keras_student(str(model_path))
+    out = {"train": {k: summary[k] for k in ("epochs_run", "best_val_loss", "train_rows")},
+           "params": int(model.count_params()), "activation_bytes": activation_bytes(model),
+           "models": {}}
+    for label, entry in results["models"].items():
+        out["models"][label] = {split: entry["mil"][split]["micro_auprc"]
+                                for split in ("test", "validate") if split in entry["mil"]}
+    return out
+
+
+def sampling_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPERIMENT,
+                        beam_args: list[str] | None = None) -> dict:
+    """The poster's sampling table on the run's corpus (see the module docstring)."""
+    from pipelines.build_training_set import build_training_set
+    from pipelines.fit_pca import fit_pca
+    from pipelines.select import run as run_select
+    from sea_core.run import StageLog
+
+    run_dir = Path(run_dir)
+    report = _load_run(run_dir)
+    cfg = report["config"]
+    frames = run_dir / "embed"
+    out = run_dir / "experiments" / "sampling"
+    stages = StageLog(out)
+    k = _selection_k(report)
+    rows = []
+    for method in params.methods:
+        if method not in METHODS:
+            raise ParameterError(f"--methods: {method!r} is not one of {METHODS}")
+        for seed in params.seeds:
+            name = f"{method.replace('+', '_')}-seed{seed}"
+            cell = out / name
+
+            def work(method=method, seed=seed, cell=cell):
+                sel = run_select(["--frames", str(frames), "--output", str(cell / "selection"),
+                                  "--method", method, "--mode", params.mode, "--k", str(k),
+                                  "--seed", str(seed)] + list(beam_args or []))
+                art = fit_pca(frames=str(frames), selection=str(cell / "selection"),
+                              output=str(cell / "pca"), dims=(cfg["emb_dim"],))
+                build_training_set(frames=str(frames), pca=str(cell / "pca"),
+                                   output=str(cell / "trainset"), dims=(cfg["emb_dim"],),
+                                   beam_args=beam_args)
+                res = _train_and_evaluate(cell, cell / "trainset", report, emb_dim=cfg["emb_dim"],
+                                          seed=seed, params=params)
+                micro = res["models"]["student"]
+                return {"counts": {"selected": sel["n_selected"], **res["train"]},
+                        "method": method, "seed": seed, "logdet": sel.get("logdet", {}),
+                        "explained_variance": float(np.sum(
+                            art.explained_variance_ratio[:cfg["emb_dim"]])),
+                        "micro_auprc_test": micro.get("test"),
+                        "micro_auprc_validate": micro.get("validate")}
+
+            rec = stages.run(name, work)
+            rows.append({k_: rec[k_] for k_ in ("method", "seed", "logdet", "explained_variance",
+                                                "micro_auprc_test", "micro_auprc_validate")})
+    table = []
+    for method in params.methods:
+        mine = [r for r in rows if r["method"] == method]
+        mean, std = _mean_std([r["micro_auprc_test"] for r in mine])
+        vmean, vstd = _mean_std([r["micro_auprc_validate"] for r in mine])
+        table.append({"method": method, "mean": mean, "std": std, "validate_mean": vmean,
+                      "validate_std": vstd, "n_seeds": len(mine),
+                      "explained_variance_mean": _mean_std([r["explained_variance"] for r in mine])[0]})
+    result = {"metric": "float student downstream micro-AUPRC (test split; MIL classifier)",
+              "k": k, "emb_dim": cfg["emb_dim"], "mode": params.mode, "seeds": list(params.seeds),
+              "epochs": params.epochs, "rows": rows, "table": table,
+              "markdown": _sampling_markdown(table)}
+    (out / "sampling_experiment.json").write_text(json.dumps(result, indent=2))
+    _update_report(run_dir, "sampling_experiment", result)
+    return result
+
+
+def students_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPERIMENT,
+                        beam_args: list[str] | None = None) -> dict:
+    """The poster's model table on the run's corpus (see the module docstring)."""
+    from pipelines.build_training_set import build_training_set
+    from pipelines.fit_pca import fit_pca
+    from pipelines.frames_io import list_partitions
+    from pipelines.select import run as run_select
+    from sea_core.models.teachers import get_teacher
+    from sea_core.run import StageLog
+
+    run_dir = Path(run_dir)
+    report = _load_run(run_dir)
+    cfg = report["config"]
+    dims = tuple(sorted(params.student_dims, reverse=True))
+    bad = [d for d in dims if d not in STUDENT_EMB_DIMS]
+    if bad:
+        raise ParameterError(f"--dims: {bad} not in {STUDENT_EMB_DIMS}")
+    frames = run_dir / "embed"
+    windows = sum(p.rows for p in list_partitions(frames))
+    k = max(_selection_k(report), cfg["min_fit_per_dim"] * max(dims))
+    if k > windows:
+        raise DataError(f"{frames}: {windows} windows cannot fit a {max(dims)}-d PCA on "
+                        f"{k} windows; run `sea run` on a larger corpus or pass smaller --dims")
+    out = run_dir / "experiments" / "students"
+    stages = StageLog(out)
+
+    def prepare():
+        sel = run_select(["--frames", str(frames), "--output", str(out / "selection"),
+                          "--method", cfg["method"], "--mode", cfg["mode"], "--k", str(k),
+                          "--seed", str(cfg["seed"])] + list(beam_args or []))
+        fit_pca(frames=str(frames), selection=str(out / "selection"), output=str(out / "pca"),
+                dims=dims)
+        card = build_training_set(frames=str(frames), pca=str(out / "pca"),
+                                  output=str(out / "trainset"), dims=dims, beam_args=beam_args)
+        return {"counts": {"selected": sel["n_selected"], **card["counts"]}}
+
+    stages.run("trainset", prepare)
+    rows = []
+    for i, dim in enumerate(dims):
+        cell = out / f"student-{dim}"
+        rec = stages.run(f"student-{dim}", lambda dim=dim, cell=cell: {
+            "counts": {}, **_train_and_evaluate(cell, out / "trainset", report, emb_dim=dim,
+                                                seed=cfg["seed"], params=params,
+                                                evaluate_teacher=(i == 0))})
+        if i == 0:
+            teacher = get_teacher(cfg["teacher"]).keras_model()
+            label = next(m for m in rec["models"] if m.startswith("teacher:"))
+            rows.append(_model_row(f"{cfg['teacher']} (teacher)", teacher.output_shape[-1],
+                                   int(teacher.count_params()), activation_bytes(teacher),
+                                   rec["models"][label]))
+        rows.append(_model_row(STUDENT_NAMES[dim], dim, rec["params"], rec["activation_bytes"],
+                               rec["models"]["student"]))
+    result = {"metric": "downstream micro-AUPRC (test split; MIL classifier); size = float32 "
+                        "params; act. mem. = largest float32 activation at batch 1",
+              "k": k, "epochs": params.epochs, "rows": rows, "markdown": _students_markdown(rows)}
+    (out / "students_experiment.json").write_text(json.dumps(result, indent=2))
+    _update_report(run_dir, "students_experiment", result)
+    return result
+
+
+def _model_row(name: str, dim: int, n_params: int, act: dict, micro: dict) -> dict:
+    return {"model": name, "emb_dim": int(dim), "params": n_params,
+            "size_mb": 4 * n_params / 1e6, "act_mem_mb": act["largest_tensor"] / 1e6,
+            "peak_in_out_mb": act["peak_in_out"] / 1e6,
+            "micro_auprc_test": micro.get("test"), "micro_auprc_validate": micro.get("validate")}
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def _sampling_markdown(table: list[dict]) -> str:
+    lines = ["| sampling | micro-AUPRC test (mean ± std) | validate (mean ± std) | seeds |",
+             "|---|---|---|---|"]
+    for r in sorted(table, key=lambda r: -np.nan_to_num(r["mean"], nan=-1)):
+        lines.append(f"| {r['method']} | {_fmt(r['mean'])} ± {_fmt(r['std'])} | "
+                     f"{_fmt(r['validate_mean'])} ± {_fmt(r['validate_std'])} | {r['n_seeds']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _students_markdown(rows: list[dict]) -> str:
+    lines = ["| model | emb. dim | size (MB) | act. mem. (MB) | micro-AUPRC test | validate |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['emb_dim']} | {r['size_mb']:.2f} | {r['act_mem_mb']:.2f} | "
+                     f"{_fmt(r['micro_auprc_test'])} | {_fmt(r['micro_auprc_validate'])} |")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- CLI
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sea experiment",
+                                     description="The paper's sampling and student tables on a "
+                                                 "finished `sea run` output.")
+    sub = parser.add_subparsers(dest="which", required=True)
+    for name, help_ in (("sampling", "random / relevance / diversity / diversity+relevance -> "
+                                     "PCA -> student -> micro-AUPRC, mean ± std over seeds"),
+                        ("students", "teacher and students S0-S3: dim, size, activation "
+                                     "memory, micro-AUPRC")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--run", required=True, help="a finished `sea run --out` directory")
+        p.add_argument("--epochs", type=int, default=EXPERIMENT.epochs,
+                       help="student training epochs per cell")
+        p.add_argument("--steps-per-epoch", type=int, default=EXPERIMENT.steps_per_epoch)
+        p.add_argument("--downstream-epochs", type=int, default=EXPERIMENT.downstream_epochs)
+        if name == "sampling":
+            p.add_argument("--methods", default=",".join(EXPERIMENT.methods))
+            p.add_argument("--seeds", default=",".join(map(str, EXPERIMENT.seeds)))
+            p.add_argument("--mode", default=EXPERIMENT.mode, choices=("reference", "exact", "scalable"))
+        else:
+            p.add_argument("--dims", default=",".join(map(str, EXPERIMENT.student_dims)))
+    args, beam_args = parser.parse_known_args(argv)
+    params = replace(EXPERIMENT, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                     downstream_epochs=args.downstream_epochs)
+    try:
+        if args.which == "sampling":
+            params = replace(params, methods=tuple(m for m in args.methods.split(",") if m),
+                             seeds=tuple(int(s) for s in args.seeds.split(",") if s), mode=args.mode)
+            result = sampling_experiment(args.run, params=params, beam_args=beam_args)
+        else:
+            params = replace(params, student_dims=tuple(int(d) for d in args.dims.split(",") if d))
+            result = students_experiment(args.run, params=params, beam_args=beam_args)
+    except ValueError as exc:
+        raise ParameterError(f"sea experiment {args.which}: {exc}") from exc
+    print(result["markdown"])
+    return 0
