@@ -144,7 +144,7 @@ def sampling_comparison(frames_dir: str | Path, *, k: int, dim: int, seeds=(0, 1
         for seed in seeds:
             sel = select(frames, k=k, method=method, mode=mode, seed=seed)
             art = fit_reduction(frames["teacher_emb"][sel.indices].astype(np.float64), dims=(dim,),
-                                sampling_method=method, teacher_id="", fingerprint="")
+                                sampling_method=method, teacher_id="comparison")
             rows.append({"method": method, "seed": seed, "n_selected": int(sel.indices.size),
                          "r2": _heldout_r2(art, frames["teacher_emb"], dim),
                          "logdet": sel.logdet.get("diversity")})

@@ -676,7 +676,7 @@ class RunParams:
     fraction: float = 0.1
     min_fit_per_dim: int = 2
     """The PCA sample holds at least this many windows per target dim."""
-    epochs: int = 40
+    epochs: int = 10
     batch_size: int = 32
     learning_rate: float = 1e-3
     """Higher than the reference's 1e-4: the demo set is small and the CPU budget tight."""

@@ -27,7 +27,7 @@ def tiny_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("run")
     corpus = root / "corpus"
-    synthesize(corpus, replace(SYNTH, sensors=2, days=2, clips_per_day=4, labelled_clips=30,
+    synthesize(corpus, replace(SYNTH, sensors=3, days=3, clips_per_day=6, labelled_clips=30,
                                labelled_sensors=6, seed=3))
     bad = corpus / "upstream" / BAD_FILE
     bad.parent.mkdir(parents=True)
@@ -46,10 +46,10 @@ def test_report_schema_and_cross_stage_counts(tiny_run):
     assert set(REPORT_KEYS) <= set(on_disk) and on_disk["schema_version"] == REPORT_SCHEMA_VERSION
     assert set(on_disk["stages"]) == set(STAGES) - {"corpus"}  # a given corpus is not synthesised
     emb = on_disk["embed"]["counts"]
-    assert (emb["inputs"], emb["ok"], emb["dead_lettered"]) == (17, 16, 1)
+    assert (emb["inputs"], emb["ok"], emb["dead_lettered"]) == (55, 54, 1)
     [dead] = on_disk["embed"]["dead_letters"]
     assert dead["uri"].endswith(BAD_FILE) and dead["error_class"]
-    # windows in = rows out, at every stage
+    assert on_disk["dataset_card"]["counts"]["train"] >= 500  # the int8 representative set
     frames_rows = pq.read_table(out / "embed" / "frames").num_rows
     assert frames_rows == emb["windows"] == on_disk["selection"]["counts"]["windows"]
     assert sum(on_disk["dataset_card"]["counts"].values()) == emb["windows"]
@@ -148,7 +148,7 @@ def test_activation_memory_matches_the_poster_definition():
     from sea_core.models.students import build_student
     from sea_core.params import StudentSpec
 
-    model = build_student(StudentSpec(emb_dim=512, window_samples=8000), with_frontend=True)
+    model = build_student(StudentSpec(emb_dim=512, window_seconds=1.0), with_frontend=True)
     act = activation_bytes(model)
     assert 0.75e6 < act["largest_tensor"] < 0.9e6  # poster: 0.82 MB
     assert act["peak_in_out"] > act["largest_tensor"]
