@@ -22,6 +22,7 @@ INSTALL_REQUIRES = [
     "ai-edge-litert==2.3.0",
     "matplotlib>=3.8",
     "pyyaml>=6",
+    "tqdm>=4.66",  # progress bar of `sea embed`
 ]
 
 EXTRAS = {

@@ -100,7 +100,7 @@ class AisfxFrontendParams:
     norm_max: float = 9.457798957824707
     """The log-mel is divided by this (the training set maximum)."""
     block_frames: int = 100
-    """Frames per network input block (2.32 s)."""
+    """Frames per network input block (101,376 samples at 44.1 kHz = 2.30 s; AISFX.md rounds to 2.32 s)."""
     block_hop_frames: int = 50
 
     @property

@@ -179,6 +179,22 @@ def _evaluate_stage(annotations: Path, audio_dir: Path, models: dict, out: Path,
             "micro_auprc_test": micro, "results": results}
 
 
+def _check_same_config(out: Path, config: dict) -> None:
+    """A rerun resumes only with the settings the finished stages were made with."""
+    path = out / "stages" / "config.json"
+    config = json.loads(json.dumps(config, default=str))
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
+        if changed:
+            raise ParameterError(f"{out}: holds a run made with other settings ({', '.join(changed)}); "
+                                 f"use another --out, the same settings to resume, or delete "
+                                 f"{out / 'stages'} to start over")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
 def check_report(report: dict) -> list[str]:
     """Problems with a report (schema keys and cross-stage counts); empty when consistent."""
     problems = [f"missing key {k!r}" for k in REPORT_KEYS if k not in report]
@@ -211,7 +227,12 @@ def run(out: str | os.PathLike, *, corpus: str | None = None, annotations: str |
         raise ParameterError(f"--emb-dim must be one of {STUDENT_EMB_DIMS}")
     if params.board not in BOARDS:
         raise ParameterError(f"--board must be one of {sorted(BOARDS)}")
+    if params.teacher not in TEACHERS:
+        raise ParameterError(f"--teacher must be one of {sorted(TEACHERS)} (the evaluate stage "
+                             f"loads the teacher by name), got {params.teacher!r}")
     started = time.perf_counter()
+    _check_same_config(out, {**asdict(params), "corpus": corpus, "annotations": annotations,
+                             "audio_dir": audio_dir, "beam_args": beam_args})
     stages = StageLog(out)
     if corpus is None:
         corpus_dir = out / "corpus"
@@ -287,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", help="corpus directory (default: synthesise one)")
     parser.add_argument("--annotations", help="SONYC-UST annotations.csv (default: the corpus')")
     parser.add_argument("--audio-dir", help="labelled audio folder (default: the corpus')")
-    parser.add_argument("--teacher", default=RUN.teacher)
+    parser.add_argument("--teacher", default=RUN.teacher, choices=sorted(TEACHERS))
     parser.add_argument("--emb-dim", type=int, default=RUN.emb_dim, choices=STUDENT_EMB_DIMS)
     parser.add_argument("--head", default=RUN.head, choices=("relu", "linear"))
     parser.add_argument("--sensors", type=int, default=RUN.sensors)

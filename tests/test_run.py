@@ -83,6 +83,10 @@ def test_rerun_skips_finished_stages(tiny_run, caplog):
     assert caplog.text.count("done earlier") == len(report["stages"])
     assert again["evaluation"] == report["evaluation"]
     assert again["dataset_card"] == report["dataset_card"]
+    from sea_core.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="other settings \\(epochs\\)"):
+        run(out, corpus=report["config"]["corpus"], params=replace(TINY, epochs=2))
 
 
 def test_check_report_catches_disagreeing_counts(tiny_run):

@@ -74,6 +74,17 @@ def test_loss_decreases_and_exports(dataset, tmp_path):
     assert store.latest(DIM).model_id == summary["model_id"]
 
 
+def test_two_processes_give_identical_weights(dataset, tmp_path):
+    """Same data, same seed, separate processes: bit-identical weights (multi-threaded CPU)."""
+    args = ["--data", str(dataset), "--emb-dim", str(DIM), "--lr", "1e-3", "--batch-size", "32",
+            "--epochs", "1", "--steps-per-epoch", "6", "--seed", "3", "--no-register", "--quiet"]
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-m", "sea_core", "train", *args, "--out", str(tmp_path / name)],
+                       check=True, capture_output=True)
+    for wa, wb in zip(_weights(tmp_path / "a" / "model.keras"), _weights(tmp_path / "b" / "model.keras")):
+        np.testing.assert_array_equal(wa, wb)
+
+
 def test_kill_and_resume_gives_same_weights(dataset, tmp_path):
     args = ["--data", str(dataset), "--emb-dim", str(DIM), "--head", "linear", "--lr", "1e-3",
             "--batch-size", "16", "--epochs", "2", "--steps-per-epoch", "8",
