@@ -39,7 +39,7 @@ def _auprc_plot(evaluation: dict):
     ax.set_xticks(range(len(models)), models, rotation=10)
     ax.set_ylabel("micro-AUPRC")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     ax.set_title("Downstream micro-AUPRC by model")
     return fig
 
@@ -78,7 +78,7 @@ def _budget_plot(deploy: dict):
         ax.set_ylabel("KB")
         ax.set_title(f"{title}: {used / 1024:.1f} KB")
         ax.legend(fontsize=7)
-    fig.suptitle(f"int8 student vs {board.get('name', 'board')}")
+    fig.suptitle(f"int8 student vs {board.get('name', 'board')}", y=1.06)
     return fig
 
 
