@@ -37,7 +37,7 @@ from sea_core.params import DOWNSTREAM_QUICK, EXPERIMENT, STUDENT_EMB_DIMS, Expe
 from sea_core.sampling import METHODS
 
 __all__ = ["sampling_comparison", "sampling_experiment", "students_experiment",
-           "activation_bytes", "main"]
+           "activation_bytes", "network_params", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,21 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
 
 
+def _leaf_layers(model):
+    """Layers of a model, nested models expanded."""
+    for layer in model.layers:
+        if hasattr(layer, "layers"):
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
+
+
+def network_params(model) -> int:
+    """Weights of the network proper: front-end constants (DFT/mel matrices) excluded."""
+    return int(sum(l.count_params() for l in _leaf_layers(model)
+                   if type(l).__module__ != "sea_core.models.layers"))
+
+
 def activation_bytes(model) -> dict:
     """Float32 activation memory of a Keras model at batch 1.
 
@@ -99,7 +114,7 @@ def activation_bytes(model) -> dict:
     executor's working set without in-place reuse).
     """
     largest, peak = 0, 0
-    for layer in model.layers:
+    for layer in _leaf_layers(model):
         def nbytes(tensors):
             tensors = tensors if isinstance(tensors, (list, tuple)) else [tensors]
             return sum(4 * math.prod(d for d in t.shape[1:] if d is not None) for t in tensors)
@@ -164,7 +179,6 @@ def _train_and_evaluate(cell: Path, trainset: Path, report: dict, *, emb_dim: in
     """Train a student on ``trainset`` and evaluate it downstream (float)."""
     from sea_core.api import load_embedder
     from sea_core.evaluate import evaluate
-    from sea_core.models.store import load_keras_student
     from sea_core.train import TrainConfig, train
 
     cfg = report["config"]
@@ -182,9 +196,7 @@ def _train_and_evaluate(cell: Path, trainset: Path, report: dict, *, emb_dim: in
                        embedders=embedders, out=str(cell / "evaluation"),
                        params=replace(DOWNSTREAM_QUICK, epochs=params.downstream_epochs),
                        seed=seed)
-    model = load_keras_student(str(model_path))
     out = {"train": {k: summary[k] for k in ("epochs_run", "best_val_loss", "train_rows")},
-           "params": int(model.count_params()), "activation_bytes": activation_bytes(model),
            "models": {}}
     for label, entry in results["models"].items():
         out["models"][label] = {split: entry["mil"][split]["micro_auprc"]
@@ -261,6 +273,7 @@ def students_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPER
     from pipelines.fit_pca import fit_pca
     from pipelines.frames_io import list_partitions
     from pipelines.select import run as run_select
+    from sea_core.models.store import load_keras_student
     from sea_core.models.teachers import get_teacher
     from sea_core.run import StageLog
 
@@ -302,12 +315,14 @@ def students_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPER
             teacher = get_teacher(cfg["teacher"]).keras_model()
             label = next(m for m in rec["models"] if m.startswith("teacher:"))
             rows.append(_model_row(f"{cfg['teacher']} (teacher)", teacher.output_shape[-1],
-                                   int(teacher.count_params()), activation_bytes(teacher),
+                                   network_params(teacher), activation_bytes(teacher),
                                    rec["models"][label]))
-        rows.append(_model_row(STUDENT_NAMES[dim], dim, rec["params"], rec["activation_bytes"],
-                               rec["models"]["student"]))
+        student = load_keras_student(str(cell / "train" / "model.keras"))
+        rows.append(_model_row(STUDENT_NAMES[dim], dim, network_params(student),
+                               activation_bytes(student), rec["models"]["student"]))
     result = {"metric": "downstream micro-AUPRC (test split; MIL classifier); size = float32 "
-                        "params; act. mem. = largest float32 activation at batch 1",
+                        "network params (front-end constants excluded); act. mem. = "
+                        "largest float32 activation at batch 1",
               "k": k, "epochs": params.epochs, "rows": rows, "markdown": _students_markdown(rows)}
     (out / "students_experiment.json").write_text(json.dumps(result, indent=2))
     _update_report(run_dir, "students_experiment", result)

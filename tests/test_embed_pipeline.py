@@ -462,8 +462,10 @@ def dask_cluster():
         yield cluster.scheduler_address
 
 
-@pytest.mark.parametrize("runner", ["multi_processing", "portable_embedded",
-                                    "portable_job_service", "dask"])
+@pytest.mark.parametrize("runner", ["multi_processing",
+                                    pytest.param("portable_embedded", marks=pytest.mark.portable),
+                                    pytest.param("portable_job_service", marks=pytest.mark.portable),
+                                    pytest.param("dask", marks=pytest.mark.dask)])
 def test_runners_write_identical_output(runner, corpus, tiny_teacher, reference, tmp_path,
                                         request):
     flags = {

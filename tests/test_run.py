@@ -148,7 +148,7 @@ def test_experiment_needs_a_finished_run(tmp_path):
 
 def test_activation_memory_matches_the_poster_definition():
     """Student 0's largest activation is its first conv output, 0.8 MB as in the poster."""
-    from sea_core.experiment import activation_bytes
+    from sea_core.experiment import activation_bytes, network_params
     from sea_core.models.students import build_student
     from sea_core.params import StudentSpec
 
@@ -156,3 +156,5 @@ def test_activation_memory_matches_the_poster_definition():
     act = activation_bytes(model)
     assert 0.75e6 < act["largest_tensor"] < 0.9e6  # poster: 0.82 MB
     assert act["peak_in_out"] > act["largest_tensor"]
+    assert network_params(model) == 4_691_908  # reference table; DFT/mel constants excluded
+    assert 4 * network_params(model) / 1e6 == pytest.approx(18.8, abs=0.05)  # poster: 18.80 MB
