@@ -90,19 +90,18 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
 
 
-def _leaf_layers(model):
-    """Layers of a model, nested models expanded."""
-    for layer in model.layers:
-        if hasattr(layer, "layers"):
-            yield from _leaf_layers(layer)
-        else:
-            yield layer
-
-
 def network_params(model) -> int:
     """Weights of the network proper: front-end constants (DFT/mel matrices) excluded."""
-    return int(sum(l.count_params() for l in _leaf_layers(model)
+    from sea_core.models.layers import walk_layers
+
+    return int(sum(l.count_params() for l in walk_layers(model)
                    if type(l).__module__ != "sea_core.models.layers"))
+
+
+def _float32_bytes(tensors) -> int:
+    """Bytes of one example of each tensor (batch axis dropped), float32."""
+    tensors = tensors if isinstance(tensors, (list, tuple)) else [tensors]
+    return sum(4 * math.prod(d for d in t.shape[1:] if d is not None) for t in tensors)
 
 
 def activation_bytes(model) -> dict:
@@ -113,13 +112,12 @@ def activation_bytes(model) -> dict:
     ``peak_in_out``: the largest input + output of one layer (a sequential
     executor's working set without in-place reuse).
     """
+    from sea_core.models.layers import walk_layers
+
     largest, peak = 0, 0
-    for layer in _leaf_layers(model):
-        def nbytes(tensors):
-            tensors = tensors if isinstance(tensors, (list, tuple)) else [tensors]
-            return sum(4 * math.prod(d for d in t.shape[1:] if d is not None) for t in tensors)
+    for layer in walk_layers(model):
         try:
-            out_b, in_b = nbytes(layer.output), nbytes(layer.input)
+            out_b, in_b = _float32_bytes(layer.output), _float32_bytes(layer.input)
         except (AttributeError, ValueError):  # layers without a single call site
             continue
         largest = max(largest, out_b)
@@ -204,12 +202,26 @@ def _train_and_evaluate(cell: Path, trainset: Path, report: dict, *, emb_dim: in
     return out
 
 
-def sampling_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPERIMENT,
-                        beam_args: list[str] | None = None) -> dict:
-    """The poster's sampling table on the run's corpus (see the module docstring)."""
+def _build_trainset(frames: Path, out: Path, *, method: str, mode: str, k: int, seed: int,
+                    dims: tuple[int, ...], beam_args: list[str] | None):
+    """select -> fit PCA -> training set under ``out``; (selection summary, artifact, card)."""
     from pipelines.build_training_set import build_training_set
     from pipelines.fit_pca import fit_pca
     from pipelines.select import run as run_select
+
+    sel = run_select(["--frames", str(frames), "--output", str(out / "selection"),
+                      "--method", method, "--mode", mode, "--k", str(k),
+                      "--seed", str(seed)] + list(beam_args or []))
+    art = fit_pca(frames=str(frames), selection=str(out / "selection"), output=str(out / "pca"),
+                  dims=dims)
+    card = build_training_set(frames=str(frames), pca=str(out / "pca"),
+                              output=str(out / "trainset"), dims=dims, beam_args=beam_args)
+    return sel, art, card
+
+
+def sampling_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPERIMENT,
+                        beam_args: list[str] | None = None) -> dict:
+    """The poster's sampling table on the run's corpus (see the module docstring)."""
     from sea_core.run import StageLog
 
     run_dir = Path(run_dir)
@@ -228,14 +240,9 @@ def sampling_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPER
             cell = out / name
 
             def work(method=method, seed=seed, cell=cell):
-                sel = run_select(["--frames", str(frames), "--output", str(cell / "selection"),
-                                  "--method", method, "--mode", params.mode, "--k", str(k),
-                                  "--seed", str(seed)] + list(beam_args or []))
-                art = fit_pca(frames=str(frames), selection=str(cell / "selection"),
-                              output=str(cell / "pca"), dims=(cfg["emb_dim"],))
-                build_training_set(frames=str(frames), pca=str(cell / "pca"),
-                                   output=str(cell / "trainset"), dims=(cfg["emb_dim"],),
-                                   beam_args=beam_args)
+                sel, art, _ = _build_trainset(frames, cell, method=method, mode=params.mode, k=k,
+                                              seed=seed, dims=(cfg["emb_dim"],),
+                                              beam_args=beam_args)
                 res = _train_and_evaluate(cell, cell / "trainset", report, emb_dim=cfg["emb_dim"],
                                           seed=seed, params=params)
                 micro = res["models"]["student"]
@@ -269,10 +276,7 @@ def sampling_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPER
 def students_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPERIMENT,
                         beam_args: list[str] | None = None) -> dict:
     """The poster's model table on the run's corpus (see the module docstring)."""
-    from pipelines.build_training_set import build_training_set
-    from pipelines.fit_pca import fit_pca
     from pipelines.frames_io import list_partitions
-    from pipelines.select import run as run_select
     from sea_core.models.store import load_keras_student
     from sea_core.models.teachers import get_teacher
     from sea_core.run import StageLog
@@ -294,13 +298,8 @@ def students_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPER
     stages = StageLog(out)
 
     def prepare():
-        sel = run_select(["--frames", str(frames), "--output", str(out / "selection"),
-                          "--method", cfg["method"], "--mode", cfg["mode"], "--k", str(k),
-                          "--seed", str(cfg["seed"])] + list(beam_args or []))
-        fit_pca(frames=str(frames), selection=str(out / "selection"), output=str(out / "pca"),
-                dims=dims)
-        card = build_training_set(frames=str(frames), pca=str(out / "pca"),
-                                  output=str(out / "trainset"), dims=dims, beam_args=beam_args)
+        sel, _, card = _build_trainset(frames, out, method=cfg["method"], mode=cfg["mode"], k=k,
+                                       seed=cfg["seed"], dims=dims, beam_args=beam_args)
         return {"counts": {"selected": sel["n_selected"], **card["counts"]}}
 
     stages.run("trainset", prepare)

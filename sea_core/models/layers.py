@@ -28,7 +28,16 @@ from sea_core.frontends import (aisfx_frames, aisfx_mel_filterbank, aisfx_window
 from sea_core.params import STUDENT_MEL64, AisfxFrontendParams, KapreMelParams
 
 __all__ = ["KapreLogMel", "AisfxLogMel", "student_frontend", "kapre_logmel_tf", "aisfx_logmel_tf",
-           "kapre_constants", "aisfx_constants"]
+           "kapre_constants", "aisfx_constants", "walk_layers"]
+
+
+def walk_layers(model):
+    """Every layer of a Keras model, descending into nested models."""
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            yield from walk_layers(layer)
+        else:
+            yield layer
 
 _LOG10_SCALE = 1.0 / math.log(10.0)
 

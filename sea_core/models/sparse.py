@@ -99,13 +99,15 @@ def _kernel_layers(model, layers):
     """(layer, kernel variable) pairs to prune."""
     import keras
 
+    from sea_core.models.layers import walk_layers
+
     if isinstance(layers, str):
         if layers != "conv":
             raise ParameterError(f"layers must be 'conv' or a list of layer names, got {layers!r}")
-        chosen = [l for l in _walk(model) if isinstance(l, keras.layers.Conv2D)]
+        chosen = [l for l in walk_layers(model) if isinstance(l, keras.layers.Conv2D)]
     else:
         names = list(layers)
-        by_name = {l.name: l for l in _walk(model)}
+        by_name = {l.name: l for l in walk_layers(model)}
         unknown = [n for n in names if n not in by_name]
         if unknown:
             raise ParameterError(f"layers {unknown} are not in model {model.name!r}")
@@ -119,15 +121,6 @@ def _kernel_layers(model, layers):
     if not pairs:
         raise ParameterError(f"model {model.name!r} has no conv kernel to prune")
     return pairs
-
-
-def _walk(model):
-    """Every layer, descending into nested models."""
-    for layer in model.layers:
-        if hasattr(layer, "layers") and layer.layers:
-            yield from _walk(layer)
-        else:
-            yield layer
 
 
 def _copy(model):
