@@ -729,3 +729,17 @@ class DeployTargets:
 
 DEPLOY_TARGETS = DeployTargets()
 __all__ += ["DeployTargets", "DEPLOY_TARGETS"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportParams:
+    """``report.html`` layout limits."""
+
+    dead_letter_rows: int = 200
+    """Dead letters listed in the page's table (all of them stay in report.json)."""
+    dead_letter_cell_chars: int = 400
+    """Longer messages are cut in the table."""
+
+
+REPORT = ReportParams()
+__all__ += ["ReportParams", "REPORT"]

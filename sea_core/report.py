@@ -21,7 +21,7 @@ import math
 import os
 from pathlib import Path
 
-from sea_core.params import DEPLOY_TARGETS, STUDENT_MEL64, DeployTargets
+from sea_core.params import DEPLOY_TARGETS, REPORT, STUDENT_MEL64, DeployTargets
 
 __all__ = ["headline", "render_html", "write_report"]
 
@@ -533,19 +533,23 @@ def _auprc_table_html(evaluation: dict) -> str:
 
 
 def _dead_letters_html(records: list[dict]) -> str:
+    shown = records[:REPORT.dead_letter_rows]
     cols = []
-    for r in records:
+    for r in shown:
         cols += [k for k in r if k not in cols]
     rows = []
-    for r in records:
+    for r in shown:
         row = []
         for k in cols:
             v = r.get(k)
             text = v if isinstance(v, str) else json.dumps(v, default=str)
-            short = text if len(text) <= 400 else text[:400] + " …"
+            n = REPORT.dead_letter_cell_chars
+            short = text if len(text) <= n else text[:n] + " …"
             row.append(f"<code>{_e(short)}</code>" if k == "uri" else _e(short))
         rows.append(row)
-    return _table(cols, rows)
+    more = (f"<p class=note>The first {len(shown):,} of {len(records):,}; all are in report.json "
+            f"(<code>embed.dead_letters</code>).</p>" if len(records) > len(shown) else "")
+    return _table(cols, rows) + more
 
 
 # --------------------------------------------------------------------------- page
