@@ -138,6 +138,8 @@ def headline(report: dict, targets: DeployTargets = DEPLOY_TARGETS) -> dict:
     out["wall_seconds"] = report.get("wall_seconds")
     out["this_invocation_seconds"] = report.get("this_invocation_seconds")
     out["problems"] = list(report.get("consistency_problems") or [])
+    out["stages"] = list(report.get("stages") or {})
+    out["checked"] = "consistency_problems" in report
     out["verdict"], out["verdict_class"] = _verdict(out)
     return out
 
@@ -159,7 +161,8 @@ def _verdict(h: dict) -> tuple[str, str]:
         ("TFLM arena", "arena_bytes", "arena_bytes", h["goals_met"]["arena"]),
         ("total RAM", "ram_bytes", "ram_bytes", h["goals_met"]["ram"])) if met is False]
     if missed:
-        return text + f" Misses the project's goal{'s' if len(missed) > 1 else ''}: {'; '.join(missed)}.", "warn"
+        plural = "s" if len(missed) > 1 else ""
+        return text + f" Misses the project's goal{plural}: {'; '.join(missed)}.", "warn"
     return text + " Meets every project goal (flash, TFLM arena, total RAM).", "ok"
 
 
@@ -209,7 +212,8 @@ def _budget_plot(dep: dict, targets: DeployTargets):
             ax.barh(y, value / 1e3, height=0.5, color="#4c72b0")
             for kind, ref in refs.items():
                 if ref and ref <= xmax:  # board: whole bar; paper: upper half; goal: lower half
-                    lo, hi = {"board": (-0.44, 0.44), "paper": (0.03, 0.44), "goal": (-0.44, -0.03)}[kind]
+                    lo, hi = {"board": (-0.44, 0.44), "paper": (0.03, 0.44),
+                              "goal": (-0.44, -0.03)}[kind]
                     ax.vlines(ref / 1e3, y + lo, y + hi, **_REF_STYLE[kind])
         ax.set_xlim(0, xmax / 1e3)
         ax.set_ylim(-0.6, len(rows) - 0.25)
@@ -253,12 +257,13 @@ def _per_class_plot(evaluation: dict):
     ax = fig.subplots()
     height = 0.8 / len(series)
     order = classes[::-1]  # first class on top
+    names = {"teacher": f"teacher ({keys['teacher'].partition(':')[2] or keys['teacher']})",
+             "student": "float student", "int8": "int8 student"}
     for i, (role, values, _) in enumerate(series):
         ys = [y + (len(series) - 1 - i - (len(series) - 1) / 2) * height for y in range(len(order))]
         vals = [values.get(c) for c in order]
         ax.barh(ys, [v if v is not None else 0 for v in vals], height=height * 0.95,
-                color=_COLORS[role], label={"teacher": f"teacher ({keys[role].partition(':')[2] or keys[role]})",
-                                            "student": "float student", "int8": "int8 student"}[role])
+                color=_COLORS[role], label=names[role])
     teacher = series[0][1]
     int8 = next((s[1] for s in series if s[0] == "int8"), None)
     for y, c in enumerate(order):
@@ -289,18 +294,20 @@ def _mean_std_plot(table: list[dict], *, xlabel: str, title: str, value_key="mea
     ax = fig.subplots()
     means = [r[value_key] for r in rows]
     stds = [r.get(std_key) if _is_num(r.get(std_key)) else 0.0 for r in rows]
-    ax.barh(range(len(rows)), means, xerr=stds, capsize=5, height=0.6, color="#4c72b0",
-            error_kw={"elinewidth": 1.5, "ecolor": "#222"})
+    # points with error bars, not bars: the axis is zoomed to the spread, so bar lengths would mislead
+    ax.errorbar(means, range(len(rows)), xerr=stds, fmt="o", markersize=7, capsize=6, color="#4c72b0",
+                ecolor="#222", elinewidth=1.5)
     lo = min(m - s for m, s in zip(means, stds))
     hi = max(m + s for m, s in zip(means, stds))
     pad = max(0.01, 0.25 * (hi - lo))
     ax.set_xlim(max(0.0, lo - pad), min(1.0, hi + pad))
     ax.set_yticks(range(len(rows)), [f"{r['method']}\n{m:.3f} ± {s:.3f}"
                                      for r, m, s in zip(rows, means, stds)], fontsize=8)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.set_xlabel(xlabel, fontsize=8)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title.replace("R^2", "R²"), fontsize=9)
     ax.tick_params(labelsize=8)
-    ax.grid(axis="x", alpha=0.3)
+    ax.grid(alpha=0.3)
     return fig
 
 
@@ -453,7 +460,8 @@ def _headline_html(h: dict) -> str:
         teacher = (f" from the <b>{_e(s['teacher'])}</b> teacher" +
                    (f" ({s['teacher_window_seconds']:.2f}-s window)" if s["teacher_window_seconds"] else "")
                    if s["teacher"] else "")
-        facts.append(f"<li><b>Student built:</b> SEA-{_e(s['emb_dim'])} ({_e(s['emb_dim'])}-d embedding), {win}"
+        facts.append(f"<li><b>Student built:</b> SEA-{_e(s['emb_dim'])} ({_e(s['emb_dim'])}-d embedding), "
+                     f"{win}"
                      f"{teacher}; {_e(', '.join(detail))}.</li>")
     a = h["auprc"]
     if any(a[r] is not None for r in ("teacher", "student", "int8")):
@@ -464,6 +472,11 @@ def _headline_html(h: dict) -> str:
                  if a["int8_over_teacher"] is not None else "")
         facts.append(f"<li><b>Downstream micro-AUPRC</b> ({_e(a['split'])} split, MIL classifier): "
                      f"{line}{ratio}.</li>")
+    if h["stages"]:
+        check = ("" if not h["checked"] else "; cross-stage counts agree" if not h["problems"]
+                 else f"; <b>{len(h['problems'])} cross-stage count problem(s)</b>, see above")
+        facts.append(f"<li><b>Stages finished:</b> {len(h['stages'])} ({_e(', '.join(h['stages']))})"
+                     f"{check}.</li>")
     if _is_num(h["wall_seconds"]):
         inv = (f"; this invocation {_duration(h['this_invocation_seconds'])}"
                if _is_num(h["this_invocation_seconds"]) else "")

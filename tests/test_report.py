@@ -241,3 +241,14 @@ def test_long_dead_letter_lists_are_cut_on_the_page_not_in_the_json(report):
     assert f"The first {REPORT.dead_letter_rows:,} of {REPORT.dead_letter_rows + 50:,}" in section
     assert "x" * (REPORT.dead_letter_cell_chars + 1) not in section
     assert f"Dead-lettered inputs ({REPORT.dead_letter_rows + 50})" in section
+
+
+def test_headline_says_whether_the_stages_agree(report):
+    from sea_core.report import render_html
+
+    text = html.unescape(render_html(report))
+    assert f"Stages finished: {len(report['stages'])}" in text and "cross-stage counts agree" in text
+    report["consistency_problems"] = ["windows in (1026) != training rows out (1027)"]
+    text = html.unescape(render_html(report))
+    assert "Stage counts disagree: windows in (1026) != training rows out (1027)" in text
+    assert "1 cross-stage count problem(s)" in text
