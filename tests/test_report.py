@@ -247,7 +247,7 @@ def test_headline_says_whether_the_stages_agree(report):
     from sea_core.report import render_html
 
     text = html.unescape(render_html(report))
-    assert f"Stages finished: {len(report['stages'])}" in text and "cross-stage counts agree" in text
+    assert f"Stages finished:</b> {len(report['stages'])} (" in text and "cross-stage counts agree" in text
     report["consistency_problems"] = ["windows in (1026) != training rows out (1027)"]
     text = html.unescape(render_html(report))
     assert "Stage counts disagree: windows in (1026) != training rows out (1027)" in text
