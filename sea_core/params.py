@@ -706,3 +706,40 @@ class ExperimentParams:
 
 EXPERIMENT = ExperimentParams()
 __all__ += ["ExperimentParams", "EXPERIMENT"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeployTargets:
+    """What ``report.html`` measures the int8 student against, besides the board budget.
+
+    The paper's deployed model [seed poster]: the 8-bit quantised Student 2 (128-d) in
+    0.585 MB flash and 0.1025 MB RAM (MB = 10^6 B) on a Cortex-M7 with 2 MB / 1 MB. The
+    project's goals for the default student: flash and TFLM arena as ``QUANT``'s
+    ``--optimize memory`` goals, total RAM (arena + buffers + front-end scratch) no more
+    than the paper's.
+    """
+
+    paper_model: str = "paper: 8-bit Student 2 (128-d)"
+    paper_flash_bytes: int = 585_000
+    paper_ram_bytes: int = 102_500
+    flash_goal_bytes: int = QUANT.flash_goal_bytes
+    arena_goal_bytes: int = QUANT.arena_goal_bytes
+    ram_goal_bytes: int = 102_500
+
+
+DEPLOY_TARGETS = DeployTargets()
+__all__ += ["DeployTargets", "DEPLOY_TARGETS"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportParams:
+    """``report.html`` layout limits."""
+
+    dead_letter_rows: int = 200
+    """Dead letters listed in the page's table (all of them stay in report.json)."""
+    dead_letter_cell_chars: int = 400
+    """Longer messages are cut in the table."""
+
+
+REPORT = ReportParams()
+__all__ += ["ReportParams", "REPORT"]
