@@ -95,6 +95,9 @@ class EmbedConfig:
                 and self.max_seconds > 0 and self.max_seconds != float("inf")):
             raise ParameterError(f"--max-seconds must be a positive number of seconds, "
                                  f"got {self.max_seconds!r}")
+        if "://" not in self.output and os.path.exists(self.output) \
+                and not os.path.isdir(self.output):
+            raise ParameterError(f"--output {self.output}: exists and is not a directory")
         if self.require_sidecar and not self.spl_sidecar:
             raise ParameterError("--require-sidecar needs --spl-sidecar DIR")
 

@@ -534,6 +534,9 @@ class ApiParams:
     sea_home_default: str = "~/.cache/sea"
     valid_model_types: tuple[str, ...] = field(
         default=("sea", "sparse", "aisfx", "l3", "l3-random"))
+    max_frames_bytes: int = 4 << 30
+    """get_embedding refuses a hop that would cut more than this many bytes of float32
+    windows (``hop_size=1e-7`` would otherwise ask for TiB)."""
 
 
 API = ApiParams()
