@@ -146,7 +146,7 @@ def embed_clips(embedder, audio_dir: str | Path, files: list[str], *, hop_second
 
     out = []
     for name in tqdm(files, desc=desc or f"embed ({embedder.model_id})", unit="clip",
-                     file=sys.stderr, disable=not progress, leave=False):
+                     file=sys.stderr, disable=not progress):
         uri = str(Path(audio_dir) / name)
         audio, sr = read_audio(uri)
         emb, _ = _embed_one(audio, sr, embedder, hop_size=hop_seconds, center=center, uri=uri)

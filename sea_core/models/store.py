@@ -189,6 +189,12 @@ def load_keras_student(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise ModelNotFoundError(f"{path}: no such model file")
+    import zipfile
+
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
+        # Keras would say "File not found" for a file that exists
+        raise ModelError(f"{path}: cannot load the Keras model (not a .keras archive: not a "
+                         f"valid zip file; corrupt or not a model)")
     import keras
 
     from sea_core.models import layers  # noqa: F401  registers the front-end layers
