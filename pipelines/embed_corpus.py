@@ -51,9 +51,10 @@ from pipelines.transforms.relevance import GroupByPartition, ScoreConfig, ScoreR
 from pipelines.transforms.spl import ComputeSpl, SplConfig
 from pipelines.transforms.teacher import TeacherConfig, TeacherInference
 from pipelines.transforms.write import (MANIFEST_NAME, SUCCESS_NAME, SUMMARY_NAME, OutputLayout,
-                                        WritePartitions, read_table_or_none, remove_file)
+                                        WritePartitions, read_table_or_none, remove_file,
+                                        remove_temp_files)
 from sea_core.errors import AudioError, DataError, ParameterError
-from sea_core.params import RELEVANCE, SPL, STUDENT_MEL64
+from sea_core.params import AUDIO_LIMITS, LISTING, RELEVANCE, SPL, STUDENT_MEL64
 from sea_core.schema import DEAD_LETTER_SCHEMA_VERSION, FRAMES_SCHEMA_VERSION
 
 __all__ = ["EmbedConfig", "config_from_options", "build", "plan", "run", "main"]
@@ -75,6 +76,8 @@ class EmbedConfig:
     spl_sidecar: str | None = None
     require_sidecar: bool = False
     incremental: bool = False
+    allow_removals: bool = False
+    max_seconds: float = AUDIO_LIMITS.max_seconds
 
     def __post_init__(self):
         if not self.input:
@@ -88,6 +91,13 @@ class EmbedConfig:
                                      f"got {v!r}")
         if self.hop_seconds is not None and not (self.hop_seconds > 0):
             raise ParameterError(f"--hop-seconds must be > 0, got {self.hop_seconds!r}")
+        if not (isinstance(self.max_seconds, (int, float)) and not isinstance(self.max_seconds, bool)
+                and self.max_seconds > 0 and self.max_seconds != float("inf")):
+            raise ParameterError(f"--max-seconds must be a positive number of seconds, "
+                                 f"got {self.max_seconds!r}")
+        if "://" not in self.output and os.path.exists(self.output) \
+                and not os.path.isdir(self.output):
+            raise ParameterError(f"--output {self.output}: exists and is not a directory")
         if self.require_sidecar and not self.spl_sidecar:
             raise ParameterError("--require-sidecar needs --spl-sidecar DIR")
 
@@ -123,7 +133,10 @@ def config_from_options(options: PipelineOptions) -> EmbedConfig:
                        teacher_options=_parse_teacher_opts(o.teacher_opt),
                        batch_size=o.batch_size, hop_seconds=o.hop_seconds,
                        shard_size=o.shard_size, spl_sidecar=_absolute(o.spl_sidecar),
-                       require_sidecar=bool(o.require_sidecar), incremental=bool(o.incremental))
+                       require_sidecar=bool(o.require_sidecar), incremental=bool(o.incremental),
+                       allow_removals=bool(o.allow_removals),
+                       max_seconds=(AUDIO_LIMITS.max_seconds if o.max_seconds is None
+                                    else o.max_seconds))
 
 
 @dataclass(frozen=True)
@@ -156,7 +169,7 @@ def _resolve(cfg: EmbedConfig) -> _Resolved:
     hop = float(cfg.hop_seconds if cfg.hop_seconds is not None else spec.corpus_hop_seconds)
     framing = FramingConfig(teacher_sr=spec.sample_rate, teacher_window=spec.window_samples,
                             hop_seconds=hop, student_sr=STUDENT_MEL64.sample_rate,
-                            relevance=RELEVANCE)
+                            relevance=RELEVANCE, max_seconds=float(cfg.max_seconds))
     spl = SplConfig(teacher_sr=spec.sample_rate, window_seconds=framing.window_seconds,
                     sidecar_dir=cfg.spl_sidecar, require_sidecar=cfg.require_sidecar,
                     calibration_db=SPL.calibration_db)
@@ -173,10 +186,30 @@ def plan(cfg: EmbedConfig, resolved: _Resolved | None = None) -> Plan:
     previous, settings = read_manifest(f"{resolved.layout.root}/{MANIFEST_NAME}")
     if cfg.incremental:
         check_settings(settings, resolved.settings(cfg))
-    listed = list_inputs(cfg.input)
-    return plan_run(listed, previous, incremental=cfg.incremental,
-                    keys_on_disk=resolved.layout.frames_keys_on_disk(),
-                    params=resolved.framing.relevance)
+    listed = list_inputs(cfg.input)  # nothing listed -> DataError before anything is touched
+    run_plan = plan_run(listed, previous, incremental=cfg.incremental,
+                        keys_on_disk=resolved.layout.frames_keys_on_disk(),
+                        params=resolved.framing.relevance)
+    if run_plan.incremental:
+        check_removals(len(run_plan.removed), len(previous), allow=cfg.allow_removals,
+                       where=cfg.input)
+    return run_plan
+
+
+def check_removals(n_removed: int, n_manifest: int, *, allow: bool, where: str) -> None:
+    """Refuse an --incremental run that would remove too much of the output.
+
+    A mistyped glob or an unmounted bucket lists (almost) nothing; removing more
+    than ``LISTING.max_removed_fraction`` of the manifest (or all of it) needs
+    ``--allow-removals``.
+    """
+    if allow or n_removed == 0 or n_manifest == 0:
+        return
+    if n_removed >= n_manifest or n_removed > LISTING.max_removed_fraction * n_manifest:
+        raise ParameterError(
+            f"--incremental would remove {n_removed} of the {n_manifest} recordings in the "
+            f"manifest (more than {LISTING.max_removed_fraction:.0%}) because {where} no longer "
+            f"lists them; check --input, or pass --allow-removals to remove them")
 
 
 def build(p: beam.Pipeline, cfg: EmbedConfig, *, run_plan: Plan | None = None,
@@ -286,6 +319,7 @@ def _finalize(cfg: EmbedConfig, resolved: _Resolved, run_plan: Plan, *, run_id: 
     total_ok = [r for r in rows.values() if r.status == "ok"]
     summary = {
         "run_id": run_id,
+        "status": "finished",
         "runner": runner,
         "teacher": cfg.teacher,
         "teacher_id": resolved.teacher_id,
@@ -363,12 +397,20 @@ def run(argv: list[str] | None = None, *, options: PipelineOptions | None = None
     cfg = config_from_options(options)
     resolved = _resolve(cfg)
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    run_plan = plan(cfg, resolved)  # validates the listing before the output is touched
     fs, root = fsspec.core.url_to_fs(resolved.layout.root)
     fs.makedirs(root, exist_ok=True)
     success = f"{root}/{SUCCESS_NAME}"
     if fs.exists(success):
         fs.rm(success)
-    run_plan = plan(cfg, resolved)
+    # the summary of this run from the start: a killed run does not leave the previous one
+    _write_text_atomic(f"{resolved.layout.root}/{SUMMARY_NAME}", json.dumps(
+        {"run_id": run_id, "status": "running", "balanced": False, "input": cfg.input,
+         "output": cfg.output}, indent=2, sort_keys=True) + "\n")
+    removed_tmp = remove_temp_files(resolved.layout.root)
+    if removed_tmp:
+        log.warning("embed: removed %d temporary file(s) left by an interrupted run under %s",
+                    removed_tmp, resolved.layout.root)
     _remove_legacy_frames(resolved.layout)
     timings = {"list": round(time.perf_counter() - t_start, 3)}
     nothing = (run_plan.incremental and not run_plan.process and not run_plan.removed

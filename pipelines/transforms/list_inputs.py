@@ -14,10 +14,11 @@ import os
 import apache_beam as beam
 import fsspec
 
-from pipelines.transforms.records import InputFile, Touch
+from pipelines.transforms.records import DIRECTORY_VERSION, InputFile, Touch
 from sea_core.errors import DataError, ParameterError
 
-__all__ = ["list_inputs", "make_units", "ListInputs", "AUDIO_SUFFIXES", "MANIFEST_SUFFIXES"]
+__all__ = ["list_inputs", "make_units", "ListInputs", "AUDIO_SUFFIXES", "MANIFEST_SUFFIXES",
+           "DIRECTORY_VERSION"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,24 @@ def _join_protocol(fs, pattern: str, path: str) -> str:
     if "://" in pattern and not pattern.startswith("file://"):
         return fs.unstrip_protocol(path)
     return path
+
+
+def _is_file_entry(info: dict) -> bool:
+    """A regular file, or a symlink (fsspec type 'other') that a directory listing would include."""
+    kind = info.get("type", "file")
+    return kind == "file" or (kind == "other" and bool(info.get("islink")))
+
+
+def _entries(fs, spec: str, found: dict) -> list[InputFile]:
+    """Files (symlinks followed) and directories named like audio (-> dead letters) of a listing."""
+    out = []
+    for p, i in found.items():
+        uri = _join_protocol(fs, spec, p)
+        if _is_file_entry(i):
+            out.append(InputFile(uri=uri, size=int(i.get("size") or 0), version=_version(i)))
+        elif i.get("type") == "directory" and p.rstrip("/").lower().endswith(AUDIO_SUFFIXES):
+            out.append(InputFile(uri=uri, size=0, version=DIRECTORY_VERSION))
+    return out
 
 
 def _stat(uri: str) -> InputFile:
@@ -94,26 +113,26 @@ def list_inputs(spec: str) -> list[InputFile]:
     ParameterError
         ``spec`` is empty.
     DataError
-        The manifest cannot be read.
+        The manifest cannot be read, ``spec`` names a path that does not exist
+        ("input not found: ..."), or nothing matches ("no input matches ...").
     """
     spec = str(spec or "").strip()
     if not spec:
         raise ParameterError("--input is required (a glob, a directory or a manifest of URIs)")
     fs, path = fsspec.core.url_to_fs(spec)
     if _has_magic(spec):
-        found = fs.glob(path, detail=True)
-        files = [InputFile(uri=_join_protocol(fs, spec, p), size=int(i.get("size") or 0),
-                           version=_version(i))
-                 for p, i in found.items() if i.get("type", "file") == "file"]
+        files = _entries(fs, spec, fs.glob(path, detail=True))
     elif spec.lower().endswith(MANIFEST_SUFFIXES):
         files = [_stat(u) for u in dict.fromkeys(_read_manifest(spec))]
     elif fs.isdir(path):
-        found = fs.find(path, detail=True)
-        files = [InputFile(uri=_join_protocol(fs, spec, p), size=int(i.get("size") or 0),
-                           version=_version(i))
-                 for p, i in found.items() if p.lower().endswith(AUDIO_SUFFIXES)]
-    else:
+        found = fs.find(path, detail=True, withdirs=True)
+        files = [f for f in _entries(fs, spec, found) if f.uri.lower().endswith(AUDIO_SUFFIXES)]
+    elif fs.exists(path) or (hasattr(fs, "islink") and fs.islink(path)):
         files = [_stat(spec)]
+    else:
+        raise DataError(f"input not found: {spec}")
+    if not files:
+        raise DataError(f"no input matches {spec} (nothing was written or removed)")
     unique = {f.uri: f for f in files}
     out = [unique[u] for u in sorted(unique)]
     log.info("list: %d input(s) from %s", len(out), spec)
