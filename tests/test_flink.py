@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -62,6 +63,12 @@ def job_server_jar() -> Path:
     jar = Path(proc.stdout.strip().splitlines()[-1])
     assert jar.is_file() and JAR_NAME.search(jar.name), jar
     return jar
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def flink_args(jar: Path, master: str = "[local]") -> list[str]:
@@ -204,7 +211,8 @@ def session_cluster(job_server_jar, tmp_path_factory):
     """A standalone Flink session cluster (JobManager + TaskManager JVMs) on 127.0.0.1."""
     flink_minor = JAR_NAME.search(job_server_jar.name).group(1)
     state = tmp_path_factory.mktemp("flink_cluster")
-    env = _script_env() | {"FLINK_MINOR": flink_minor, "CLUSTER_DIR": str(state)}
+    env = _script_env() | {"FLINK_MINOR": flink_minor, "CLUSTER_DIR": str(state),
+                           "REST_PORT": str(_free_port()), "RPC_PORT": str(_free_port())}
     script = str(FLINK_INFRA / "local_cluster.sh")
     proc = subprocess.run(["bash", script, "start"], env=env, capture_output=True, text=True,
                           timeout=1500)
