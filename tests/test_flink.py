@@ -55,7 +55,7 @@ def job_server_jar() -> Path:
         pytest.skip("Java is not installed: the Beam Flink job server is a Java program "
                     "(apt-get install openjdk-17-jre-headless)")
     proc = subprocess.run(["bash", str(FLINK_INFRA / "get_job_server.sh")], env=_script_env(),
-                          capture_output=True, text=True, timeout=1500)
+                          capture_output=True, text=True, timeout=850)
     if proc.returncode == EXIT_NOT_AVAILABLE:
         pytest.skip("no Beam Flink job-server jar could be fetched with Maven: "
                     + proc.stderr.strip().replace("\n", "; ")[-600:])
@@ -215,7 +215,7 @@ def session_cluster(job_server_jar, tmp_path_factory):
                            "REST_PORT": str(_free_port()), "RPC_PORT": str(_free_port())}
     script = str(FLINK_INFRA / "local_cluster.sh")
     proc = subprocess.run(["bash", script, "start"], env=env, capture_output=True, text=True,
-                          timeout=1500)
+                          timeout=850)
     try:
         if proc.returncode == EXIT_NOT_AVAILABLE:
             pytest.skip("no Flink session cluster could be started here: "
