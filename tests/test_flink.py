@@ -71,10 +71,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def flink_args(jar: Path, master: str = "[local]") -> list[str]:
+def flink_args(jar: Path, java_tmp: Path, master: str = "[local]") -> list[str]:
+    """FlinkRunner flags; the job server's JVM temp files (Flink's RPC jar) go to java_tmp."""
     flink_minor = JAR_NAME.search(jar.name).group(1)
     return ["--runner=FlinkRunner", f"--flink_master={master}", f"--flink_version={flink_minor}",
-            f"--flink_job_server_jar={jar}", "--environment_type=LOOPBACK", "--parallelism=2"]
+            f"--flink_job_server_jar={jar}", "--environment_type=LOOPBACK", "--parallelism=2",
+            f"--job_server_jvm_property=-Djava.io.tmpdir={java_tmp}"]
 
 
 # --------------------------------------------------------------------------- corpus
@@ -201,7 +203,7 @@ def test_get_job_server_is_cached(job_server_jar):
 
 def test_flink_local_equals_default_runner(corpus, reference, job_server_jar, tmp_path):
     out = tmp_path / "flink"
-    timings = run_chain(corpus[0], out, flink_args(job_server_jar))
+    timings = run_chain(corpus[0], out, flink_args(job_server_jar, tmp_path))
     assert_same_results(reference[0], out, corpus)
     _report("FlinkRunner [local]", reference[1], timings)
 
@@ -231,6 +233,6 @@ def session_cluster(job_server_jar, tmp_path_factory):
 @pytest.mark.slow
 def test_flink_session_cluster(corpus, reference, job_server_jar, session_cluster, tmp_path):
     out = tmp_path / "flink_cluster"
-    timings = run_chain(corpus[0], out, flink_args(job_server_jar, master=session_cluster))
+    timings = run_chain(corpus[0], out, flink_args(job_server_jar, tmp_path, master=session_cluster))
     assert_same_results(reference[0], out, corpus)
     _report(f"FlinkRunner session cluster {session_cluster}", reference[1], timings)

@@ -118,7 +118,7 @@ start_jvm() {  # name main-class
   [[ -n "${jvm}" ]] || { log "BashJavaUtils gave no ${kind} memory settings"; exit 1; }
   # shellcheck disable=SC2086  # jvm / dyn are lists of flags on purpose
   nohup java ${jvm} "${JAVA17_OPTS[@]}" \
-    -Dlog.file="${CLUSTER_DIR}/log/${name}.log" \
+    -Djava.io.tmpdir="${CLUSTER_DIR}/tmp" -Dlog.file="${CLUSTER_DIR}/log/${name}.log" \
     -Dlog4j.configurationFile="file:${CLUSTER_DIR}/conf/log4j.properties" \
     -cp "${DIST}/lib/*" "${main}" --configDir "${CLUSTER_DIR}/conf" ${dyn} \
     </dev/null >"${CLUSTER_DIR}/log/${name}.out" 2>&1 &
