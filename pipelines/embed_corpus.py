@@ -53,7 +53,8 @@ from pipelines.transforms.teacher import TeacherConfig, TeacherInference
 from pipelines.transforms.write import (MANIFEST_NAME, SUCCESS_NAME, SUMMARY_NAME, OutputLayout,
                                         WritePartitions, read_table_or_none, remove_file)
 from sea_core.errors import AudioError, DataError, ParameterError
-from sea_core.params import RELEVANCE, SPL, STUDENT_MEL64
+from sea_core.params import (AISFX_FRONTEND, AISFX_WINDOWS, DISTILL_TEACHER_WINDOW, RELEVANCE, SPL,
+                             STUDENT_MEL64, teacher_window_name)
 from sea_core.schema import DEAD_LETTER_SCHEMA_VERSION, FRAMES_SCHEMA_VERSION
 
 __all__ = ["EmbedConfig", "config_from_options", "build", "plan", "run", "main"]
@@ -75,6 +76,9 @@ class EmbedConfig:
     spl_sidecar: str | None = None
     require_sidecar: bool = False
     incremental: bool = False
+    teacher_window: str | None = None
+    """aisfx analysis window ('1s' or '2.30s'); None = the distillation default (1 s).
+    Other teachers accept only their own window."""
 
     def __post_init__(self):
         if not self.input:
@@ -123,7 +127,21 @@ def config_from_options(options: PipelineOptions) -> EmbedConfig:
                        teacher_options=_parse_teacher_opts(o.teacher_opt),
                        batch_size=o.batch_size, hop_seconds=o.hop_seconds,
                        shard_size=o.shard_size, spl_sidecar=_absolute(o.spl_sidecar),
-                       require_sidecar=bool(o.require_sidecar), incremental=bool(o.incremental))
+                       require_sidecar=bool(o.require_sidecar), incremental=bool(o.incremental),
+                       teacher_window=o.teacher_window)
+
+
+def _teacher_options(cfg: EmbedConfig) -> tuple:
+    """``teacher_options`` plus the aisfx window (default: 1 s for distillation)."""
+    opts = dict(cfg.teacher_options)
+    if cfg.teacher == "aisfx":
+        if cfg.teacher_window is not None and "window" in opts and \
+                teacher_window_name(opts["window"]) != teacher_window_name(cfg.teacher_window):
+            raise ParameterError(f"--teacher-window {cfg.teacher_window} and --teacher-opt "
+                                 f"window={opts['window']} disagree")
+        opts["window"] = teacher_window_name(opts.get("window") or cfg.teacher_window
+                                             or DISTILL_TEACHER_WINDOW)
+    return tuple(sorted(opts.items()))
 
 
 @dataclass(frozen=True)
@@ -151,8 +169,14 @@ class _Resolved:
 def _resolve(cfg: EmbedConfig) -> _Resolved:
     from sea_core.models.teachers import get_teacher
 
-    teacher = get_teacher(cfg.teacher, **dict(cfg.teacher_options))  # config only: no network yet
+    options = _teacher_options(cfg)
+    teacher = get_teacher(cfg.teacher, **dict(options))  # config only: no network yet
     spec = teacher.spec
+    if cfg.teacher != "aisfx" and cfg.teacher_window is not None and \
+            abs(AISFX_WINDOWS[teacher_window_name(cfg.teacher_window)] / AISFX_FRONTEND.sample_rate
+                - spec.window_seconds) > 1e-3:
+        raise ParameterError(f"--teacher-window {cfg.teacher_window}: teacher {cfg.teacher!r} takes "
+                             f"{spec.window_seconds:g}-s windows only")
     hop = float(cfg.hop_seconds if cfg.hop_seconds is not None else spec.corpus_hop_seconds)
     framing = FramingConfig(teacher_sr=spec.sample_rate, teacher_window=spec.window_samples,
                             hop_seconds=hop, student_sr=STUDENT_MEL64.sample_rate,
@@ -161,7 +185,7 @@ def _resolve(cfg: EmbedConfig) -> _Resolved:
                     sidecar_dir=cfg.spl_sidecar, require_sidecar=cfg.require_sidecar,
                     calibration_db=SPL.calibration_db)
     return _Resolved(teacher_id=teacher.teacher_id, framing=framing, spl=spl,
-                     teacher=TeacherConfig(name=str(cfg.teacher), options=cfg.teacher_options,
+                     teacher=TeacherConfig(name=str(cfg.teacher), options=options,
                                            batch_size=cfg.batch_size),
                      layout=OutputLayout(root=cfg.output.rstrip("/"), emb_dim=spec.emb_dim,
                                          student_samples=framing.student_window))
@@ -289,6 +313,8 @@ def _finalize(cfg: EmbedConfig, resolved: _Resolved, run_plan: Plan, *, run_id: 
         "runner": runner,
         "teacher": cfg.teacher,
         "teacher_id": resolved.teacher_id,
+        "teacher_window_samples": resolved.framing.teacher_window,
+        "window_seconds": resolved.framing.window_seconds,
         "incremental": run_plan.incremental,
         "input": cfg.input,
         "output": cfg.output,
