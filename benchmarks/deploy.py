@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -128,7 +129,7 @@ def _trainset_all_dims(run: Path, tmp: Path, dims) -> Path:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", required=True, help="a finished `sea run --out DIR` (its embed/ frames)")
-    ap.add_argument("--dims", type=int, nargs="+", default=[512, 256, 128, 64])
+    ap.add_argument("--dims", type=int, nargs="+", default=[128, 64, 256, 512])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "deploy.json"))
     args = ap.parse_args(argv)
@@ -139,6 +140,26 @@ def main(argv=None) -> int:
 
     results, extra, training = [], {}, {}
     run = Path(args.run)
+
+    def save(done: bool) -> None:
+        """Write what is measured so far (a long run on a shared machine keeps partial results)."""
+        import numpy, tensorflow  # noqa: E401
+        out = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "complete": done,
+               "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                           "python": platform.python_version(), "numpy": numpy.__version__,
+                           "tensorflow": tensorflow.__version__, "load_average": os.getloadavg()},
+               "note": f"TRAINED 1-s students ({args.epochs} epochs on the demo data of {run}: PCA "
+                       "over all its windows, every dim); arena = TFLM host (x86-64) figures; "
+                       "memory mode: both stages run in sequence in ONE arena = max(stage A, stage "
+                       "B), RAM = max(arena, front-end scratch) + int8 log-mel + stitched map; "
+                       "memory.options = every configuration measured (unpatched int8, patch int8, "
+                       "int4 ungrouped, int4 in G output-channel groups), 'chosen' marks the one "
+                       "used; goals: flash <= 500,000 B, arena <= 98,304 B, RAM <= 102,500 B; "
+                       "latency = MACs / (480 MHz x MACs/cycle); TFLM ms on a shared, loaded host",
+               "training": training, "results": results, "options": extra}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         t0 = time.time()
@@ -165,26 +186,12 @@ def main(argv=None) -> int:
                 row = _row(r, emb_dim=dim, mode=mode, int4=int4, error=err, seconds=sec)
                 print(json.dumps({k: v for k, v in row.items() if k != "memory"}), flush=True)
                 results.append(row)
+                save(False)
                 if dim == 128 and mode == "memory":
                     plan = (r["memory"] or {}).get("patch_plan")
                     extra["b_fused_conv_pool_128"] = fused_conv_pool_estimate(
                         (tmp / "out128int8False" / "model.tflite").read_bytes(), plan)
-    import numpy, tensorflow  # noqa: E401
-    out = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-           "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                       "python": platform.python_version(), "numpy": numpy.__version__,
-                       "tensorflow": tensorflow.__version__},
-           "note": f"TRAINED 1-s students ({args.epochs} epochs on the demo data of {run}: PCA "
-                   "over all its windows, every dim); arena = TFLM host (x86-64) figures; memory "
-                   "mode: both stages run in sequence in ONE arena = max(stage A, stage B), RAM = "
-                   "max(arena, front-end scratch) + int8 log-mel + stitched map; memory.options = "
-                   "every configuration measured (unpatched int8, patch int8, int4 ungrouped, int4 "
-                   "in G output-channel groups), 'chosen' marks the one used; goals: flash <= "
-                   "500,000 B, arena <= 98,304 B, RAM <= 102,500 B; latency = MACs / (480 MHz x "
-                   "MACs/cycle); TFLM ms on a shared, loaded host",
-           "training": training, "results": results, "options": extra}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    save(True)
     return 0
 
 
