@@ -175,9 +175,9 @@ def main(argv=None) -> int:
                                      learning_rate=RUN.learning_rate, seed=RUN.seed,
                                      register=False, progress=False))
             model = tmp / f"train{dim}" / "model.keras"
-            hist = summ.get("history") or {}
-            training[str(dim)] = {"epochs": summ.get("epochs_run"), "seconds": round(time.time() - t0, 1),
-                                  "val_loss": (hist.get("val_loss") or [None])[-1]}
+            training[str(dim)] = {"epochs": summ["epochs_run"], "seconds": round(time.time() - t0, 1),
+                                  "best_val_loss": summ["best_val_loss"],
+                                  "train_rows": summ["train_rows"]}
             print(json.dumps({"trained": dim, **training[str(dim)]}), flush=True)
             variants = [("int8", False), ("memory", False)] + ([("int8", True)] if dim == 128 else [])
             for mode, int4 in variants:
