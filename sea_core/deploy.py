@@ -12,19 +12,24 @@ Steps (:func:`quantize`):
    ``TFLiteConverter.from_keras_model`` with int8 input/output, per-channel
    weights; the op list and tensor dtypes are asserted afterwards.
 3. ``optimize='memory'`` (:func:`optimize_memory`): patch-based inference of
-   the early blocks (:mod:`sea_core.deploy_patch`) until peak RAM fits
-   ``QUANT.arena_goal_bytes``; if flash is still above ``QUANT.flash_goal_bytes``,
-   int4 filters for the largest convs (while the mean cosine stays >=
-   ``QUANT.int4_min_mean_cosine``), each split into output-channel groups so that
-   TFLM's int4 unpack scratch stays inside the arena goal. Every option is
-   measured in TFLM and recorded in the report; the one meeting both goals
-   with the smallest arena is used. ``int4=True`` with ``optimize='int8'``
-   applies ungrouped int4 filters to the unpatched model.
+   the early blocks (:mod:`sea_core.deploy_patch`; both stages run one after the
+   other in ONE arena of max(stage A, stage B)) until the arena fits
+   ``QUANT.arena_goal_bytes`` and the RAM ``QUANT.ram_goal_bytes``; if flash is still
+   above ``QUANT.flash_goal_bytes``, int4 filters for the largest convs (while the mean
+   cosine stays >= ``QUANT.int4_min_mean_cosine``), each split into output-channel groups
+   so that TFLM's int4 unpack scratch stays inside the arena goal; the unpatched int8
+   model is an option too. Every option is measured in TFLM and recorded in the report;
+   the one meeting every goal with the smallest arena is used, else the one fitting the
+   board with the smallest flash + RAM (the report names the missed goals).
+   ``int4=True`` with ``optimize='int8'`` applies ungrouped int4 filters to the
+   unpatched model.
 4. Verification in TFLite-Micro: smallest arena by bisection, the arena the
    interpreter reports, output bit-exact with the TFLite reference kernels on
    held-out windows, int8-vs-float cosine distribution on held-out windows.
-5. Export: ``*.tflite``, ``model_data.h/.cc``, ``frontend_params.h``,
-   ``deploy_report.json/.md``; over the board budget -> :class:`BudgetError`.
+5. Export: ``*.tflite``, ``model_data.h/.cc``, ``sea_embed.h/.cc`` (the stage sequencing a
+   firmware calls), ``frontend_params.h``, ``deploy_report.json/.md`` (with the latency
+   estimate on a 480 MHz Cortex-M7, the goals and the paper's figures); over the board
+   budget -> :class:`BudgetError`.
 """
 from __future__ import annotations
 
@@ -821,9 +826,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="convert the audio-input model (front-end inside the model)")
     ap.add_argument("--optimize", default="int8", choices=OPTIMIZE_MODES,
                     help="int8: plain full-int8 model; memory: patch-based inference of the early "
-                         "blocks until peak RAM fits the arena goal, plus int4 filters split into "
-                         "output-channel groups if needed for the flash goal (each option measured "
-                         "in TFLM, listed in deploy_report.json)")
+                         "blocks (both stages in one arena, in sequence) until the arena and RAM "
+                         "goals are met, plus int4 filters split into output-channel groups if "
+                         "needed for the flash goal (each option measured in TFLM, listed in "
+                         "deploy_report.json; if no option meets every goal, the one fitting the "
+                         "board with the smallest flash + RAM, and the missed goal is reported)")
     ap.add_argument("--int4", action="store_true",
                     help="with --optimize int8: ungrouped int4 per-channel filters for the largest "
                          "convs until the model fits the flash goal (costs arena: TFLM unpacks int4 "
