@@ -1,29 +1,27 @@
-"""Deployment figures of the four SEA students: flash, arena, MACs, int8 fidelity, TFLM ms/window.
+"""Deployment figures of the four SEA students: flash, arena, RAM, MACs, latency, int8 fidelity.
 
-Students are random-initialised with BatchNorm statistics set from realistic
-inputs (log-mels of varied synthetic audio: tones, chirps, modulated noise,
-clicks), so fidelity is measured on a network whose activations have realistic
-ranges. Each size is run through ``sea_core.deploy.quantize`` in the plain int8
-mode and in the memory mode (patch-based inference; int4 filters split into
-output-channel groups when the flash goal needs them -- every option it measured
-is kept in ``memory.options``), and the 128-d student also with ungrouped int4
-filters on the unpatched model. Extra memory options for the 128-d student:
-
-* (b) fused conv+pool: no TFLM kernel exists, so this is an activation-byte
-  *estimate* (not measured in TFLM);
-* (c) a lighter block 1 (16 instead of 32 filters): a different network
-  (needs retraining), measured in TFLM for memory only (its fidelity row is
-  int8 vs float of that untrained variant).
+Students are TRAINED 1-s students (64 x 50 log-mel of 1 s at 8 kHz), one per dim
+(512/256/128/64), trained briefly (``--epochs``, default 3) on the demo's data: the
+frames of a finished ``sea run`` (``--run DIR``, default teacher window 1 s) get one PCA
+over all their windows for every dim and a training set with every target
+(``pipelines.build_training_set``); each student is trained with ``sea_core.train``.
+Each size is run through ``sea_core.deploy.quantize`` in the plain int8 mode and in the
+memory mode (patch-based inference in ONE arena; int4 filters split into output-channel
+groups when the flash goal needs them -- every option it measured is kept in
+``memory.options``), and the 128-d student also with ungrouped int4 filters on the
+unpatched model. Extra for the 128-d student: (b) fused conv+pool, an activation-byte
+*estimate* (no TFLM kernel exists, not measured).
 
 Writes ``benchmarks/results/deploy.json``.
 
-    python benchmarks/deploy.py [--dims 512 256 128 64]
+    sea run --out /tmp/demo            # once (make demo)
+    python benchmarks/deploy.py --run /tmp/demo [--dims 512 256 128 64] [--epochs 3]
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -32,16 +30,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def _row(r: dict, **extra) -> dict:
     return {**extra,
             "flash_model_bytes": r["flash"]["model_bytes"], "flash_total_bytes": r["flash"]["total_bytes"],
             "arena_bytes": r["ram"]["arena_bytes"], "ram_total_bytes": r["ram"]["total_bytes"],
-            "macs": r["macs"], "cosine": r["fidelity"],
-            "tflm_ms_per_window": r["verification"]["tflm_ms_per_window"],
-            "goals_met": r["goals"], "memory": r["memory"]}
+            "macs": r["macs"], "cosine": r["fidelity"], "latency": r.get("latency"),
+            "window_seconds": r.get("window_seconds"), "goals_met": r["goals"],
+            "tflm_ms_per_window": r["verification"]["tflm_ms_per_window"], "memory": r["memory"]}
 
 
 def _run(quantize, model, data, out, **kw):
@@ -105,94 +102,96 @@ def fused_conv_pool_estimate(model_bytes: bytes, patch_plan: dict | None = None)
     return res
 
 
-def lighter_block1_model(data, emb_dim: int, block1: int):
-    """(c) the student trunk (log-mel input) with ``block1`` filters in block 1, BN set from data."""
-    import keras
+def _trainset_all_dims(run: Path, tmp: Path, dims) -> Path:
+    """One PCA over all frames of ``run`` for every dim + a training set with all the targets."""
     import numpy as np
 
-    from sea_core.deploy import read_student_audio, student_logmels
-    from sea_core.models.students import _net_params, _trunk
-    from sea_core.params import student_spec
+    from pipelines.build_training_set import build_training_set
+    from pipelines.frames_io import fixed_list_to_numpy, list_partitions, read_partition
+    from sea_core.reduction import fit_reduction
 
-    spec = student_spec(emb_dim)
-    net = _net_params(spec)
-    net = dataclasses.replace(net, filters=(block1,) + tuple(net.filters[1:]))
-    keras.utils.set_random_seed(0)
-    inp = keras.Input(shape=spec.input_shape, dtype="float32", name="logmel")
-    model = keras.Model(inp, _trunk(inp, spec, net), name=f"sea_student_{emb_dim}_block1_{block1}")
-    x = student_logmels(read_student_audio(data, "train", 48, seed=1))
-    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
-    probe = keras.Model(model.input, [l.input for l in bns])
-    for layer in bns:
-        a = np.asarray(probe.predict(x, verbose=0, batch_size=48)[bns.index(layer)])
-        a = a.reshape(-1, layer.input.shape[-1])
-        g, b, _, _ = layer.get_weights()
-        layer.set_weights([g, b, a.mean(0), a.var(0) + 1e-3])
-    return model
+    frames = run / "embed"
+    embs, teachers = [], set()
+    for part in list_partitions(frames):
+        t = read_partition(part, ["teacher_emb", "teacher_id"])
+        embs.append(fixed_list_to_numpy(t.column("teacher_emb")).astype(np.float64))
+        teachers.update(t.column("teacher_id").to_pylist())
+    x = np.concatenate(embs)
+    dims = tuple(d for d in sorted(dims, reverse=True) if d <= len(x))
+    art = fit_reduction(x, dims=dims, sampling_method="all-windows (benchmark)",
+                        teacher_id=",".join(sorted(teachers)))
+    art.save(str(tmp / "pca"))
+    build_training_set(frames=str(frames), pca=str(tmp / "pca"), output=str(tmp / "trainset"),
+                       dims=dims)
+    return tmp / "trainset"
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--dims", type=int, nargs="+", default=[512, 256, 128, 64])
+    ap.add_argument("--run", required=True, help="a finished `sea run --out DIR` (its embed/ frames)")
+    ap.add_argument("--dims", type=int, nargs="+", default=[128, 64, 256, 512])
+    ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "deploy.json"))
     args = ap.parse_args(argv)
-    from test_deploy import _trained_student, _write_training_set  # noqa: E402  (same generators)
 
     from sea_core.deploy import quantize
+    from sea_core.params import RUN
+    from sea_core.train import TrainConfig, train
 
-    results, extra = [], {}
+    results, extra, training = [], {}, {}
+    run = Path(args.run)
+
+    def save(done: bool) -> None:
+        """Write what is measured so far (a long run on a shared machine keeps partial results)."""
+        import numpy, tensorflow  # noqa: E401
+        out = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "complete": done,
+               "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                           "python": platform.python_version(), "numpy": numpy.__version__,
+                           "tensorflow": tensorflow.__version__, "load_average": os.getloadavg()},
+               "note": f"TRAINED 1-s students ({args.epochs} epochs on the demo data of {run}: PCA "
+                       "over all its windows, every dim); arena = TFLM host (x86-64) figures; "
+                       "memory mode: both stages run in sequence in ONE arena = max(stage A, stage "
+                       "B), RAM = max(arena, front-end scratch) + int8 log-mel + stitched map; "
+                       "memory.options = every configuration measured (unpatched int8, patch int8, "
+                       "int4 ungrouped, int4 in G output-channel groups), 'chosen' marks the one "
+                       "used; goals: flash <= 500,000 B, arena <= 98,304 B, RAM <= 102,500 B; "
+                       "latency = MACs / (480 MHz x MACs/cycle); TFLM ms on a shared, loaded host",
+               "training": training, "results": results, "options": extra}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = tmp / "trainset"
-        _write_training_set(data, {"train": 510, "validate": 8, "test": 100}, 64)
+        t0 = time.time()
+        data = _trainset_all_dims(run, tmp, args.dims)
+        card = json.loads((data / "dataset_card.json").read_text())
+        training["trainset"] = {"counts": card["counts"], "student_samples": card["student_samples"],
+                                "teacher_id": card.get("teacher_id"),
+                                "seconds": round(time.time() - t0, 1)}
         for dim in args.dims:
-            model = tmp / f"s{dim}.keras"
-            _trained_student(model, data, emb_dim=dim)
+            t0 = time.time()
+            summ = train(TrainConfig(data=str(data), out=str(tmp / f"train{dim}"), emb_dim=dim,
+                                     epochs=args.epochs, batch_size=RUN.batch_size,
+                                     learning_rate=RUN.learning_rate, seed=RUN.seed,
+                                     register=False, progress=False))
+            model = tmp / f"train{dim}" / "model.keras"
+            training[str(dim)] = {"epochs": summ["epochs_run"], "seconds": round(time.time() - t0, 1),
+                                  "best_val_loss": summ["best_val_loss"],
+                                  "train_rows": summ["train_rows"]}
+            print(json.dumps({"trained": dim, **training[str(dim)]}), flush=True)
             variants = [("int8", False), ("memory", False)] + ([("int8", True)] if dim == 128 else [])
             for mode, int4 in variants:
                 out = tmp / f"out{dim}{mode}{int4}"
-                r, err, sec = _run(quantize, model, data, out, optimize=mode, int4=int4)
+                r, err, sec = _run(quantize, model, data, out, optimize=mode, int4=int4, emb_dim=dim)
                 row = _row(r, emb_dim=dim, mode=mode, int4=int4, error=err, seconds=sec)
                 print(json.dumps({k: v for k, v in row.items() if k != "memory"}), flush=True)
                 results.append(row)
+                save(False)
                 if dim == 128 and mode == "memory":
-                    opts = (r["memory"] or {}).get("options", [])
-                    for o in opts:
-                        print("  option", json.dumps(o), flush=True)
-                    plan = r["memory"].get("patch_plan")
+                    plan = (r["memory"] or {}).get("patch_plan")
                     extra["b_fused_conv_pool_128"] = fused_conv_pool_estimate(
                         (tmp / "out128int8False" / "model.tflite").read_bytes(), plan)
-                    print("  (b)", json.dumps(extra["b_fused_conv_pool_128"]), flush=True)
-            if dim == 128:
-                rows_c = []
-                for b1 in (16, 8):
-                    m = lighter_block1_model(data, dim, b1)
-                    for mode in ("int8", "memory"):
-                        out = tmp / f"out{dim}b1_{b1}{mode}"
-                        r, err, sec = _run(quantize, m, data, out, optimize=mode)
-                        row = _row(r, emb_dim=dim, block1_filters=b1, mode=mode, error=err, seconds=sec)
-                        print("  (c)", json.dumps({k: v for k, v in row.items() if k != "memory"}),
-                              flush=True)
-                        rows_c.append(row)
-                extra["c_lighter_block1_128"] = {
-                    "note": "block 1 with fewer filters (default 32): a different network that needs "
-                            "retraining; memory figures measured in TFLM, cosine = int8 vs float of "
-                            "the untrained variant (not a fidelity claim for a trained one)",
-                    "rows": rows_c}
-    import numpy, tensorflow  # noqa: E401
-    out = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-           "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                       "python": platform.python_version(), "numpy": numpy.__version__,
-                       "tensorflow": tensorflow.__version__},
-           "note": "random-initialised students, BN statistics from synthetic-audio log-mels, "
-                   "a few Adam steps; arena = TFLM host (x86-64) figures; memory mode arena = "
-                   "max(stage A + stitched map, stage B); memory.options = every configuration "
-                   "the memory mode measured (patch int8, int4 ungrouped, int4 in G output-channel "
-                   "groups), 'chosen' marks the one used; flash goal 500,000 B, arena goal 98,304 B; "
-                   "TFLM ms on a shared, loaded host",
-           "results": results, "options": extra}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    save(True)
     return 0
 
 

@@ -54,7 +54,8 @@ from pipelines.transforms.write import (MANIFEST_NAME, SUCCESS_NAME, SUMMARY_NAM
                                         WritePartitions, read_table_or_none, remove_file,
                                         remove_temp_files)
 from sea_core.errors import AudioError, DataError, ParameterError
-from sea_core.params import AUDIO_LIMITS, LISTING, RELEVANCE, SPL, STUDENT_MEL64
+from sea_core.params import (AISFX_FRONTEND, AISFX_WINDOWS, AUDIO_LIMITS, DISTILL_TEACHER_WINDOW,
+                             LISTING, RELEVANCE, SPL, STUDENT_MEL64, teacher_window_name)
 from sea_core.schema import DEAD_LETTER_SCHEMA_VERSION, FRAMES_SCHEMA_VERSION
 
 __all__ = ["EmbedConfig", "config_from_options", "build", "plan", "run", "main"]
@@ -78,6 +79,9 @@ class EmbedConfig:
     incremental: bool = False
     allow_removals: bool = False
     max_seconds: float = AUDIO_LIMITS.max_seconds
+    teacher_window: str | None = None
+    """aisfx analysis window ('1s' or '2.30s'); None = the distillation default (1 s).
+    Other teachers accept only their own window."""
 
     def __post_init__(self):
         if not self.input:
@@ -136,7 +140,21 @@ def config_from_options(options: PipelineOptions) -> EmbedConfig:
                        require_sidecar=bool(o.require_sidecar), incremental=bool(o.incremental),
                        allow_removals=bool(o.allow_removals),
                        max_seconds=(AUDIO_LIMITS.max_seconds if o.max_seconds is None
-                                    else o.max_seconds))
+                                    else o.max_seconds),
+                       teacher_window=o.teacher_window)
+
+
+def _teacher_options(cfg: EmbedConfig) -> tuple:
+    """``teacher_options`` plus the aisfx window (default: 1 s for distillation)."""
+    opts = dict(cfg.teacher_options)
+    if cfg.teacher == "aisfx":
+        if cfg.teacher_window is not None and "window" in opts and \
+                teacher_window_name(opts["window"]) != teacher_window_name(cfg.teacher_window):
+            raise ParameterError(f"--teacher-window {cfg.teacher_window} and --teacher-opt "
+                                 f"window={opts['window']} disagree")
+        opts["window"] = teacher_window_name(opts.get("window") or cfg.teacher_window
+                                             or DISTILL_TEACHER_WINDOW)
+    return tuple(sorted(opts.items()))
 
 
 @dataclass(frozen=True)
@@ -164,8 +182,14 @@ class _Resolved:
 def _resolve(cfg: EmbedConfig) -> _Resolved:
     from sea_core.models.teachers import get_teacher
 
-    teacher = get_teacher(cfg.teacher, **dict(cfg.teacher_options))  # config only: no network yet
+    options = _teacher_options(cfg)
+    teacher = get_teacher(cfg.teacher, **dict(options))  # config only: no network yet
     spec = teacher.spec
+    if cfg.teacher != "aisfx" and cfg.teacher_window is not None and \
+            abs(AISFX_WINDOWS[teacher_window_name(cfg.teacher_window)] / AISFX_FRONTEND.sample_rate
+                - spec.window_seconds) > 1e-3:
+        raise ParameterError(f"--teacher-window {cfg.teacher_window}: teacher {cfg.teacher!r} takes "
+                             f"{spec.window_seconds:g}-s windows only")
     hop = float(cfg.hop_seconds if cfg.hop_seconds is not None else spec.corpus_hop_seconds)
     framing = FramingConfig(teacher_sr=spec.sample_rate, teacher_window=spec.window_samples,
                             hop_seconds=hop, student_sr=STUDENT_MEL64.sample_rate,
@@ -174,7 +198,7 @@ def _resolve(cfg: EmbedConfig) -> _Resolved:
                     sidecar_dir=cfg.spl_sidecar, require_sidecar=cfg.require_sidecar,
                     calibration_db=SPL.calibration_db)
     return _Resolved(teacher_id=teacher.teacher_id, framing=framing, spl=spl,
-                     teacher=TeacherConfig(name=str(cfg.teacher), options=cfg.teacher_options,
+                     teacher=TeacherConfig(name=str(cfg.teacher), options=options,
                                            batch_size=cfg.batch_size),
                      layout=OutputLayout(root=cfg.output.rstrip("/"), emb_dim=spec.emb_dim,
                                          student_samples=framing.student_window))
@@ -323,6 +347,8 @@ def _finalize(cfg: EmbedConfig, resolved: _Resolved, run_plan: Plan, *, run_id: 
         "runner": runner,
         "teacher": cfg.teacher,
         "teacher_id": resolved.teacher_id,
+        "teacher_window_samples": resolved.framing.teacher_window,
+        "window_seconds": resolved.framing.window_seconds,
         "incremental": run_plan.incremental,
         "input": cfg.input,
         "output": cfg.output,

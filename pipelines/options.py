@@ -39,6 +39,9 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
               "sample_rate=16000)")
     _add(parser, "--batch-size", "--batch_size", dest="batch_size", type=int, default=32,
          help="windows per teacher forward pass (every pass is exactly this size)")
+    _add(parser, "--teacher-window", "--teacher_window", dest="teacher_window", default=None,
+         help="aisfx analysis window: 1s (default: the students' 1 s of 8-kHz audio, 64 x 50 "
+              "log-mel) or 2.30s (aisfx's native 100-frame block); part of the teacher id")
     _add(parser, "--hop-seconds", "--hop_seconds", dest="hop_seconds", type=float, default=None,
          help="hop between windows; default: the teacher's corpus hop (0.5 s for L3, "
               "1.16 s for aisfx)")

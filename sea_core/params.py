@@ -18,7 +18,9 @@ __all__ = [
     "KapreMelParams", "AisfxFrontendParams", "FramingParams",
     "L3_MEL256", "STUDENT_MEL64", "AISFX_FRONTEND",
     "ConvNetParams", "L3_NET", "AISFX_NET", "STUDENT_FILTERS", "STUDENT_EMB_DIMS",
-    "TeacherSpec", "L3_TEACHER", "AISFX_TEACHER", "TEACHERS",
+    "TeacherSpec", "L3_TEACHER", "AISFX_TEACHER", "AISFX_TEACHER_1S", "TEACHERS", "AISFX_WINDOWS",
+    "DISTILL_TEACHER_WINDOW", "AISFX_NATIVE_WINDOW", "teacher_window_name", "aisfx_teacher_spec",
+    "teacher_spec",
     "AisfxWeightsSource", "AISFX_WEIGHTS", "OpenL3WeightsSource", "OPENL3_WEIGHTS",
     "StudentSpec", "student_spec",
     "SplParams", "SPL", "RelevanceParams", "RELEVANCE",
@@ -197,6 +199,9 @@ class TeacherSpec:
     sample_rate: int
     window_samples: int
     emb_dim: int
+    block_frames: int | None = None
+    """aisfx only: network input block length in frames (derived from ``window_samples``);
+    part of the teacher id, so frames made with different blocks are never mixed."""
     api_hop_seconds: float = 0.1
     """Default hop of ``get_embedding`` (edgel3)."""
     corpus_hop_seconds: float = 0.5
@@ -211,13 +216,64 @@ L3_TEACHER = TeacherSpec(name="l3", sample_rate=48_000, window_samples=48_000, e
                          corpus_hop_seconds=0.5)
 """L3-Net audio: 1-s windows; upstream SONYC used hop 0.5 s centred (20 per clip) [ref (a)]."""
 
-AISFX_TEACHER = TeacherSpec(
-    name="aisfx", sample_rate=AISFX_FRONTEND.sample_rate,
-    window_samples=AISFX_FRONTEND.window_samples, emb_dim=512,
-    corpus_hop_seconds=AISFX_FRONTEND.hop_samples / AISFX_FRONTEND.sample_rate)
+AISFX_WINDOWS: dict[str, int] = {"1s": 44_100, "2.30s": AISFX_FRONTEND.window_samples}
+"""The aisfx analysis windows, in samples at 44.1 kHz (seconds are derived): ``'1s'`` = the
+paper's student window (45 frames; used for distillation by ``sea run`` / ``sea pipeline embed``),
+``'2.30s'`` = aisfx's native 100-frame block (101,376 samples; ``get_teacher('aisfx')`` default).
+aisfx ends with a mean over mel and a max over time, so its trunk runs on any block >= 8 frames."""
+DISTILL_TEACHER_WINDOW = "1s"
+"""Teacher window of the distillation pipelines (``--teacher-window``)."""
+AISFX_NATIVE_WINDOW = "2.30s"
+
+
+def teacher_window_name(value) -> str:
+    """``'1s'`` / ``'2.30s'`` from a name or a number of seconds (``1``, ``'2.3'``, ``'2.30s'``).
+
+    Raises ParameterError for anything else.
+    """
+    from sea_core.errors import ParameterError
+    text = str(value).strip().lower()
+    if text in AISFX_WINDOWS:
+        return text
+    try:
+        sec = float(text[:-1] if text.endswith("s") else text)
+    except ValueError:
+        sec = None
+    if sec is not None:
+        for name, samples in AISFX_WINDOWS.items():
+            if abs(samples / AISFX_FRONTEND.sample_rate - sec) < 0.01:
+                return name
+    raise ParameterError(f"teacher window must be one of {sorted(AISFX_WINDOWS)} (or its seconds), "
+                         f"got {value!r}")
+
+
+def aisfx_teacher_spec(window: str = AISFX_NATIVE_WINDOW) -> TeacherSpec:
+    """The aisfx spec for a named window: block = all frames of ``window_samples``."""
+    samples = AISFX_WINDOWS[teacher_window_name(window)]
+    return TeacherSpec(name="aisfx", sample_rate=AISFX_FRONTEND.sample_rate, window_samples=samples,
+                       emb_dim=512, block_frames=AISFX_FRONTEND.n_frames(samples),
+                       corpus_hop_seconds=AISFX_FRONTEND.hop_samples / AISFX_FRONTEND.sample_rate)
+
+
+AISFX_TEACHER = aisfx_teacher_spec(AISFX_NATIVE_WINDOW)
 """aisfx: 2.30-s blocks of 100 frames, corpus hop = its native 50-frame block hop (1.16 s)."""
+AISFX_TEACHER_1S = aisfx_teacher_spec("1s")
+"""aisfx on 1-s windows (44,100 samples -> 45 frames): the distillation default."""
 
 TEACHERS = {"l3": L3_TEACHER, "l3-random": L3_TEACHER, "aisfx": AISFX_TEACHER}
+
+
+def teacher_spec(name: str, window: str | None = None) -> TeacherSpec:
+    """The spec of a named teacher at ``window`` (aisfx only; L3 takes 1-s windows only)."""
+    from sea_core.errors import ParameterError
+    if name == "aisfx":
+        return aisfx_teacher_spec(window or AISFX_NATIVE_WINDOW)
+    spec = TEACHERS[name]
+    if window is not None and AISFX_WINDOWS[teacher_window_name(window)] / AISFX_FRONTEND.sample_rate \
+            != spec.window_seconds:
+        raise ParameterError(f"teacher {name!r} takes {spec.window_seconds:g}-s windows only, "
+                             f"not {window!r}")
+    return spec
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -431,7 +487,22 @@ class QuantParams:
     flash_goal_bytes: int = 500_000
     """``--optimize memory``: int4 weights for the largest convs until the model fits this."""
     arena_goal_bytes: int = 96 * 1024
-    """``--optimize memory``: patch-based inference until peak RAM (MCUNetV2 accounting) fits."""
+    """``--optimize memory``: patch-based inference until the one TFLM arena (both stages run in
+    sequence in the same buffer) fits this."""
+    ram_goal_bytes: int = 102_500
+    """``--optimize memory``: total RAM goal (arena + log-mel + stitched map; the front-end scratch
+    reuses the arena buffer): the paper's 0.1025 MB."""
+    paper_flash_bytes: int = 585_000
+    """The paper's 8-bit Student 2 (128-d) on a Cortex-M7: 0.585 MB flash ..."""
+    paper_ram_bytes: int = 102_500
+    """... and 0.1025 MB RAM (poster, section 6)."""
+    mcu_hz: int = 480_000_000
+    """Clock of the target Cortex-M7 for the latency estimate."""
+    macs_per_cycle: tuple[float, ...] = (0.5, 1.0, 2.0)
+    """Sustained int8 MACs per cycle bracketing CMSIS-NN convolutions on a Cortex-M7."""
+    latency_goal_seconds: float = 0.5
+    """Goal: one 1-s window in <= 0.5 s at 1 MAC/cycle (continuous embedding at hop 0.5 s)."""
+    latency_goal_macs_per_cycle: float = 1.0
     int4_min_mean_cosine: float = 0.98
     """int4 layers are dropped again (largest last) if the mean cosine falls below this."""
     int4_groups: tuple[int, ...] = (2, 4, 8)
@@ -698,6 +769,8 @@ class RunParams:
     """Defaults of ``sea run`` / ``make demo`` (sized to finish in <= 15 min on 2 cores)."""
 
     teacher: str = "aisfx"
+    teacher_window: str = DISTILL_TEACHER_WINDOW
+    """aisfx analysis window (``AISFX_WINDOWS``); students take the same seconds at 8 kHz."""
     emb_dim: int = 128
     head: str = "relu"
     sensors: int = 6

@@ -32,8 +32,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from sea_core.errors import DataError, ParameterError
-from sea_core.params import (BOARDS, DOWNSTREAM_QUICK, EXPERIMENT, RUN, STUDENT_EMB_DIMS, SYNTH, RunParams,
-                             TEACHERS)
+from sea_core.params import (BOARDS, DOWNSTREAM_QUICK, EXPERIMENT, RUN, STUDENT_EMB_DIMS, STUDENT_MEL64,
+                             SYNTH, RunParams, TEACHERS, teacher_spec, teacher_window_name)
 
 __all__ = ["REPORT_SCHEMA_VERSION", "STAGES", "run", "main", "check_report"]
 
@@ -95,7 +95,8 @@ def _corpus_stage(corpus: Path, params: RunParams) -> dict:
 def _embed_stage(corpus: Path, out: Path, params: RunParams, beam_args: list[str]) -> dict:
     from pipelines.embed_corpus import run as run_embed
 
-    args = ["--input", str(corpus / "upstream"), "--output", str(out), "--teacher", params.teacher]
+    args = ["--input", str(corpus / "upstream"), "--output", str(out), "--teacher", params.teacher,
+            "--teacher-window", params.teacher_window]
     if (corpus / "spl").is_dir():
         args += ["--spl-sidecar", str(corpus / "spl")]
     if params.corpus_hop_seconds:
@@ -176,7 +177,11 @@ def _evaluate_stage(annotations: Path, audio_dir: Path, models: dict, out: Path,
     from sea_core.api import load_embedder
     from sea_core.evaluate import evaluate, int8_embedder, table_markdown
 
-    embedders = {f"teacher:{params.teacher}": load_embedder(model_type=params.teacher),
+    from sea_core.models.teachers import get_teacher
+
+    teacher = (get_teacher("aisfx", window=params.teacher_window) if params.teacher == "aisfx"
+               else params.teacher)
+    embedders = {f"teacher:{params.teacher}": load_embedder(model=teacher),
                  "student": load_embedder(model=str(models["student"])),
                  "int8": int8_embedder(str(models["int8"]), window_samples=models["window_samples"])}
     results = evaluate(annotations=str(annotations), audio_dir=str(audio_dir), models=[],
@@ -227,6 +232,7 @@ def _validate(params: RunParams, out: Path, corpus, annotations, audio_dir) -> N
     if params.teacher not in TEACHERS:
         raise ParameterError(f"--teacher must be one of {sorted(TEACHERS)} (the evaluate stage "
                              f"loads the teacher by name), got {params.teacher!r}")
+    teacher_spec(params.teacher, params.teacher_window)   # ParameterError for a window it lacks
     if params.head not in ("relu", "linear"):
         raise ParameterError(f"--head must be 'relu' or 'linear', got {params.head!r}")
     if params.method not in METHODS:
@@ -315,6 +321,7 @@ def run(out: str | os.PathLike, *, corpus: str | None = None, annotations: str |
                                  "window_samples": trainset["card"]["student_samples"]},
         out / "evaluation", params))
 
+    window_seconds = trainset["card"]["student_samples"] / STUDENT_MEL64.sample_rate
     dead = []
     dl_dir = out / "embed" / "dead_letter"
     if dl_dir.is_dir():
@@ -325,7 +332,7 @@ def run(out: str | os.PathLike, *, corpus: str | None = None, annotations: str |
         "schema_version": REPORT_SCHEMA_VERSION,
         "config": {**asdict(params), "corpus": str(corpus_dir), "annotations": str(annotations),
                    "audio_dir": str(audio_dir), "beam_args": beam_args,
-                   "teacher_spec": asdict(TEACHERS[params.teacher]) if params.teacher in TEACHERS else None},
+                   "teacher_spec": asdict(teacher_spec(params.teacher, params.teacher_window))},
         "stages": {name: {"seconds": rec["seconds"], "counts": rec.get("counts", {})}
                    for name, rec in stages.records.items()},
         "corpus": corpus_rec.get("card"),
@@ -334,9 +341,9 @@ def run(out: str | os.PathLike, *, corpus: str | None = None, annotations: str |
         "pca": {"counts": pca["counts"], "explained_variance_ratio": pca["explained_variance_ratio"],
                 "artifact": pca["artifact"]},
         "sampling_comparison": compare["result"],
-        "dataset_card": trainset["card"],
-        "train": trained["summary"],
-        "deploy": deploy["report"],
+        "dataset_card": {**trainset["card"], "window_seconds": window_seconds},
+        "train": {**trained["summary"], "window_seconds": window_seconds},
+        "deploy": {**deploy["report"], "window_seconds": window_seconds},
         "evaluation": evaluation["results"],
         "model_sizes": {"student_keras_bytes": (out / "train" / "model.keras").stat().st_size,
                         "int8_tflite_bytes": Path(int8_path).stat().st_size},
@@ -360,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--annotations", help="SONYC-UST annotations.csv (default: the corpus')")
     parser.add_argument("--audio-dir", help="labelled audio folder (default: the corpus')")
     parser.add_argument("--teacher", default=RUN.teacher, choices=sorted(TEACHERS))
+    parser.add_argument("--teacher-window", default=RUN.teacher_window,
+                        help="aisfx analysis window: 1s (default, the paper's student input: 1 s of "
+                             "8-kHz audio, 64 x 50 log-mel) or 2.30s (aisfx's native block)")
     parser.add_argument("--emb-dim", type=int, default=RUN.emb_dim, choices=STUDENT_EMB_DIMS)
     parser.add_argument("--head", default=RUN.head, choices=("relu", "linear"))
     parser.add_argument("--sensors", type=int, default=RUN.sensors)
@@ -372,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--board", default=RUN.board, choices=sorted(BOARDS))
     parser.add_argument("--seed", type=int, default=RUN.seed)
     args, beam_args = parser.parse_known_args(argv)
-    params = replace(RUN, teacher=args.teacher, emb_dim=args.emb_dim, head=args.head,
+    params = replace(RUN, teacher=args.teacher, teacher_window=teacher_window_name(args.teacher_window),
+                     emb_dim=args.emb_dim, head=args.head,
                      sensors=args.sensors, days=args.days, clips_per_day=args.clips_per_day,
                      labelled_clips=args.labelled_clips, fraction=args.fraction, method=args.method,
                      epochs=args.epochs, board=args.board, seed=args.seed)

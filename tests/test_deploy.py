@@ -188,7 +188,7 @@ def test_c_export_compiles(deployed, mode, tmp_path):
     main_cc = tmp_path / "use.cc"
     main_cc.write_text('#include "model_data.h"\n#include "frontend_params.h"\n'
                        "int n_bins() { return sea_mel_band_len[0] + SEA_N_DFT + SEA_INPUT_ZERO_POINT; }\n")
-    for src in (d / "model_data.cc", main_cc):
+    for src in (d / "model_data.cc", d / "sea_embed.cc", main_cc):
         r = subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", "-Wno-unused-variable",
                             "-I", str(d), "-c", str(src), "-o", str(tmp_path / (src.stem + ".o"))],
                            capture_output=True, text=True)
@@ -197,6 +197,131 @@ def test_c_export_compiles(deployed, mode, tmp_path):
     assert "alignas(16) const unsigned char" in cc
     lens = [int(l.split("=")[1].strip(" ;")) for l in cc.splitlines() if "_len =" in l]
     assert sum(lens) == _report(d)["flash"]["model_bytes"]
+
+
+def _sea_embed_lib(d, tmp_path):
+    """Build the exported sea_embed.cc + model_data.cc into a host shared library."""
+    import ctypes
+
+    lib = tmp_path / "libsea.so"
+    r = subprocess.run(["g++", "-std=c++17", "-O1", "-shared", "-fPIC", "-Wall", "-Werror",
+                        "-I", str(d), str(d / "sea_embed.cc"), str(d / "model_data.cc"),
+                        "-o", str(lib)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return ctypes.CDLL(str(lib))
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="no g++")
+def test_one_arena_sequencing_on_tflm(deployed, tmp_path):
+    """The exported sea_embed_logmel() runs stage A (every patch) and then stage B in ONE arena
+    of the reported size with the real TFLM runtime (each stage call builds its interpreter in
+    that arena size, the previous one released): output == the unpatched int8 model's TFLite
+    reference; with 1 byte less the larger stage cannot allocate and sea_embed fails."""
+    import ctypes
+
+    from sea_core.deploy import read_student_audio, run_sequenced, student_logmels
+    from sea_core.deploy_patch import PatchPlan
+    from sea_core.deploy_tflm import (inspect_model, litert_reference, litert_run, quantize_input,
+                                      tflm_interpreter, tflm_invoke)
+
+    d = deployed["out"]["memory"]
+    rep = _report(d)
+    arena = rep["ram"]["arena_bytes"]
+    v = rep["verification"]
+    assert arena == v["one_arena_bytes"] == max(v["stage_a_min_arena_bytes"],
+                                                 v["stage_b_min_arena_bytes"])
+    assert arena < v["both_stages_resident_bytes"]
+    assert rep["ram"]["total_bytes"] == max(arena, rep["ram"]["frontend_scratch_bytes"]) + \
+        rep["ram"]["input_bytes"] + rep["ram"]["stitch_bytes"]
+    full = (d / "model.tflite").read_bytes()
+    x = quantize_input(student_logmels(read_student_audio(deployed["data"], "test", 2, seed=7)),
+                       inspect_model(full).input)
+    ref = litert_run(litert_reference(full), x)
+
+    lib = _sea_embed_lib(d, tmp_path)
+    models = {ctypes.addressof(ctypes.c_ubyte.in_dll(lib, name)): (d / f"{name[4:-6]}.tflite").read_bytes()
+              for name in ("sea_stage_a_model", "sea_stage_b_model")}
+    keep, calls = [], []
+    STAGE = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                             ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t)
+
+    @STAGE
+    def run_stage(ctx, model, arena_ptr, arena_bytes, inp, in_bytes):
+        mb = models[model]
+        calls.append((len(mb), int(arena_bytes)))
+        try:
+            interp = tflm_interpreter(mb, int(arena_bytes))     # a fresh interpreter per stage
+        except DeployError:
+            return None
+        shape = inspect_model(mb).input.shape
+        z = np.frombuffer(ctypes.string_at(inp, in_bytes), np.int8).reshape(shape)
+        y = np.ascontiguousarray(tflm_invoke(interp, z), np.int8)
+        keep.append(y)
+        return y.ctypes.data
+
+    class Runtime(ctypes.Structure):
+        _fields_ = [("run_stage", STAGE), ("frontend", ctypes.c_void_p), ("ctx", ctypes.c_void_p)]
+
+    class Buffers(ctypes.Structure):
+        _fields_ = [("arena", ctypes.c_void_p), ("arena_bytes", ctypes.c_size_t),
+                    ("logmel", ctypes.c_void_p), ("stitch", ctypes.c_void_p)]
+
+    rt = Runtime(run_stage, None, None)
+    stitch = np.zeros(rep["ram"]["stitch_bytes"], np.int8)
+    lib.sea_embed_logmel.restype = ctypes.c_int
+
+    def embed(xi, n_arena):
+        buf = Buffers(None, n_arena, None, stitch.ctypes.data)
+        out = np.zeros(128, np.int8)
+        xi = np.ascontiguousarray(xi, np.int8)
+        rc = lib.sea_embed_logmel(ctypes.c_void_p(xi.ctypes.data), ctypes.c_void_p(out.ctypes.data),
+                                  ctypes.byref(buf), ctypes.byref(rt))
+        return rc, out
+
+    for i, xi in enumerate(x):
+        rc, out = embed(xi, arena)
+        assert rc == 0
+        np.testing.assert_array_equal(out, ref[i].ravel())
+    n_patches = rep["memory"]["patch_plan"]["n_patches"]
+    assert len(calls) == len(x) * (n_patches + 1) and {a for _, a in calls} == {arena}
+    assert embed(x[0], arena - 1)[0] == -1
+    # the same through the Python sequencing used by `sea quantize`
+    pd = rep["memory"]["patch_plan"]
+    plan = PatchPlan(split=pd["split_op"], patch=tuple(pd["patch"]), rows=tuple(map(tuple, pd["rows"])),
+                     cols=tuple(map(tuple, pd["cols"])), est_peak_a=0, est_peak_b=0,
+                     stitch_bytes=pd["stitch_bytes"], macs=0, stride=(4, 4))
+    a_b, b_b = (d / "stage_a.tflite").read_bytes(), (d / "stage_b.tflite").read_bytes()
+    np.testing.assert_array_equal(run_sequenced(a_b, b_b, plan, x, arena), ref)
+    with pytest.raises(DeployError, match="TFLM says"):
+        run_sequenced(a_b, b_b, plan, x[:1], arena - 1)
+
+
+def test_latency_fields(deployed):
+    """MACs per window and seconds per window at 0.5 / 1 / 2 MACs per cycle on a 480 MHz M7."""
+    from sea_core.params import QUANT
+
+    for mode in ("int8", "memory"):
+        rep = _report(deployed["out"][mode])
+        lat = rep["latency"]
+        assert lat["mcu_hz"] == 480_000_000 and lat["macs_per_cycle"] == [0.5, 1.0, 2.0]
+        assert lat["window_seconds"] == rep["window_seconds"] == 1.0
+        assert lat["chosen"]["macs_per_window"] == rep["macs"] > 0
+        for which in ("chosen", "int8"):
+            secs = lat[which]["seconds_per_window"]
+            m = lat[which]["macs_per_window"]
+            assert secs == pytest.approx({"0.5": m / 240e6, "1": m / 480e6, "2": m / 960e6})
+        assert lat["goal_met"] == (lat["chosen"]["seconds_per_window"]["1"] <= QUANT.latency_goal_seconds)
+        assert rep["goals"]["latency_met"] == lat["goal_met"]
+    mem = _report(deployed["out"]["memory"])["latency"]
+    i8 = _report(deployed["out"]["int8"])["latency"]
+    assert mem["int8"] == i8["chosen"] and i8["memory"] is None
+    assert mem["memory"]["macs_per_window"] > i8["chosen"]["macs_per_window"]     # halo recompute
+    assert mem["patch_mac_overhead"] == pytest.approx(
+        mem["memory"]["macs_per_window"] / i8["chosen"]["macs_per_window"] - 1)
+    assert mem["goal_met"]                  # the 1-s SEA-128: <= 0.5 s per window at 1 MAC/cycle
+    assert _report(deployed["out"]["memory"])["paper"] == {
+        "flash_bytes": 585_000, "ram_bytes": 102_500,
+        "model": "8-bit Student 2 (128-d), Cortex-M7 2 MB flash / 1 MB RAM"}
 
 
 def test_budget_failure_exits_non_zero(deployed, capsys):
@@ -233,7 +358,9 @@ def test_memory_mode_meets_flash_and_arena_goals(deployed):
     rep = _report(d)
     assert rep["flash_bytes"] == rep["flash"]["total_bytes"] <= QUANT.flash_goal_bytes == 500_000
     assert rep["ram"]["arena_bytes"] <= QUANT.arena_goal_bytes == 96 * 1024
-    assert rep["goals"]["flash_met"] and rep["goals"]["arena_met"]
+    assert rep["ram_bytes"] <= QUANT.ram_goal_bytes == 102_500
+    assert rep["goals"]["flash_met"] and rep["goals"]["arena_met"] and rep["goals"]["ram_met"]
+    assert rep["memory"]["missed_goals"] == []
     assert rep["fidelity"]["mean"] >= QUANT.int4_min_mean_cosine
     # the keys the end-to-end runner and the report plots read
     assert rep["window_samples"] == S and rep["verdict"] == "fits"
@@ -249,6 +376,8 @@ def test_memory_mode_meets_flash_and_arena_goals(deployed):
     chosen = [o for o in opts.values() if o.get("chosen")]
     assert len(chosen) == 1 and chosen[0]["name"] == rep["memory"]["chosen"]
     assert chosen[0]["flash_met"] and chosen[0]["arena_met"] and chosen[0]["int4_groups"] > 1
+    assert chosen[0]["ram_met"] and chosen[0]["ram_bytes"] == rep["ram_bytes"]
+    assert not opts["int8"]["patched"] and not opts["int8"]["arena_met"]      # unpatched: arena over
     assert chosen[0]["arena_bytes"] == rep["ram"]["arena_bytes"]
     assert "Memory options measured" in (d / "deploy_report.md").read_text()
 
@@ -277,3 +406,23 @@ def test_conv_groups_are_bit_exact_and_cut_int4_scratch(deployed):
     assert tflm_min_arena(stage_b[0]) - tflm_min_arena(stage_b[1]) > 147_456 // 2
     with pytest.raises(DeployError, match="do not divide"):
         split_conv_groups(base, {9: 3})
+
+
+def test_choose_option_smallest_flash_plus_ram_when_goals_cannot_be_met():
+    from sea_core.deploy import _missed, choose_option
+
+    def row(name, flash, arena, ram, fits=True, goals=(False, False, False)):
+        return {"name": name, "flash_total_bytes": flash, "arena_bytes": arena, "ram_bytes": ram,
+                "fits_board": fits, "flash_met": goals[0], "arena_met": goals[1], "ram_met": goals[2]}
+
+    opts = [row("patch", 620_000, 80_000, 95_000, goals=(False, True, True)),
+            row("int4+patch", 520_000, 200_000, 215_000, goals=(False, False, False)),
+            row("int8", 600_000, 214_000, 217_000, goals=(False, False, False)),
+            row("huge", 100_000, 10_000, 20_000, fits=False)]
+    best = choose_option(opts)
+    assert best["name"] == "patch" and _missed(best) == ["flash"]     # 715,000 < 735,000
+    opts[1].update(flash_total_bytes=400_000, flash_met=True)       # 615,000 < 715,000 now
+    assert choose_option(opts)["name"] == "int4+patch" and _missed(opts[1]) == ["arena", "RAM"]
+    opts.append(row("all", 499_000, 98_000, 102_000, goals=(True, True, True)))
+    opts.append(row("all-smaller-arena", 499_999, 90_000, 102_400, goals=(True, True, True)))
+    assert choose_option(opts)["name"] == "all-smaller-arena"

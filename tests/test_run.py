@@ -65,6 +65,16 @@ def test_report_schema_and_cross_stage_counts(tiny_run):
     dep = on_disk["deploy"]
     assert dep["flash_bytes"] > 0 and dep["ram_bytes"] > 0 and dep["board"]["name"]
     assert on_disk["model_sizes"]["int8_tflite_bytes"] > 0
+    # the 1-s teacher window (default) reaches the students and the report
+    assert on_disk["embed"]["teacher_id"] == "aisfx-0.1.2/45f"
+    assert on_disk["config"]["teacher_window"] == "1s"
+    assert on_disk["config"]["teacher_spec"]["window_samples"] == 44_100
+    assert on_disk["dataset_card"]["student_samples"] == 8_000
+    for key in ("dataset_card", "train", "deploy"):
+        assert on_disk[key]["window_seconds"] == 1.0
+    assert dep["input"]["shape"] == [1, 64, 50, 1]
+    assert dep["paper"]["flash_bytes"] == 585_000 and dep["goals"]["ram_goal_bytes"] == 102_500
+    assert dep["latency"]["chosen"]["macs_per_window"] == dep["macs"]
     comp = on_disk["sampling_comparison"]
     assert {r["method"] for r in comp["table"]} == set(EXPERIMENT.methods)
     assert all(0.0 < r["mean"] <= 1.0 for r in comp["table"])

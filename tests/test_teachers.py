@@ -62,7 +62,7 @@ def test_aisfx_golden_net_and_end_to_end(aisfx_npz):
     assert np.abs(net - g["emb_torch"]).max() <= 1e-4
 
     teacher = get_teacher("aisfx")
-    assert teacher.teacher_id == "aisfx-0.1.2" and not teacher.is_random
+    assert teacher.teacher_id == "aisfx-0.1.2/100f" and not teacher.is_random
     assert teacher.spec.window_samples == g["audio"].shape[1] and teacher.spec.sample_rate == 44_100
     emb = teacher.embed(g["audio"], batch_size=2)  # two chunks
     assert emb.shape == (3, 512) and emb.dtype == np.float32
@@ -72,6 +72,84 @@ def test_aisfx_golden_net_and_end_to_end(aisfx_npz):
     clone = pickle.loads(pickle.dumps(teacher))
     assert clone._model is None and len(pickle.dumps(teacher)) < 10_000
     np.testing.assert_allclose(clone.embed(g["audio"][:1]), emb[:1], rtol=0, atol=1e-5)
+
+
+def test_aisfx_window_setting(aisfx_npz):
+    """1-s and 2.30-s windows: different specs and teacher ids; the 1-s block is 45 frames and
+    equals the first 45 frames' trunk output of the same audio zero-padded to 2.30 s? (no: the
+    last frame differs) -- so check the trunk directly on the 45-frame log-mel instead."""
+    from sea_core.frontends import aisfx_logmel
+    from sea_core.params import AISFX_FRONTEND, AISFX_WINDOWS, student_spec
+
+    t1, t23 = get_teacher("aisfx", window="1s"), get_teacher("aisfx", window=2.3)
+    assert t1.teacher_id == "aisfx-0.1.2/45f" and t23.teacher_id == "aisfx-0.1.2/100f"
+    assert t1.teacher_id != t23.teacher_id
+    assert t1.spec.window_samples == AISFX_WINDOWS["1s"] == 44_100 and t1.spec.window_seconds == 1.0
+    assert t23.spec.window_samples == 101_376 and abs(t23.spec.window_seconds - 2.30) < 0.01
+    assert student_spec(128, t1.spec).input_shape == (64, 50, 1)
+    assert student_spec(128, t1.spec).window_samples == 8_000
+    x = _audio(2, 44_100)
+    emb = t1.embed(x)
+    assert emb.shape == (2, 512) and (emb >= 0).all()
+    trunk = aisfx.build_aisfx_network(aisfx.load_weights_npz(aisfx_npz), with_frontend=False,
+                                      window_samples=44_100)
+    assert tuple(trunk.input.shape[1:]) == (45, 96, 1)
+    lm = aisfx_logmel(x, AISFX_FRONTEND)[:, :45, :, None]
+    np.testing.assert_allclose(trunk(lm, training=False).numpy(), emb, rtol=0, atol=1e-3)
+    with pytest.raises(ParameterError, match="teacher window"):
+        get_teacher("aisfx", window="1.5s")
+    with pytest.raises(ParameterError):
+        t1.embed(_audio(1, 101_376))
+
+
+def test_mixed_teacher_windows_refused(tmp_path):
+    """Frames of a 2.30-s teacher are never mixed with 1-s ones: --incremental refuses the
+    other window, and a PCA over frames holding both teacher ids is refused."""
+    import soundfile as sf
+
+    from pipelines.embed_corpus import EmbedConfig, _resolve, plan, run
+    from pipelines.fit_pca import selected_embeddings
+    from sea_core.errors import DataError
+
+    inputs = []
+    for i, ts in enumerate((1551710011, 1551710611)):      # two recordings, one per window
+        up = tmp_path / f"c{i}" / "upstream" / "sensor_b827eb000001" / "2019-03-04"
+        up.mkdir(parents=True)
+        sf.write(up / f"{ts}.flac", _audio(1, 44_100 * 3, seed=i)[0] / 2, 44_100, format="FLAC")
+        inputs.append(str(tmp_path / f"c{i}" / "upstream"))
+    base = ["--teacher", "aisfx", "--hop-seconds", "1.0", "--batch-size", "4"]
+    s1 = run(base + ["--input", inputs[0], "--output", str(tmp_path / "w1")])
+    assert s1["teacher_id"] == "aisfx-0.1.2/45f" and s1["window_seconds"] == 1.0   # the default
+    s2 = run(base + ["--input", inputs[1], "--output", str(tmp_path / "w23"),
+                     "--teacher-window", "2.30s"])
+    assert s2["teacher_id"] == "aisfx-0.1.2/100f" and abs(s2["window_seconds"] - 2.30) < 0.01
+    cfg = EmbedConfig(input=inputs[0], output=str(tmp_path / "w1"), teacher="aisfx",
+                      hop_seconds=1.0, batch_size=4, teacher_window="2.30s", incremental=True)
+    with pytest.raises(ParameterError, match="other settings"):
+        plan(cfg, _resolve(cfg))
+    with pytest.raises(ParameterError, match="takes 1-s windows only"):
+        _resolve(EmbedConfig(input=inputs[0], output=str(tmp_path / "x"), teacher="l3-random",
+                             teacher_window="2.30s"))
+    # both outputs' files in one frames dataset: a PCA over windows of both is refused
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.frames_io import list_partitions, read_partition, window_ids
+    merged, sel = tmp_path / "merged", tmp_path / "sel"
+    sel.mkdir()
+    for i, src in enumerate(("w1", "w23")):
+        for f in sorted((tmp_path / src / "frames").rglob("*.parquet")):
+            dst = (merged / "frames" / f.relative_to(tmp_path / src / "frames")).with_name(
+                f"part-{i:05d}.parquet")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, dst)
+    got = [str(i) for p in list_partitions(str(merged))
+           for i in window_ids(read_partition(p, ["recording_id", "window_index"]))]
+    assert len(got) == len(set(got)) > 0
+    pq.write_table(pa.table({"window_id": got, "sensor": ["b827eb000001"] * len(got)}),
+                   sel / "selection.parquet")
+    with pytest.raises(DataError, match="2 teachers"):
+        selected_embeddings(str(merged), str(sel))
 
 
 def test_aisfx_checkpoint_sha_mismatch(tmp_path):

@@ -516,7 +516,8 @@ def set_aisfx_weights(trunk, arrays: dict[str, np.ndarray], *, net: ConvNetParam
 
 def build_aisfx_network(arrays: dict[str, np.ndarray] | None = None, *, with_frontend: bool = True,
                         net: ConvNetParams = AISFX_NET,
-                        frontend: AisfxFrontendParams = AISFX_FRONTEND):
+                        frontend: AisfxFrontendParams = AISFX_FRONTEND,
+                        window_samples: int | None = None):
     """The aisfx teacher as a Keras model.
 
     Parameters
@@ -527,14 +528,22 @@ def build_aisfx_network(arrays: dict[str, np.ndarray] | None = None, *, with_fro
     with_frontend : bool
         ``True``: input ``(B, window_samples)`` 44.1-kHz audio through
         ``AisfxLogMel``; ``False``: input ``(B, 100, 96, 1)`` log-mel.
+    window_samples : int, optional
+        Audio window (default ``frontend.window_samples``, the native 100-frame block);
+        the block then holds all ``frontend.n_frames(window_samples)`` frames (e.g.
+        44,100 samples = 1 s -> 45 frames). The trunk runs on any block of >= 8 frames.
 
     Returns
     -------
     keras.Model
         Output ``(B, 512)``.
     """
+    import dataclasses
+
     import keras
 
+    if window_samples is not None and int(window_samples) != frontend.window_samples:
+        frontend = dataclasses.replace(frontend, block_frames=frontend.n_frames(int(window_samples)))
     trunk = build_aisfx_trunk(net=net, frontend=frontend)
     if arrays is not None:
         set_aisfx_weights(trunk, arrays, net=net)
@@ -544,7 +553,7 @@ def build_aisfx_network(arrays: dict[str, np.ndarray] | None = None, *, with_fro
         from sea_core.models.layers import AisfxLogMel
     except ImportError as exc:  # pragma: no cover - layers.py is part of the package
         raise ModelError(f"the aisfx front-end layer is unavailable ({exc})") from exc
-    inp = keras.Input((frontend.window_samples,), name="audio")
+    inp = keras.Input((int(window_samples or frontend.window_samples),), name="audio")
     x = AisfxLogMel(frontend, name="aisfx_logmel")(inp)
     out = trunk(x)
     return keras.Model(inp, out, name="aisfx")

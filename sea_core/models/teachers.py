@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from sea_core.errors import ModelError, ModelNotFoundError, ParameterError, WeightsError
-from sea_core.params import (AISFX_FRONTEND, AISFX_TEACHER, AISFX_WEIGHTS, L3_MEL256, L3_TEACHER,
-                             OPENL3_WEIGHTS, STUDENT_MEL64, TeacherSpec)
+from sea_core.params import (AISFX_FRONTEND, AISFX_NATIVE_WINDOW, AISFX_WEIGHTS, L3_MEL256,
+                             L3_TEACHER, OPENL3_WEIGHTS, STUDENT_MEL64, TeacherSpec,
+                             aisfx_teacher_spec, teacher_window_name)
 
 __all__ = ["Teacher", "AisfxTeacher", "L3Teacher", "KerasFileTeacher", "get_teacher",
            "clear_model_cache", "FRONTENDS", "DEFAULT_BATCH_SIZE"]
@@ -63,7 +64,7 @@ class Teacher:
         Name, sample rate, window length and embedding dim.
     teacher_id : str
         Identifies the network *and its weights* (recorded in every output),
-        e.g. ``'aisfx-0.1.2'``, ``'l3-random(seed=0)'``.
+        e.g. ``'aisfx-0.1.2/45f'`` (1-s window), ``'l3-random(seed=0)'``.
     is_random : bool
         True when the weights are random (a stand-in, not a trained teacher).
     batch_size : int
@@ -191,18 +192,24 @@ class AisfxTeacher(Teacher):
         A converted npz, the ``aisfx-0.1.2`` wheel or its ``checkpoint.pth``;
         default: fetched with ``pip download`` into the cache on first use.
     batch_size : int
+    window : str or float
+        Analysis window, a name of ``params.AISFX_WINDOWS`` or its seconds: ``'2.30s'``
+        (default, aisfx's native 100-frame block) or ``'1s'`` (45 frames, the distillation
+        default of the pipelines). The block length in frames is part of ``teacher_id``
+        (``aisfx-0.1.2/45f``), so embeddings of different windows are never mixed.
     """
 
     def __init__(self, *, weights: str | os.PathLike | None = None,
-                 batch_size: int = DEFAULT_BATCH_SIZE):
+                 batch_size: int = DEFAULT_BATCH_SIZE, window: str | float = AISFX_NATIVE_WINDOW):
         from sea_core.models import aisfx
 
+        spec = aisfx_teacher_spec(teacher_window_name(window))
         npz = self._resolve(weights)
         arrays = aisfx.load_weights_npz(npz)
         digest = aisfx.arrays_sha256(arrays)
         tid = (AISFX_WEIGHTS.teacher_id if digest == AISFX_WEIGHTS.arrays_sha256
-               else f"aisfx(weights=sha256:{digest[:12]})")
-        super().__init__(spec=AISFX_TEACHER, teacher_id=tid, batch_size=batch_size)
+               else f"aisfx(weights=sha256:{digest[:12]})") + f"/{spec.block_frames}f"
+        super().__init__(spec=spec, teacher_id=tid, batch_size=batch_size)
         self.weights_path = str(npz)
         self.weights_sha256 = digest
         self._user_weights = weights is not None
@@ -230,7 +237,8 @@ class AisfxTeacher(Teacher):
         if aisfx.arrays_sha256(arrays) != self.weights_sha256:
             raise WeightsError(f"{path}: aisfx weights changed since the teacher was created "
                                f"({self.teacher_id})")
-        return aisfx.build_aisfx_network(arrays, with_frontend=True)
+        return aisfx.build_aisfx_network(arrays, with_frontend=True,
+                                         window_samples=self.spec.window_samples)
 
 
 # --------------------------------------------------------------------------- L3
@@ -505,7 +513,7 @@ def get_teacher(name_or_path: str | os.PathLike, **options) -> Teacher:
     Parameters
     ----------
     name_or_path : str or path-like
-        ``'aisfx'`` (default teacher; options ``weights``), ``'l3'`` (options
+        ``'aisfx'`` (default teacher; options ``weights``, ``window``), ``'l3'`` (options
         ``weights``, ``content_type``), ``'l3-random'`` (option ``seed``,
         default 0), or a path to a Keras ``.keras`` / ``.h5`` file or a
         SavedModel directory (options ``frontend``, ``sample_rate``,
@@ -527,7 +535,7 @@ def get_teacher(name_or_path: str | os.PathLike, **options) -> Teacher:
         Weights that do not match the network.
     """
     allowed = {
-        "aisfx": {"weights", "batch_size"},
+        "aisfx": {"weights", "batch_size", "window"},
         "l3": {"weights", "content_type", "batch_size"},
         "l3-random": {"seed", "batch_size"},
     }
