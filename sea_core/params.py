@@ -828,11 +828,11 @@ class DeployTargets:
     """
 
     paper_model: str = "paper: 8-bit Student 2 (128-d)"
-    paper_flash_bytes: int = 585_000
-    paper_ram_bytes: int = 102_500
+    paper_flash_bytes: int = QUANT.paper_flash_bytes
+    paper_ram_bytes: int = QUANT.paper_ram_bytes
     flash_goal_bytes: int = QUANT.flash_goal_bytes
     arena_goal_bytes: int = QUANT.arena_goal_bytes
-    ram_goal_bytes: int = 102_500
+    ram_goal_bytes: int = QUANT.ram_goal_bytes
 
 
 DEPLOY_TARGETS = DeployTargets()
