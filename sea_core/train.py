@@ -81,13 +81,15 @@ class TrainingSet:
     """A Parquet training set on disk: split files, card, schema checks."""
 
     def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-        card = self.root / CARD_FILE
-        if not card.is_file():
+        from sea_core import storage
+
+        self.root = storage.absolute(root).rstrip("/")  # any fsspec URL (local, gs://, s3://)
+        card = f"{self.root}/{CARD_FILE}"
+        if not storage.isfile(card):
             raise DataError(f"{card}: missing dataset card (is {self.root} a training set built by "
                             f"`sea pipeline build-training-set`?)")
         try:
-            self.card = json.loads(card.read_text())
+            self.card = json.loads(storage.read_text(card))
         except json.JSONDecodeError as exc:
             raise DataError(f"{card}: not valid JSON ({exc})") from exc
         version = str(self.card.get("schema_version"))
@@ -97,22 +99,24 @@ class TrainingSet:
         self.student_samples = int(self.card["student_samples"])
         self.dims = [int(d) for d in self.card["dims"]]
 
-    def files(self, split: str) -> list[Path]:
-        files = sorted((self.root / split).glob("*.parquet"))
+    def files(self, split: str) -> list[str]:
+        from sea_core import storage
+
+        files = storage.glob(f"{self.root}/{split}/*.parquet")
         if not files:
-            raise DataError(f"{self.root / split}: split '{split}' is empty (no Parquet shards)")
+            raise DataError(f"{self.root}/{split}: split '{split}' is empty (no Parquet shards)")
         return files
 
-    def check_files(self, split: str, emb_dim: int) -> tuple[list[Path], int]:
+    def check_files(self, split: str, emb_dim: int) -> tuple[list[str], int]:
         """Open every shard's footer: schema version, fields; returns files and row count."""
         if emb_dim not in self.dims:
-            raise SchemaError(f"{self.root / CARD_FILE}: field {target_column(emb_dim)} is not in "
+            raise SchemaError(f"{self.root}/{CARD_FILE}: field {target_column(emb_dim)} is not in "
                               f"this training set (dims {self.dims})")
         rows = 0
         files = self.files(split)
         for path in files:
             try:
-                meta = pq.read_metadata(path)
+                meta = _read_metadata(path)
                 schema = meta.schema.to_arrow_schema()
             except (OSError, pa.ArrowException) as exc:
                 raise DataError(f"{path}: unreadable Parquet shard ({exc})") from exc
@@ -120,7 +124,7 @@ class TrainingSet:
                          required=("student_audio", target_column(emb_dim)))
             rows += meta.num_rows
         if rows == 0:
-            raise DataError(f"{self.root / split}: split '{split}' has no rows")
+            raise DataError(f"{self.root}/{split}: split '{split}' has no rows")
         return files, rows
 
 
@@ -130,10 +134,22 @@ whole column chunks at once (~13 MB of audio per 1024-row group), which keeps
 each open shard reader at ~30 MB."""
 
 
+def _read_metadata(url: str):
+    from sea_core import storage
+
+    fs, path = storage.url_to_fs(url)
+    with fs.open(path, "rb") as f:
+        return pq.read_metadata(f)
+
+
 def _read_batches(path: str, target: str, batch_rows: int):
-    """Yield (audio int16 [n, S], target float32 [n, d]) record batches of one shard."""
+    """Yield (audio int16 [n, S], target float32 [n, d]) record batches of one shard (any fsspec URL)."""
+    from sea_core import storage
+
     try:
-        handle = pq.ParquetFile(path, buffer_size=READ_BUFFER_BYTES, pre_buffer=False)
+        fs, fpath = storage.url_to_fs(path)
+        source = fpath if "://" not in path or path.startswith("file://") else fs.open(fpath, "rb")
+        handle = pq.ParquetFile(source, buffer_size=READ_BUFFER_BYTES, pre_buffer=False)
         for batch in handle.iter_batches(batch_size=batch_rows, columns=["student_audio", target]):
             audio = batch.column(0)
             tgt = batch.column(1)
