@@ -42,7 +42,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines.options import EmbedOptions, add_embed_arguments
 from pipelines.runners import select_runner
 from pipelines.transforms.decode import DecodeAndFrame, FramingConfig
-from pipelines.transforms.list_inputs import ListInputs, list_inputs, make_units
+from pipelines.transforms.list_inputs import ListInputs, list_inputs, make_units, stage_units
 from pipelines.transforms.manifest import (ManifestRow, Plan, check_settings, plan_run,
                                            read_manifest, write_manifest)
 from pipelines.transforms.records import (DEAD_LETTER_KEY, METRICS_NAMESPACE, frames_key,
@@ -179,17 +179,29 @@ def plan(cfg: EmbedConfig, resolved: _Resolved | None = None) -> Plan:
                     params=resolved.framing.relevance)
 
 
+STAGING_DIR = "_staging"
+"""``DIR/_staging/``: the run's staged work units (removed when the run finishes)."""
+
+
 def build(p: beam.Pipeline, cfg: EmbedConfig, *, run_plan: Plan | None = None,
-          resolved: _Resolved | None = None) -> beam.PCollection:
+          resolved: _Resolved | None = None, units_url: str | None = None) -> beam.PCollection:
     """Add the embedding pipeline to ``p``; returns the sink's per-partition results.
 
-    The last transform added is the sink (DaskRunner evaluates only the last one).
+    The work units are staged at ``units_url`` (``run`` passes ``DIR/_staging/units-<run>.parquet``,
+    which every worker reaches); without it they are staged in a local temporary
+    directory - enough for in-process runners and for inspecting the graph. The
+    graph holds only that URL, never the listing. The last transform added is the
+    sink (DaskRunner evaluates only the last one).
     """
     resolved = resolved or _resolve(cfg)
     run_plan = run_plan or plan(cfg, resolved)
     units = make_units(run_plan.process, run_plan.touches, cfg.shard_size)
+    if units_url is None:
+        import tempfile
+        units_url = os.path.join(tempfile.mkdtemp(prefix="sea-units-"), "units.parquet")
+    stage_units(units, units_url)
     return (p
-            | "ListInputs" >> ListInputs(units)
+            | "ListInputs" >> ListInputs(units_url)
             | "DecodeAndFrame" >> DecodeAndFrame(resolved.framing)
             | "ComputeSpl" >> ComputeSpl(resolved.spl)
             | "TeacherInference" >> TeacherInference(resolved.teacher)
@@ -385,9 +397,14 @@ def run(argv: list[str] | None = None, *, options: PipelineOptions | None = None
                  len(run_plan.touches), resolved.teacher_id, label)
         t0 = time.perf_counter()
         p = beam.Pipeline(runner=runner, options=options)
-        build(p, cfg, run_plan=run_plan, resolved=resolved)
-        result = p.run()
-        state = result.wait_until_finish()
+        units_url = f"{resolved.layout.root}/{STAGING_DIR}/units-{run_id}.parquet"
+        build(p, cfg, run_plan=run_plan, resolved=resolved, units_url=units_url)
+        try:
+            result = p.run()
+            state = result.wait_until_finish()
+        finally:
+            if fs.exists(f"{root}/{STAGING_DIR}"):
+                fs.rm(f"{root}/{STAGING_DIR}", recursive=True)
         client = getattr(result, "client", None)  # DaskRunner's own dask Client: release it
         if client is not None and hasattr(client, "close"):
             client.close()

@@ -105,14 +105,16 @@ class _GroupMomentsFn(beam.DoFn):
             if not files:
                 continue
             table = read_files(files, ["recording_id", "window_index", "teacher_id", "teacher_emb"])
-            mask = pc.is_in(pa.array(window_ids(table), pa.string()), value_set=wanted)
+            wid = pa.array(window_ids(table), pa.string())
+            mask = pc.is_in(wid, value_set=wanted)
             sub = table.filter(mask)
             del table
             if not sub.num_rows:
                 continue
             stats.moments.merge(Moments.of(fixed_list_to_numpy(sub.column("teacher_emb"))))
             stats.teachers.update(pc.unique(sub.column("teacher_id")).to_pylist())
-            stats.found += sub.num_rows
+            # distinct ids: two byte-identical recordings share their window ids
+            stats.found += len(pc.unique(wid.filter(mask)))
         if stats.found != stats.wanted:
             stats.missing.append((name, stats.wanted - stats.found))
         beam.metrics.Metrics.counter("sea.fit_pca", "rows").inc(stats.found)

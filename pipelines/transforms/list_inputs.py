@@ -1,10 +1,14 @@
 """Stage 1, list: which recordings to process (fsspec glob, directory or manifest file of URIs).
 
-Listing happens when the pipeline is *built* (the driver must compare the
-listing with the previous run's manifest for ``--incremental``); the
-:class:`ListInputs` transform then creates the work units: shards of up to
-``shard_size`` recordings (sorted by URI) plus one unit of :class:`Touch`
-items, followed by a :class:`~apache_beam.Reshuffle` so units spread over workers.
+Listing happens on the launcher (it compares the listing with the previous
+run's manifest for ``--incremental``); the work units - shards of up to
+``shard_size`` recordings (sorted by URI) plus one unit of :class:`Touch` items -
+are *staged* as a Parquet file (:func:`stage_units`, one row per item, row groups
+of whole units) and the :class:`ListInputs` transform reads that file inside
+the pipeline (one element per row group, read by the workers through fsspec),
+followed by a :class:`~apache_beam.Reshuffle` so units spread over workers. The
+job graph therefore holds one URL, whatever the corpus size (Dataflow refuses
+graphs over ~10-20 MB; ``beam.Create`` of 16 M recordings would be ~1.7 GB).
 """
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ import fsspec
 from pipelines.transforms.records import InputFile, Touch
 from sea_core.errors import DataError, ParameterError
 
-__all__ = ["list_inputs", "make_units", "ListInputs", "AUDIO_SUFFIXES", "MANIFEST_SUFFIXES"]
+__all__ = ["list_inputs", "make_units", "ListInputs", "stage_units", "AUDIO_SUFFIXES",
+           "MANIFEST_SUFFIXES", "UNITS_PER_ROW_GROUP"]
 
 log = logging.getLogger(__name__)
 
@@ -130,22 +135,105 @@ def make_units(files: list[InputFile], touches: list[Touch], shard_size: int) ->
     return units
 
 
+UNITS_PER_ROW_GROUP = 64
+"""Work units per row group of the staged units file (one pipeline element reads one row group)."""
+
+
+def _units_schema():
+    import pyarrow as pa
+
+    return pa.schema([("unit", pa.int64()), ("kind", pa.string()), ("uri", pa.string()),
+                      ("size", pa.int64()), ("version", pa.string()), ("key", pa.list_(pa.string())),
+                      ("keep_uris", pa.list_(pa.string()))])
+
+
+def stage_units(units: list[list], url: str) -> int:
+    """Write the work units to ``url`` (Parquet, row groups of whole units); returns the row count."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sea_core import storage
+
+    schema = _units_schema()
+    groups: list[pa.Table] = []
+    rows: list[dict] = []
+
+    def flush():
+        if rows:
+            groups.append(pa.Table.from_pylist(rows, schema=schema))
+            rows.clear()
+
+    for i, unit in enumerate(units):
+        for item in unit:
+            if isinstance(item, Touch):
+                rows.append({"unit": i, "kind": "touch", "uri": None, "size": None, "version": None,
+                             "key": [str(k) for k in item.key], "keep_uris": sorted(item.keep_uris)})
+            else:
+                rows.append({"unit": i, "kind": "file", "uri": item.uri, "size": item.size,
+                             "version": item.version, "key": None, "keep_uris": None})
+        if (i + 1) % UNITS_PER_ROW_GROUP == 0:
+            flush()
+    flush()
+    import io
+    buf = io.BytesIO()
+    with pq.ParquetWriter(buf, schema, compression="zstd") as w:
+        for t in groups:
+            w.write_table(t, row_group_size=max(1, t.num_rows))
+    storage.publish_bytes(url, buf.getvalue())
+    return sum(t.num_rows for t in groups)
+
+
+def _row_groups(url: str):
+    import pyarrow.parquet as pq
+
+    from sea_core import storage
+
+    fs, path = storage.url_to_fs(url)
+    with fs.open(path, "rb") as f:
+        n = pq.ParquetFile(f).num_row_groups
+    for i in range(n):
+        yield url, i
+
+
+def _read_units(element):
+    import pyarrow.parquet as pq
+
+    from sea_core import storage
+
+    url, i = element
+    fs, path = storage.url_to_fs(url)
+    with fs.open(path, "rb") as f:
+        t = pq.ParquetFile(f).read_row_group(i)
+    units: dict[int, list] = {}
+    for r in t.to_pylist():
+        if r["kind"] == "touch":
+            item = Touch(key=tuple(r["key"]), keep_uris=frozenset(r["keep_uris"] or ()))
+        else:
+            item = InputFile(uri=r["uri"], size=int(r["size"]), version=r["version"] or "")
+        units.setdefault(r["unit"], []).append(item)
+    for u in sorted(units):
+        yield units[u]
+
+
 class ListInputs(beam.PTransform):
-    """Create the work units (lists of :class:`InputFile` / :class:`Touch`) and reshuffle them.
+    """Read the staged work units (lists of :class:`InputFile` / :class:`Touch`) and reshuffle them.
 
     Parameters
     ----------
-    units : list of list
-        From :func:`make_units` (the listing is done when the pipeline is built).
+    units_url : str
+        The file written by :func:`stage_units`; the job graph holds only this URL.
     """
 
-    def __init__(self, units: list[list], label: str | None = None):
+    def __init__(self, units_url: str, label: str | None = None):
         super().__init__(label)
-        self._units = [list(u) for u in units]
+        self._url = str(units_url)
 
     def expand(self, pbegin):
         return (pbegin
-                | "CreateUnits" >> beam.Create(self._units, reshuffle=False)
+                | "UnitsFile" >> beam.Create([self._url], reshuffle=False)
+                | "RowGroups" >> beam.FlatMap(_row_groups)
+                | "SpreadRowGroups" >> beam.Reshuffle()
+                | "ReadUnits" >> beam.FlatMap(_read_units)
                 | "Reshuffle" >> beam.Reshuffle())
 
 
