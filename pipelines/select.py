@@ -45,7 +45,7 @@ class SelectConfig:
     def __init__(self, *, frames: str, output: str, method: str, fraction: float | None = None,
                  k: int | None = None, mode: str = "scalable", period: str = SAMPLING.period,
                  seed: int = SAMPLING.dpp_seed, policy: str = SAMPLING.small_group_policy,
-                 per_sensor_budget: bool = False):
+                 per_sensor_budget: bool = False, max_group_windows: int = SAMPLING.max_group_windows):
         if method not in METHODS:
             raise ParameterError(f"--method must be one of {METHODS}, got {method!r}")
         if mode not in MODES:
@@ -63,7 +63,10 @@ class SelectConfig:
         self.frames, self.output = storage.absolute(frames), storage.absolute(output)
         self.method, self.mode = method, mode
         self.fraction, self.k, self.period, self.seed = fraction, k, period, int(seed)
+        if max_group_windows < 1:
+            raise ParameterError(f"--max-group-windows must be >= 1, got {max_group_windows}")
         self.policy, self.per_sensor_budget = policy, per_sensor_budget
+        self.max_group_windows = int(max_group_windows)
 
 
 def plan_groups(parts: list[Partition], cfg: SelectConfig) -> tuple[list[tuple], dict]:
@@ -96,15 +99,20 @@ class _SampleGroupFn(beam.DoFn):
         self.cfg = cfg
 
     def process(self, element):
-        from sea_core.sampling import sample_group
+        from sea_core.sampling import sample_group_bounded
 
         key, parts, k = element
-        cols = ["recording_id", "window_index", "day", "relevance", "teacher_emb"]
+        cols = ["recording_id", "window_index", "day", "start_time", "window_start_s", "relevance",
+                "teacher_emb"]
         table = pa.concat_tables([read_partition(p, cols) for p in parts])
-        emb = fixed_list_to_numpy(table.column("teacher_emb"))
+        emb = fixed_list_to_numpy(table.column("teacher_emb"))  # float32, zero-copy
         rel = table.column("relevance").to_numpy(zero_copy_only=False).astype(np.float64)
-        result = sample_group(emb, rel, k=k, method=self.cfg.method, mode=self.cfg.mode,
-                              seed=self.cfg.seed, key=key, policy=self.cfg.policy)
+        start = table.column("start_time").cast(pa.int64()).to_numpy(zero_copy_only=False) / 1000.0
+        times = start + table.column("window_start_s").to_numpy(zero_copy_only=False).astype(np.float64)
+        table = table.drop_columns(["teacher_emb", "relevance", "start_time", "window_start_s"])
+        result = sample_group_bounded(emb, rel, times, k=k, method=self.cfg.method, mode=self.cfg.mode,
+                                      seed=self.cfg.seed, key=key, policy=self.cfg.policy,
+                                      max_windows=self.cfg.max_group_windows)
         del emb
         idx = np.sort(np.asarray(result.indices, np.int64))
         ids = window_ids(table.take(pa.array(idx)))
@@ -152,7 +160,8 @@ class _WriteSelectionFn(beam.DoFn):
                    "policy": self.cfg.policy, "fraction": self.cfg.fraction, "k": self.cfg.k,
                    "frames": str(self.cfg.frames), **self.budget,
                    "n_selected": int(sum(r["n_selected"] for r in results)),
-                   "shards": len(results), "logdet": logdet, "small_groups": small,
+                   "shards": len(results), "max_group_windows": self.cfg.max_group_windows,
+                   "logdet": logdet, "small_groups": small,
                    "traps": [{"group": group_label((g["sensor"], g["period"]), self.cfg.period), **t}
                              for g in groups for t in g["traps"]],
                    "groups_detail": groups}
@@ -221,12 +230,16 @@ def run(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=SAMPLING.dpp_seed)
     parser.add_argument("--policy", default=SAMPLING.small_group_policy, choices=POLICIES)
     parser.add_argument("--per-sensor-budget", action="store_true")
+    parser.add_argument("--max-group-windows", type=int, default=SAMPLING.max_group_windows,
+                        help="split larger (sensor, period) groups into time blocks (bounds "
+                             "a worker's memory; default %(default)s)")
     args, beam_args = parser.parse_known_args(argv)
     fraction = args.fraction if (args.fraction is not None or args.k is not None) \
         else SAMPLING.default_fraction
     cfg = SelectConfig(frames=args.frames, output=args.output, method=args.method, mode=args.mode,
                        fraction=fraction, k=args.k, period=args.period, seed=args.seed,
-                       policy=args.policy, per_sensor_budget=args.per_sensor_budget)
+                       policy=args.policy, per_sensor_budget=args.per_sensor_budget,
+                       max_group_windows=args.max_group_windows)
     options = PipelineOptions(beam_args)
     runner, _ = select_runner(options)
     with beam.Pipeline(runner=runner, options=options) as p:
