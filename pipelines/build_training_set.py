@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.frames_io import Partition, fixed_list_to_numpy, list_partitions, read_partition, window_ids
+from pipelines.driver import run_to_completion
 from sea_core import storage
 from sea_core.errors import DataError, ParameterError
 from sea_core.params import REDUCTION, STUDENT_MEL64, TRAINING_SET, TrainingSetParams
@@ -183,9 +184,10 @@ def build_training_set(*, frames: str, pca: str, output: str, dims: tuple[int, .
     options = PipelineOptions(beam_args or [])
     runner, _ = select_runner(options)
     try:
-        with beam.Pipeline(runner=runner, options=options) as p:
-            parts, splits, artifact = build(p, frames=frames, pca=pca, output=out, dims=dims,
-                                            params=params, counts_url=counts_url)
+        p = beam.Pipeline(runner=runner, options=options)
+        parts, splits, artifact = build(p, frames=frames, pca=pca, output=out, dims=dims,
+                                        params=params, counts_url=counts_url)
+        run_to_completion(p, "build-training-set")
         if not storage.isfile(counts_url):
             raise DataError(f"{out}: the pipeline wrote no shards")
         written = storage.read_json(counts_url)

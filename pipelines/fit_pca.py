@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from pipelines.frames_io import fixed_list_to_numpy, frames_root, partition_files, read_files, window_ids
 from pipelines.select import SELECTION_FILE, SUMMARY_FILE, selection_shards
+from pipelines.driver import run_to_completion
 from sea_core import storage
 from sea_core.errors import DataError, ParameterError
 from sea_core.params import REDUCTION
@@ -179,10 +180,11 @@ def fit_pca(*, frames: str, selection: str, output: str, dims=REDUCTION.dims,
     options = PipelineOptions(beam_args or [])
     runner, _ = select_runner(options)
     try:
-        with beam.Pipeline(runner=runner, options=options) as p:
-            (p
-             | "SelectionShards" >> beam.Create(shards)
-             | "Moments" >> GroupMoments(root, moments_url))
+        p = beam.Pipeline(runner=runner, options=options)
+        (p
+         | "SelectionShards" >> beam.Create(shards)
+         | "Moments" >> GroupMoments(root, moments_url))
+        run_to_completion(p, "fit-pca")
         if not storage.isfile(moments_url):
             raise DataError(f"{sel_path}: the fit-pca pipeline wrote no moments (empty selection?)")
         z = _read_moments(moments_url)

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.frames_io import Partition, fixed_list_to_numpy, list_partitions, read_partition, window_ids
+from pipelines.driver import run_to_completion
 from sea_core import storage
 from sea_core.errors import DataError, ParameterError
 from sea_core.params import SAMPLING
@@ -242,8 +243,9 @@ def run(argv: list[str] | None = None) -> dict:
                        max_group_windows=args.max_group_windows)
     options = PipelineOptions(beam_args)
     runner, _ = select_runner(options)
-    with beam.Pipeline(runner=runner, options=options) as p:
-        build(p, cfg)
+    p = beam.Pipeline(runner=runner, options=options)
+    build(p, cfg)
+    run_to_completion(p, "select")
     if not storage.isfile(storage.join(cfg.output, storage.SUCCESS_NAME)):
         raise DataError(f"{cfg.output}: the select pipeline finished without writing "
                         f"{storage.SUCCESS_NAME} (runner problem?)")

@@ -62,7 +62,8 @@ class TrainConfig:
     batch_size: int = TRAIN.batch_size
     epochs: int = TRAIN.epochs
     steps_per_epoch: int | None = None
-    """None = one pass over the training split per epoch."""
+    """None = the default epoch (:func:`epoch_steps`): ``TRAIN.steps_per_epoch`` steps,
+    or one pass over the training split when that is shorter."""
     validation_steps: int | None = None
     """None = the whole validation split."""
     seed: int = TRAIN.seed
@@ -160,8 +161,20 @@ def _read_batches(path: str, target: str, batch_rows: int):
         raise DataError(f"{path}: corrupt Parquet shard ({exc})") from exc
 
 
+def epoch_steps(train_rows: int, batch_size: int, steps_per_epoch: int | None = None) -> int:
+    """Steps of one epoch: the corpus-scale definition shared by ``sea train`` and ``sea plan``.
+
+    ``steps_per_epoch`` when given; otherwise ``min(TRAIN.steps_per_epoch, rows // batch)``
+    (at least 1): a fixed number of steps at corpus scale, one pass for small sets.
+    """
+    if steps_per_epoch:
+        return int(steps_per_epoch)
+    return max(1, min(TRAIN.steps_per_epoch, int(train_rows) // int(batch_size)))
+
+
 def make_dataset(files: list[Path], *, emb_dim: int, student_samples: int, batch_size: int,
-                 shuffle: bool, seed: int, shuffle_buffer: int):
+                 shuffle: bool, seed: int, shuffle_buffer: int,
+                 interleave: int = TRAIN.interleave_shards):
     """Stream shards into a batched ``tf.data.Dataset`` of (audio float32, target float32)."""
     import tensorflow as tf
 
@@ -181,7 +194,11 @@ def make_dataset(files: list[Path], *, emb_dim: int, student_samples: int, batch
     # shards than the cycle). Same element order as the deterministic parallel one,
     # and fast enough: the input runs far ahead of the training step
     # (benchmarks/train_input.py).
-    ds = file_ds.interleave(shard, cycle_length=min(4, len(paths)), block_length=1).unbatch()
+    # Each epoch draws a new shard order (seeded), then reads ``interleave`` shards
+    # round-robin (TRAIN.interleave_shards: many sensor-days at once) into the row
+    # shuffle buffer.
+    ds = file_ds.interleave(shard, cycle_length=max(1, min(interleave, len(paths))),
+                            block_length=1).unbatch()
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
     ds = ds.batch(batch_size).map(
@@ -280,7 +297,7 @@ def train(config: TrainConfig) -> dict:
     if spec.window_samples != data.student_samples:
         raise DataError(f"{data.root}: student_samples {data.student_samples} is not a whole "
                         f"window at {STUDENT_MEL64.sample_rate} Hz")
-    steps_per_epoch = config.steps_per_epoch or max(1, n_train // config.batch_size)
+    steps_per_epoch = epoch_steps(n_train, config.batch_size, config.steps_per_epoch)
     val_steps = config.validation_steps or max(1, math.ceil(n_val / config.batch_size))
 
     with strategy.scope():

@@ -61,3 +61,33 @@ def test_select_pipeline_splits_large_groups_and_writes_shards(tmp_path):
     ids = pq.read_table(tmp_path / "sel" / "selection.parquet").column("window_id").to_pylist()
     assert len(ids) == len(set(ids)) == s["n_selected"] == sum(g["k"] for g in s["groups_detail"])
     assert (tmp_path / "sel" / "_SUCCESS").is_file()
+
+
+def test_comparison_works_on_a_bounded_sample(tmp_path):
+    from sea_core.experiment import sampling_comparison
+
+    frames = make_frames(tmp_path / "run", rows_per_part=40)
+    full = sampling_comparison(frames, k=120, dim=8, seeds=(0,), methods=("random",), max_windows=None)
+    part = sampling_comparison(frames, k=120, dim=8, seeds=(0,), methods=("random",), max_windows=150)
+    assert not full["sampled"] and full["windows"] == full["total_windows"] > 300
+    assert part["sampled"] and abs(part["windows"] - 150) <= 9  # per-partition rounding
+    assert part["total_windows"] == full["total_windows"]
+    assert part["k"] == int(np.ceil(120 * part["windows"] / part["total_windows"])) and part["k_requested"] == 120
+    assert "uniform sample" in part["metric"]
+    again = sampling_comparison(frames, k=120, dim=8, seeds=(0,), methods=("random",), max_windows=150)
+    assert again["rows"] == part["rows"]  # seeded sample
+
+
+def test_epoch_definition_shared_by_train_and_plan():
+    from sea_core.params import TRAIN, TRAINING_SET
+    from sea_core.plan import Scenario, plan as capacity_plan
+    from sea_core.train import epoch_steps
+
+    assert epoch_steps(1000, 64) == 15                      # small set: one pass
+    assert epoch_steps(113_000_000, 64) == TRAIN.steps_per_epoch  # corpus scale: fixed steps
+    assert epoch_steps(113_000_000, 64, 10) == 10
+    plan = capacity_plan(Scenario())
+    windows = plan["corpus"]["windows"]
+    steps = epoch_steps(round(windows * TRAINING_SET.split_fractions[0]), TRAIN.batch_size)
+    assert plan["compute"]["train_steps_per_epoch"] == steps == TRAIN.steps_per_epoch
+    assert plan["compute"]["train_samples"] == TRAIN.epochs * steps * TRAIN.batch_size
