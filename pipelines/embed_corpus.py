@@ -42,7 +42,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines.options import EmbedOptions, add_embed_arguments
 from pipelines.runners import select_runner
 from pipelines.transforms.decode import DecodeAndFrame, FramingConfig
-from pipelines.transforms.list_inputs import ListInputs, list_inputs, make_units, stage_units
+from pipelines.transforms.list_inputs import ListInputs, list_inputs_in_beam, make_units, stage_units
 from pipelines.transforms.manifest import (ManifestRow, Plan, check_settings, plan_run,
                                            read_manifest, write_manifest)
 from pipelines.transforms.records import (DEAD_LETTER_KEY, METRICS_NAMESPACE, frames_key,
@@ -53,7 +53,7 @@ from pipelines.transforms.teacher import TeacherConfig, TeacherInference
 from pipelines.transforms.write import (MANIFEST_NAME, SUCCESS_NAME, SUMMARY_NAME, OutputLayout,
                                         WritePartitions, read_table_or_none, remove_file)
 from sea_core.errors import AudioError, DataError, ParameterError
-from sea_core.params import RELEVANCE, SPL, STUDENT_MEL64
+from sea_core.params import LISTING, RELEVANCE, SPL, STUDENT_MEL64
 from sea_core.schema import DEAD_LETTER_SCHEMA_VERSION, FRAMES_SCHEMA_VERSION
 
 __all__ = ["EmbedConfig", "config_from_options", "build", "plan", "run", "main"]
@@ -75,6 +75,7 @@ class EmbedConfig:
     spl_sidecar: str | None = None
     require_sidecar: bool = False
     incremental: bool = False
+    allow_removals: bool = False
 
     def __post_init__(self):
         if not self.input:
@@ -123,7 +124,8 @@ def config_from_options(options: PipelineOptions) -> EmbedConfig:
                        teacher_options=_parse_teacher_opts(o.teacher_opt),
                        batch_size=o.batch_size, hop_seconds=o.hop_seconds,
                        shard_size=o.shard_size, spl_sidecar=_absolute(o.spl_sidecar),
-                       require_sidecar=bool(o.require_sidecar), incremental=bool(o.incremental))
+                       require_sidecar=bool(o.require_sidecar), incremental=bool(o.incremental),
+                       allow_removals=bool(o.allow_removals))
 
 
 @dataclass(frozen=True)
@@ -167,16 +169,58 @@ def _resolve(cfg: EmbedConfig) -> _Resolved:
                                          student_samples=framing.student_window))
 
 
-def plan(cfg: EmbedConfig, resolved: _Resolved | None = None) -> Plan:
-    """List the inputs and decide what this run processes (reads the previous manifest)."""
+def _listing_staging(cfg: EmbedConfig, options: PipelineOptions | None, run_id: str) -> str:
+    """Where the listing job's workers write their result: ``--temp_location`` when given,
+    a local temporary directory for a local output, else ``DIR/_staging/``."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+    temp = options.view_as(GoogleCloudOptions).temp_location if options is not None else None
+    if temp:
+        return f"{temp.rstrip('/')}/sea-listing-{run_id}"
+    if "://" not in cfg.output or cfg.output.startswith("file://"):
+        import tempfile
+        return os.path.join(tempfile.mkdtemp(prefix="sea-listing-"), "listing")
+    return f"{cfg.output.rstrip('/')}/{STAGING_DIR}/listing-{run_id}"
+
+
+def plan(cfg: EmbedConfig, resolved: _Resolved | None = None, *, runner=None,
+         options: PipelineOptions | None = None, run_id: str | None = None) -> Plan:
+    """List the inputs (inside a Beam pipeline) and decide what this run processes.
+
+    Reads the previous manifest. Raises before anything is written or removed:
+    "input not found", "no input matches", an --incremental run with other
+    settings or one that would remove too much (:func:`check_removals`).
+    """
     resolved = resolved or _resolve(cfg)
     previous, settings = read_manifest(f"{resolved.layout.root}/{MANIFEST_NAME}")
     if cfg.incremental:
         check_settings(settings, resolved.settings(cfg))
-    listed = list_inputs(cfg.input)
-    return plan_run(listed, previous, incremental=cfg.incremental,
-                    keys_on_disk=resolved.layout.frames_keys_on_disk(),
-                    params=resolved.framing.relevance)
+    run_id = run_id or uuid.uuid4().hex[:12]
+    listed = list_inputs_in_beam(cfg.input, staging=_listing_staging(cfg, options, run_id),
+                                 runner=runner, options=options)
+    run_plan = plan_run(listed, previous, incremental=cfg.incremental,
+                        keys_on_disk=resolved.layout.frames_keys_on_disk(),
+                        params=resolved.framing.relevance)
+    if run_plan.incremental:
+        check_removals(len(run_plan.removed), len(previous), allow=cfg.allow_removals,
+                       where=cfg.input)
+    return run_plan
+
+
+def check_removals(n_removed: int, n_manifest: int, *, allow: bool, where: str) -> None:
+    """Refuse an --incremental run that would remove too much of the output.
+
+    A mistyped glob or an unmounted bucket lists (almost) nothing; removing more
+    than ``LISTING.max_removed_fraction`` of the manifest (or all of it) needs
+    ``--allow-removals``.
+    """
+    if allow or n_removed == 0 or n_manifest == 0:
+        return
+    if n_removed >= n_manifest or n_removed > LISTING.max_removed_fraction * n_manifest:
+        raise ParameterError(
+            f"--incremental would remove {n_removed} of the {n_manifest} recordings in the "
+            f"manifest (more than {LISTING.max_removed_fraction:.0%}) because {where} no longer "
+            f"lists them; check --input, or pass --allow-removals to remove them")
 
 
 STAGING_DIR = "_staging"
@@ -375,18 +419,20 @@ def run(argv: list[str] | None = None, *, options: PipelineOptions | None = None
     cfg = config_from_options(options)
     resolved = _resolve(cfg)
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    runner, label = select_runner(options)
+    # the listing (a Beam job) and its guards come first: nothing is written or removed before
+    run_plan = plan(cfg, resolved, runner=runner, options=options, run_id=run_id)
+    runner, label = select_runner(options)  # a fresh runner object for the embed job
     fs, root = fsspec.core.url_to_fs(resolved.layout.root)
     fs.makedirs(root, exist_ok=True)
     success = f"{root}/{SUCCESS_NAME}"
     if fs.exists(success):
         fs.rm(success)
-    run_plan = plan(cfg, resolved)
     _remove_legacy_frames(resolved.layout)
     timings = {"list": round(time.perf_counter() - t_start, 3)}
     nothing = (run_plan.incremental and not run_plan.process and not run_plan.removed
                and run_plan.touched_keys == {DEAD_LETTER_KEY})
     metrics = None
-    runner, label = select_runner(options)
     if nothing:
         log.info("embed: nothing new, changed or removed since the manifest; output unchanged")
         timings["pipeline"] = 0.0

@@ -52,6 +52,10 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     _add(parser, "--incremental", dest="incremental", action="store_true", default=False,
          help="process only recordings that are new or changed since the manifest; rebuild "
               "the affected partitions")
+    _add(parser, "--allow-removals", "--allow_removals", dest="allow_removals",
+         action="store_true", default=False,
+         help="let an --incremental run remove more than 10%% of the manifest's recordings "
+              "(refused by default: a mistyped glob must not wipe the output)")
 
 
 class EmbedOptions(PipelineOptions):

@@ -379,6 +379,19 @@ class ReductionParams:
 REDUCTION = ReductionParams()
 
 
+@dataclass(frozen=True, kw_only=True)
+class ListingParams:
+    """Guards of the list stage of ``sea pipeline embed``."""
+
+    max_removed_fraction: float = 0.10
+    """An --incremental run that would remove more than this fraction of the manifest (or all
+    of it) is refused unless ``--allow-removals`` (a mistyped glob must not wipe the output)."""
+
+
+LISTING = ListingParams()
+__all__ += ["ListingParams", "LISTING"]
+
+
 # --------------------------------------------------------------------------- training
 @dataclass(frozen=True, kw_only=True)
 class TrainParams:

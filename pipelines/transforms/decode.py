@@ -19,6 +19,7 @@ import apache_beam as beam
 import fsspec
 import numpy as np
 
+from pipelines.transforms.records import DIRECTORY_VERSION
 from pipelines.transforms.records import (METRICS_NAMESPACE, DeadLetter, InputFile, Recording,
                                           count_failure, dead_letter, parse_recording_path)
 from sea_core.errors import AudioReadError, SeaError
@@ -72,6 +73,9 @@ def decode_recording(item: InputFile, cfg: FramingConfig) -> Recording | DeadLet
     uri = item.uri
     stage = "list"
     try:
+        if item.version == DIRECTORY_VERSION:
+            raise AudioReadError(uri, "is a directory, not an audio file (its name looks like "
+                                      "a recording)")
         name = parse_recording_path(uri, cfg.relevance)
         stage = "decode"
         data = _read_bytes(uri)

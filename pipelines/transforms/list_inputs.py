@@ -18,11 +18,12 @@ import os
 import apache_beam as beam
 import fsspec
 
-from pipelines.transforms.records import InputFile, Touch
+from pipelines.transforms.records import DIRECTORY_VERSION, InputFile, Touch
 from sea_core.errors import DataError, ParameterError
 
-__all__ = ["list_inputs", "make_units", "ListInputs", "stage_units", "AUDIO_SUFFIXES",
-           "MANIFEST_SUFFIXES", "UNITS_PER_ROW_GROUP"]
+__all__ = ["list_inputs", "list_inputs_in_beam", "ListAll", "split_spec", "check_input_exists",
+           "make_units", "ListInputs", "stage_units", "AUDIO_SUFFIXES", "MANIFEST_SUFFIXES",
+           "UNITS_PER_ROW_GROUP", "DIRECTORY_VERSION"]
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,64 @@ def _read_manifest(uri: str) -> list[str]:
     return [ln for ln in lines if ln and not ln.startswith("#")]
 
 
+def _is_file_entry(info: dict) -> bool:
+    """A regular file, or a symlink (fsspec type 'other') that a directory listing would include."""
+    kind = info.get("type", "file")
+    return kind == "file" or (kind == "other" and bool(info.get("islink")))
+
+
+def _entries(fs, spec: str, found: dict) -> list[InputFile]:
+    """Files (symlinks followed) and directories named like audio (-> dead letters) of a listing."""
+    out = []
+    for p, i in found.items():
+        uri = _join_protocol(fs, spec, p)
+        if _is_file_entry(i):
+            out.append(InputFile(uri=uri, size=int(i.get("size") or 0), version=_version(i)))
+        elif i.get("type") == "directory" and p.rstrip("/").lower().endswith(AUDIO_SUFFIXES):
+            out.append(InputFile(uri=uri, size=0, version=DIRECTORY_VERSION))
+    return out
+
+
+def _list_core(spec: str) -> list[InputFile]:
+    """Everything ``spec`` names (unsorted, possibly empty); see :func:`list_inputs`."""
+    fs, path = fsspec.core.url_to_fs(spec)
+    if _has_magic(spec):
+        return _entries(fs, spec, fs.glob(path, detail=True))
+    if spec.lower().endswith(MANIFEST_SUFFIXES):
+        return [_stat(u) for u in dict.fromkeys(_read_manifest(spec))]
+    if fs.isdir(path):
+        found = fs.find(path, detail=True, withdirs=True)
+        return [f for f in _entries(fs, spec, found) if f.uri.lower().endswith(AUDIO_SUFFIXES)]
+    if fs.exists(path) or (hasattr(fs, "islink") and fs.islink(path)):
+        return [_stat(spec)]
+    return []
+
+
+def check_input_exists(spec: str) -> None:
+    """DataError "input not found: <spec>" for a plain path (no glob) that does not exist."""
+    spec = str(spec or "").strip()
+    if not spec:
+        raise ParameterError("--input is required (a glob, a directory or a manifest of URIs)")
+    if _has_magic(spec):
+        return
+    fs, path = fsspec.core.url_to_fs(spec)
+    if not (fs.exists(path) or (hasattr(fs, "islink") and fs.islink(path))):
+        raise DataError(f"input not found: {spec}")
+
+
+def _finish_listing(spec: str, files) -> list[InputFile]:
+    unique = {f.uri: f for f in files}
+    if not unique:
+        raise DataError(f"no input matches {spec} (nothing was written or removed)")
+    out = [unique[u] for u in sorted(unique)]
+    log.info("list: %d input(s) from %s", len(out), spec)
+    return out
+
+
 def list_inputs(spec: str) -> list[InputFile]:
-    """List the recordings named by ``spec``, sorted by URI, without duplicates.
+    """List the recordings named by ``spec`` in this process, sorted by URI, without duplicates.
+
+    (:class:`ListAll` does the same listing inside a Beam pipeline, one element per prefix.)
 
     Parameters
     ----------
@@ -87,7 +144,8 @@ def list_inputs(spec: str) -> list[InputFile]:
         A glob (``data/upstream/**/*.flac``, ``gs://b/up/*/*/*.flac``), a
         directory (every audio file below it), a manifest file (``.txt`` /
         ``.lst`` / ``.list`` / ``.manifest``: one URI per line, ``#`` comments;
-        ``.parquet``: a ``uri`` column), or a single audio file.
+        ``.parquet``: a ``uri`` column), or a single audio file. Symlinked files
+        are followed; a directory named like a recording is listed as a dead letter.
 
     Returns
     -------
@@ -99,30 +157,160 @@ def list_inputs(spec: str) -> list[InputFile]:
     ParameterError
         ``spec`` is empty.
     DataError
-        The manifest cannot be read.
+        The manifest cannot be read, ``spec`` does not exist ("input not found: ...")
+        or nothing matches ("no input matches ...").
     """
-    spec = str(spec or "").strip()
-    if not spec:
-        raise ParameterError("--input is required (a glob, a directory or a manifest of URIs)")
+    check_input_exists(spec)
+    spec = str(spec).strip()
+    return _finish_listing(spec, _list_core(spec))
+
+
+# --------------------------------------------------------------------------- listing in Beam
+MANIFEST_CHUNK = 1000
+"""URIs of a manifest statted per pipeline element."""
+
+
+def split_spec(spec: str):
+    """Sub-listings of ``spec``, each listed by one pipeline element (runs inside the pipeline).
+
+    A glob is split at its first wildcard component (``up/*/*/*.flac`` -> one
+    pattern per ``up/<sensor>`` prefix), a directory into its sub-directories
+    (+ its own audio files), a manifest into chunks of :data:`MANIFEST_CHUNK` URIs.
+    Yields ``(kind, payload)`` with kind 'spec' (list with :func:`_list_core`),
+    'files' (InputFiles already known) or 'uris' (URIs to stat).
+    """
     fs, path = fsspec.core.url_to_fs(spec)
     if _has_magic(spec):
-        found = fs.glob(path, detail=True)
-        files = [InputFile(uri=_join_protocol(fs, spec, p), size=int(i.get("size") or 0),
-                           version=_version(i))
-                 for p, i in found.items() if i.get("type", "file") == "file"]
-    elif spec.lower().endswith(MANIFEST_SUFFIXES):
-        files = [_stat(u) for u in dict.fromkeys(_read_manifest(spec))]
-    elif fs.isdir(path):
-        found = fs.find(path, detail=True)
-        files = [InputFile(uri=_join_protocol(fs, spec, p), size=int(i.get("size") or 0),
-                           version=_version(i))
-                 for p, i in found.items() if p.lower().endswith(AUDIO_SUFFIXES)]
+        comps = path.split("/")
+        i = next(j for j, c in enumerate(comps) if _has_magic(c))
+        if comps[i] == "**" or "**" in comps[i] or i == len(comps) - 1:
+            yield "spec", spec
+            return
+        head = "/".join(comps[:i + 1])
+        rest = "/".join(comps[i + 1:])
+        found = fs.glob(head, detail=True)
+        for p, info in sorted(found.items()):
+            if info.get("type") == "directory" or (info.get("type") == "other" and info.get("islink")
+                                                   and fs.isdir(p)):
+                yield "spec", _join_protocol(fs, spec, f"{p.rstrip('/')}/{rest}")
+        return
+    if spec.lower().endswith(MANIFEST_SUFFIXES):
+        chunk = []
+        for u in dict.fromkeys(_read_manifest(spec)):
+            chunk.append(u)
+            if len(chunk) == MANIFEST_CHUNK:
+                yield "uris", chunk
+                chunk = []
+        if chunk:
+            yield "uris", chunk
+        return
+    if fs.isdir(path):
+        own = []
+        children = {i["name"]: i for i in fs.ls(path, detail=True)}
+        for p, info in sorted(children.items()):
+            is_dir = info.get("type") == "directory" or (info.get("type") == "other"
+                                                         and info.get("islink") and fs.isdir(p))
+            if is_dir:
+                if p.rstrip("/").lower().endswith(AUDIO_SUFFIXES):
+                    own += _entries(fs, spec, {p: {**info, "type": "directory"}})
+                yield "spec", _join_protocol(fs, spec, p)
+            elif p.lower().endswith(AUDIO_SUFFIXES):
+                own += _entries(fs, spec, {p: info})
+        if own:
+            yield "files", own
+        return
+    yield "spec", spec
+
+
+def _list_part(element):
+    kind, payload = element
+    if kind == "files":
+        yield from payload
+    elif kind == "uris":
+        for u in payload:
+            yield _stat(u)
     else:
-        files = [_stat(spec)]
-    unique = {f.uri: f for f in files}
-    out = [unique[u] for u in sorted(unique)]
-    log.info("list: %d input(s) from %s", len(out), spec)
-    return out
+        yield from _list_core(payload)
+
+
+class _WriteListingFn(beam.DoFn):
+    """Buffer a bundle of InputFiles and write them as one Parquet shard (the final sink)."""
+
+    def __init__(self, staging: str):
+        self.staging = staging
+
+    def start_bundle(self):
+        self._rows = []
+
+    def process(self, f: InputFile):
+        self._rows.append({"uri": f.uri, "size": int(f.size), "version": f.version})
+
+    def finish_bundle(self):
+        import uuid
+
+        import pyarrow as pa
+
+        from sea_core import storage
+
+        if self._rows:
+            table = pa.Table.from_pylist(self._rows, schema=_LISTING_SCHEMA())
+            storage.publish_parquet(table, f"{self.staging}/part-{uuid.uuid4().hex}.parquet")
+            self._rows = []
+
+
+def _LISTING_SCHEMA():  # noqa: N802
+    import pyarrow as pa
+    return pa.schema([("uri", pa.string()), ("size", pa.int64()), ("version", pa.string())])
+
+
+class ListAll(beam.PTransform):
+    """``spec`` -> its InputFiles listed by the workers (one element per prefix / manifest chunk),
+    written as Parquet shards under ``staging`` (the pipeline's final sink)."""
+
+    def __init__(self, spec: str, staging: str, label: str | None = None):
+        super().__init__(label)
+        self.spec, self.staging = str(spec), str(staging)
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "Spec" >> beam.Create([self.spec], reshuffle=False)
+                | "SplitSpec" >> beam.FlatMap(split_spec)
+                | "SpreadPrefixes" >> beam.Reshuffle()
+                | "ListPrefix" >> beam.FlatMap(_list_part)
+                | "WriteListing" >> beam.ParDo(_WriteListingFn(self.staging)))
+
+
+def list_inputs_in_beam(spec: str, *, staging: str, runner=None, options=None) -> list[InputFile]:
+    """List ``spec`` inside a Beam pipeline (``runner``/``options``; in-process by default).
+
+    The listing's I/O (one glob per prefix, one ``fs.info`` per manifest URI) runs
+    on the workers; they write the result under ``staging`` (removed afterwards),
+    which the launcher reads back. Raises like :func:`list_inputs`, before
+    anything is written to the output.
+    """
+    import pyarrow.parquet as pq
+
+    from pipelines.driver import run_to_completion
+    from sea_core import storage
+
+    check_input_exists(spec)
+    spec = str(spec).strip()
+    if runner is None:
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+        runner = FnApiRunner()
+    p = beam.Pipeline(runner=runner, options=options)
+    p | "ListInputs" >> ListAll(spec, staging)
+    files = []
+    try:
+        run_to_completion(p, "list")
+        for shard in storage.glob(f"{staging}/part-*.parquet"):
+            fs, path = storage.url_to_fs(shard)
+            with fs.open(path, "rb") as f:
+                for r in pq.read_table(f).to_pylist():
+                    files.append(InputFile(uri=r["uri"], size=int(r["size"]), version=r["version"] or ""))
+    finally:
+        storage.rm(staging, recursive=True)
+    return _finish_listing(spec, files)
 
 
 def make_units(files: list[InputFile], touches: list[Touch], shard_size: int) -> list[list]:

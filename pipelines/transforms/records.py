@@ -29,7 +29,8 @@ from sea_core.params import RELEVANCE, RelevanceParams
 
 __all__ = ["InputFile", "Recording", "DeadLetter", "Touch", "RecordingName",
            "parse_recording_path", "dead_letter", "count_failure", "METRICS_NAMESPACE",
-           "FRAMES_KIND", "DEAD_LETTER_KIND", "DEAD_LETTER_KEY", "frames_key", "partition_key"]
+           "FRAMES_KIND", "DEAD_LETTER_KIND", "DEAD_LETTER_KEY", "frames_key", "partition_key",
+           "DIRECTORY_VERSION"]
 
 METRICS_NAMESPACE = "sea.embed"
 FRAMES_KIND = "frames"
@@ -39,6 +40,11 @@ DEAD_LETTER_KEY = (DEAD_LETTER_KIND, "", "")
 # <anything>/sensor_<id>/<YYYY-MM-DD>/<unix_ts>.<ext>
 _NAME = re.compile(r"(?:^|/)sensor_(?P<sensor>[A-Za-z0-9][A-Za-z0-9_.-]*)/"
                    r"(?P<date>\d{4}-\d{2}-\d{2})/(?P<ts>\d+(?:\.\d+)?)\.(?P<ext>[A-Za-z0-9]+)$")
+
+
+DIRECTORY_VERSION = "directory"
+"""``InputFile.version`` of a listed *directory* whose name looks like a recording
+(``1551710011.flac/``): the decode stage turns it into a dead letter (stage ``list``)."""
 
 
 @dataclass(frozen=True)
