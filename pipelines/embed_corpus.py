@@ -169,11 +169,16 @@ def _resolve(cfg: EmbedConfig) -> _Resolved:
                                          student_samples=framing.student_window))
 
 
-def _listing_staging(cfg: EmbedConfig, options: PipelineOptions | None, run_id: str) -> str:
-    """Where the listing job's workers write their result: ``--temp_location`` when given,
-    a local temporary directory for a local output, else ``DIR/_staging/``."""
+def _listing_staging(cfg: EmbedConfig, options: PipelineOptions | None, run_id: str,
+                     in_process: bool = False) -> str:
+    """Where the listing job's workers write their result: a local temporary directory for
+    an in-process listing or a local output, ``--temp_location`` when given, else
+    ``DIR/_staging/``."""
     from apache_beam.options.pipeline_options import GoogleCloudOptions
 
+    if in_process:
+        import tempfile
+        return os.path.join(tempfile.mkdtemp(prefix="sea-listing-"), "listing")
     temp = options.view_as(GoogleCloudOptions).temp_location if options is not None else None
     if temp:
         return f"{temp.rstrip('/')}/sea-listing-{run_id}"
@@ -196,8 +201,8 @@ def plan(cfg: EmbedConfig, resolved: _Resolved | None = None, *, runner=None,
     if cfg.incremental:
         check_settings(settings, resolved.settings(cfg))
     run_id = run_id or uuid.uuid4().hex[:12]
-    listed = list_inputs_in_beam(cfg.input, staging=_listing_staging(cfg, options, run_id),
-                                 runner=runner, options=options)
+    staging = _listing_staging(cfg, options, run_id, in_process=runner is None)
+    listed = list_inputs_in_beam(cfg.input, staging=staging, runner=runner, options=options)
     run_plan = plan_run(listed, previous, incremental=cfg.incremental,
                         keys_on_disk=resolved.layout.frames_keys_on_disk(),
                         params=resolved.framing.relevance)
