@@ -19,7 +19,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/sea run --out $(DEMO_OUT)
 
+# tests/ensure_browser.sh installs Debian's chromium + chromium-driver for the report browser test.
 test: $(STAMP)
+	bash tests/ensure_browser.sh
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

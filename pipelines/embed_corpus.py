@@ -51,9 +51,10 @@ from pipelines.transforms.relevance import GroupByPartition, ScoreConfig, ScoreR
 from pipelines.transforms.spl import ComputeSpl, SplConfig
 from pipelines.transforms.teacher import TeacherConfig, TeacherInference
 from pipelines.transforms.write import (MANIFEST_NAME, SUCCESS_NAME, SUMMARY_NAME, OutputLayout,
-                                        WritePartitions, read_table_or_none, remove_file)
+                                        WritePartitions, read_table_or_none, remove_file,
+                                        remove_temp_files)
 from sea_core.errors import AudioError, DataError, ParameterError
-from sea_core.params import LISTING, RELEVANCE, SPL, STUDENT_MEL64
+from sea_core.params import AUDIO_LIMITS, LISTING, RELEVANCE, SPL, STUDENT_MEL64
 from sea_core.schema import DEAD_LETTER_SCHEMA_VERSION, FRAMES_SCHEMA_VERSION
 
 __all__ = ["EmbedConfig", "config_from_options", "build", "plan", "run", "main"]
@@ -76,6 +77,7 @@ class EmbedConfig:
     require_sidecar: bool = False
     incremental: bool = False
     allow_removals: bool = False
+    max_seconds: float = AUDIO_LIMITS.max_seconds
 
     def __post_init__(self):
         if not self.input:
@@ -89,6 +91,13 @@ class EmbedConfig:
                                      f"got {v!r}")
         if self.hop_seconds is not None and not (self.hop_seconds > 0):
             raise ParameterError(f"--hop-seconds must be > 0, got {self.hop_seconds!r}")
+        if not (isinstance(self.max_seconds, (int, float)) and not isinstance(self.max_seconds, bool)
+                and self.max_seconds > 0 and self.max_seconds != float("inf")):
+            raise ParameterError(f"--max-seconds must be a positive number of seconds, "
+                                 f"got {self.max_seconds!r}")
+        if "://" not in self.output and os.path.exists(self.output) \
+                and not os.path.isdir(self.output):
+            raise ParameterError(f"--output {self.output}: exists and is not a directory")
         if self.require_sidecar and not self.spl_sidecar:
             raise ParameterError("--require-sidecar needs --spl-sidecar DIR")
 
@@ -125,7 +134,9 @@ def config_from_options(options: PipelineOptions) -> EmbedConfig:
                        batch_size=o.batch_size, hop_seconds=o.hop_seconds,
                        shard_size=o.shard_size, spl_sidecar=_absolute(o.spl_sidecar),
                        require_sidecar=bool(o.require_sidecar), incremental=bool(o.incremental),
-                       allow_removals=bool(o.allow_removals))
+                       allow_removals=bool(o.allow_removals),
+                       max_seconds=(AUDIO_LIMITS.max_seconds if o.max_seconds is None
+                                    else o.max_seconds))
 
 
 @dataclass(frozen=True)
@@ -158,7 +169,7 @@ def _resolve(cfg: EmbedConfig) -> _Resolved:
     hop = float(cfg.hop_seconds if cfg.hop_seconds is not None else spec.corpus_hop_seconds)
     framing = FramingConfig(teacher_sr=spec.sample_rate, teacher_window=spec.window_samples,
                             hop_seconds=hop, student_sr=STUDENT_MEL64.sample_rate,
-                            relevance=RELEVANCE)
+                            relevance=RELEVANCE, max_seconds=float(cfg.max_seconds))
     spl = SplConfig(teacher_sr=spec.sample_rate, window_seconds=framing.window_seconds,
                     sidecar_dir=cfg.spl_sidecar, require_sidecar=cfg.require_sidecar,
                     calibration_db=SPL.calibration_db)
@@ -347,6 +358,7 @@ def _finalize(cfg: EmbedConfig, resolved: _Resolved, run_plan: Plan, *, run_id: 
     total_ok = [r for r in rows.values() if r.status == "ok"]
     summary = {
         "run_id": run_id,
+        "status": "finished",
         "runner": runner,
         "teacher": cfg.teacher,
         "teacher_id": resolved.teacher_id,
@@ -433,6 +445,14 @@ def run(argv: list[str] | None = None, *, options: PipelineOptions | None = None
     success = f"{root}/{SUCCESS_NAME}"
     if fs.exists(success):
         fs.rm(success)
+    # the summary of this run from the start: a killed run does not leave the previous one
+    _write_text_atomic(f"{resolved.layout.root}/{SUMMARY_NAME}", json.dumps(
+        {"run_id": run_id, "status": "running", "balanced": False, "input": cfg.input,
+         "output": cfg.output}, indent=2, sort_keys=True) + "\n")
+    removed_tmp = remove_temp_files(resolved.layout.root)
+    if removed_tmp:
+        log.warning("embed: removed %d temporary file(s) left by an interrupted run under %s",
+                    removed_tmp, resolved.layout.root)
     _remove_legacy_frames(resolved.layout)
     timings = {"list": round(time.perf_counter() - t_start, 3)}
     nothing = (run_plan.incremental and not run_plan.process and not run_plan.removed

@@ -56,6 +56,9 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
          action="store_true", default=False,
          help="let an --incremental run remove more than 10%% of the manifest's recordings "
               "(refused by default: a mistyped glob must not wipe the output)")
+    _add(parser, "--max-seconds", "--max_seconds", dest="max_seconds", type=float, default=None,
+         help="longest recording accepted, seconds (default 600); longer ones, and files "
+              "below 8 kHz, are dead letters (checked from the header before decoding)")
 
 
 class EmbedOptions(PipelineOptions):

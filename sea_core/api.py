@@ -197,6 +197,51 @@ def _check_hop(hop_size) -> float:
     return hop
 
 
+def _check_bool(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _check_options(*, hop_size, center, batch_size=API.default_batch_size,
+                   verbose=False) -> tuple[float, bool, int]:
+    """The one check of the embedding options' types and ranges -> (hop, center, batch_size).
+
+    ``center='invalid'`` is refused (edgel3 raises a parameter error; a truthy
+    string must not silently mean True).
+    """
+    _check_bool(verbose, "verbose")
+    return _check_hop(hop_size), _check_bool(center, "center"), _check_batch_size(batch_size)
+
+
+def _as_float_audio(arr: np.ndarray, uri: str) -> np.ndarray:
+    """Integer PCM -> float in [-1, 1) as soundfile reads it (int16 / 32768, uint8 centred)."""
+    if arr.dtype == bool:
+        raise ParameterError(f"{uri}: audio must be numeric samples, got a boolean array")
+    if np.issubdtype(arr.dtype, np.signedinteger):
+        return arr.astype(np.float64) / float(2 ** (8 * arr.dtype.itemsize - 1))
+    if np.issubdtype(arr.dtype, np.unsignedinteger):
+        half = float(2 ** (8 * arr.dtype.itemsize - 1))
+        return (arr.astype(np.float64) - half) / half
+    return arr
+
+
+def _check_frames_size(n_samples: int, sr: int, embedder: Embedder, hop: float, uri: str) -> None:
+    """Refuse a hop that would make an absurd number of windows (hop_size=1e-7: TiB of frames)."""
+    hop_samples = hop * embedder.sample_rate
+    if hop_samples < 1:
+        raise ParameterError(f"hop_size={hop!r} s is less than one sample at the model's "
+                             f"{embedder.sample_rate} Hz (minimum {1 / embedder.sample_rate:.3g} s)")
+    seconds = n_samples / sr
+    n_windows = int(seconds / hop) + 2
+    nbytes = n_windows * embedder.window_samples * 4
+    if nbytes > API.max_frames_bytes:
+        raise ParameterError(f"{uri}: hop_size={hop!r} s would cut {seconds:.1f} s of audio into "
+                             f"{n_windows} windows ({nbytes / 2**30:.1f} GiB, more than "
+                             f"{API.max_frames_bytes / 2**30:.0f} GiB); use a larger hop_size or "
+                             f"shorter audio")
+
+
 def _frames(audio, sr, embedder: Embedder, *, hop_size: float, center: bool,
             uri: str) -> tuple[np.ndarray, np.ndarray]:
     """Mono, resample to the model's rate, frame: -> windows [T, W], timestamps [T]."""
@@ -210,7 +255,11 @@ def _frames(audio, sr, embedder: Embedder, *, hop_size: float, center: bool,
         raise ParameterError(f"{uri}: audio must be a numeric array ({exc})") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise ParameterError(f"{uri}: audio must be a numeric array, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise ParameterError(f"{uri}: audio must be real samples, got dtype {arr.dtype}")
+    arr = _as_float_audio(arr, uri)
     mono = check_audio(to_mono(arr, uri=uri), uri)
+    _check_frames_size(mono.size, sr, embedder, hop_size, uri)
     if sr != embedder.sample_rate:
         mono = resample(mono, sr, embedder.sample_rate)
     return frame_audio(mono, sr=embedder.sample_rate, window_samples=embedder.window_samples,
@@ -264,7 +313,8 @@ def get_embedding(audio, sr, *, model_type: str = API.default_model_type,
     ModelNotFoundError
         No registered student for ``emb_dim`` / missing teacher weights (says how to get one).
     """
-    hop = _check_hop(hop_size)
+    hop, center, batch_size = _check_options(hop_size=hop_size, center=center,
+                                             batch_size=batch_size, verbose=verbose)
     embedder = load_embedder(model_type=model_type, emb_dim=emb_dim, model=model,
                              sparsity=sparsity, batch_size=batch_size,
                              teacher_weights=teacher_weights)
@@ -307,13 +357,40 @@ def process_file(filepath: str, *, output_dir: str | os.PathLike | None = None,
                          raise_errors=True)[0]
 
 
+def _check_output_dir(output_dir) -> None:
+    if output_dir and Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise ParameterError(f"--output-dir {output_dir}: exists and is not a directory")
+
+
+def expand_inputs(paths) -> list[str]:
+    """Directories -> the audio files below them (sorted), as ``sea pipeline embed`` lists them."""
+    import fsspec
+
+    from pipelines.transforms.list_inputs import AUDIO_SUFFIXES
+
+    out: list[str] = []
+    for p in paths:
+        p = str(p)
+        try:
+            fs, path = fsspec.core.url_to_fs(p)
+            is_dir = fs.isdir(path)
+        except (ImportError, ValueError, OSError):
+            is_dir = False
+        if not is_dir:
+            out.append(p)
+            continue
+        found = sorted(f for f in fs.find(path) if f.lower().endswith(AUDIO_SUFFIXES))
+        if not found:
+            raise ParameterError(f"{p}: directory holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
+        out += [fs.unstrip_protocol(f) if "://" in p else f for f in found]
+    return out
+
+
 def _run_files(filepaths, embedder: Embedder, *, output_dir, suffix, hop_size: float,
                center: bool, raise_errors: bool, progress: bool):
     """-> (written paths with None for failures, {path: error})."""
     from sea_core.audio.io import read_audio
 
-    if output_dir:
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
     written: list[Path | None] = []
     errors: dict[str, SeaError] = {}
     iterator = filepaths
@@ -356,7 +433,10 @@ def process_files(filepaths, *, output_dir: str | os.PathLike | None = None,
     """
     if isinstance(filepaths, (str, os.PathLike)):
         filepaths = [filepaths]
-    hop = _check_hop(hop_size)
+    hop, center, batch_size = _check_options(hop_size=hop_size, center=center,
+                                             batch_size=batch_size)
+    _check_output_dir(output_dir)
+    filepaths = expand_inputs(filepaths)
     embedder = load_embedder(model_type=model_type, emb_dim=emb_dim, model=model,
                              sparsity=sparsity, batch_size=batch_size,
                              teacher_weights=teacher_weights)
@@ -371,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sea embed",
                                      description="Embed audio files; writes <name>.npz per file "
                                                  "(keys embedding, timestamps, model_id).")
-    parser.add_argument("inputs", nargs="+", help="audio files (any fsspec URL)")
+    parser.add_argument("inputs", nargs="+",
+                        help="audio files or directories of them (any fsspec URL)")
     parser.add_argument("--output-dir", "-o", default=None,
                         help="where to write the .npz files (default: next to each input)")
     parser.add_argument("--suffix", "-x", default=None)
@@ -389,10 +470,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     hop = _check_hop(args.hop_size)
+    _check_batch_size(args.batch_size)
+    _check_output_dir(args.output_dir)
+    inputs = expand_inputs(args.inputs)
     embedder = load_embedder(model_type=args.model_type, emb_dim=args.emb_dim, model=args.model,
                              sparsity=args.sparsity, batch_size=args.batch_size,
                              teacher_weights=args.teacher_weights)
-    written, errors = _run_files(args.inputs, embedder, output_dir=args.output_dir,
+    written, errors = _run_files(inputs, embedder, output_dir=args.output_dir,
                                  suffix=args.suffix, hop_size=hop, center=not args.no_centering,
                                  raise_errors=False, progress=not args.quiet)
     for path, exc in errors.items():

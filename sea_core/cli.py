@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 from sea_core.errors import SeaError
@@ -55,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.INFO
     while argv and argv[0] in ("-v", "--verbose", "-q", "--quiet"):
         level = logging.DEBUG if argv.pop(0) in ("-v", "--verbose") else logging.WARNING
+    # TensorFlow's C++ log lines (oneDNN / CPU-feature notes, 'E0000 ... NodeDef mentions
+    # attribute use_unbounded_threadpool') look like errors to a user: hidden unless -v.
+    # Read when TensorFlow starts, so set before any command imports it; the user's own
+    # TF_CPP_MIN_LOG_LEVEL wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if level == logging.DEBUG else "3")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())

@@ -79,11 +79,15 @@ def load_trunk(model_or_path, *, include_frontend: bool = False):
     from sea_core.params import STUDENT_MEL64
 
     if isinstance(model_or_path, (str, os.PathLike)):
+        from sea_core.models.store import load_keras_student
+
         path = Path(model_or_path)
         if not path.exists():
             raise ParameterError(f"{path}: no such model file")
-        import sea_core.models.layers  # noqa: F401  (registers the front-end layers)
-        model = keras.saving.load_model(path, compile=False)
+        if path.is_file() and path.suffix.lower() != ".keras":
+            raise ParameterError(f"{path}: not a .keras model file (suffix {path.suffix!r})")
+        # corrupt / text / Lambda (refused by Keras' safe mode) archives -> one-line ModelError
+        model = load_keras_student(path)
     else:
         model = model_or_path
     rank = len(model.input.shape)
@@ -471,8 +475,10 @@ def quantize(model, data_dir, out_dir, *, board: str | BoardBudget = DEFAULT_BOA
         raise ParameterError("--optimize memory patches the log-mel trunk; use it without "
                              "--include-frontend")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ParameterError(f"--out {out_dir}: exists and is not a directory")
     net, spec = load_trunk(model, include_frontend=include_frontend)
+    out_dir.mkdir(parents=True, exist_ok=True)
     if emb_dim is not None and spec.emb_dim != emb_dim:
         raise ParameterError(f"the model outputs {spec.emb_dim}-d embeddings, --emb-dim says {emb_dim}")
     model_name = str(model) if isinstance(model, (str, os.PathLike)) else model.name

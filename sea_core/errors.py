@@ -8,7 +8,8 @@ from __future__ import annotations
 
 __all__ = [
     "SeaError", "SeaWarning", "ParameterError",
-    "AudioError", "AudioReadError", "EmptyAudioError", "AudioTooShortError",
+    "AudioError", "AudioReadError", "NotAFileError", "AudioTooLongError", "SampleRateError",
+    "EmptyAudioError", "AudioTooShortError",
     "NonFiniteAudioError", "ChannelLayoutError",
     "MetadataError", "SidecarError",
     "ModelError", "WeightsError", "ModelNotFoundError",
@@ -45,6 +46,21 @@ class AudioError(SeaError):
 class AudioReadError(AudioError):
     """Unreadable or corrupt file (missing, not audio, truncated container)."""
     kind = "unreadable"
+
+
+class NotAFileError(AudioReadError):
+    """A listed input is a directory (e.g. named ``1551710011.flac/``), not an audio file."""
+    kind = "not_a_file"
+
+
+class AudioTooLongError(AudioError):
+    """The decoded signal would exceed the duration cap (or its rate is below the floor)."""
+    kind = "too_long"
+
+
+class SampleRateError(AudioError):
+    """The file's sample rate is below the plausible floor (e.g. a header declaring 1 Hz)."""
+    kind = "bad_sample_rate"
 
 
 class EmptyAudioError(AudioError):

@@ -17,6 +17,7 @@ import csv
 import json
 import logging
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,13 +134,19 @@ def metrics(y_true: np.ndarray, y_score: np.ndarray, classes: list[str], *,
 
 # --------------------------------------------------------------------------- embeddings
 def embed_clips(embedder, audio_dir: str | Path, files: list[str], *, hop_seconds: float,
-                center: bool) -> np.ndarray:
-    """[n_clips, T, D] window embeddings, truncated to the shortest clip (reference)."""
+                center: bool, progress: bool = False, desc: str | None = None) -> np.ndarray:
+    """[n_clips, T, D] window embeddings, truncated to the shortest clip (reference).
+
+    ``progress`` shows a tqdm bar on stderr (one per model and split).
+    """
+    from tqdm import tqdm
+
     from sea_core.api import _embed_one
     from sea_core.audio.io import read_audio
 
     out = []
-    for name in files:
+    for name in tqdm(files, desc=desc or f"embed ({embedder.model_id})", unit="clip",
+                     file=sys.stderr, disable=not progress):
         uri = str(Path(audio_dir) / name)
         audio, sr = read_audio(uri)
         emb, _ = _embed_one(audio, sr, embedder, hop_size=hop_seconds, center=center, uri=uri)
@@ -303,8 +310,11 @@ def parse_model_spec(spec: str, *, batch_size: int = 64):
 
 def evaluate(*, annotations: str, audio_dir: str, models: list[str], out: str | None = None,
              params: DownstreamParams = DOWNSTREAM_QUICK, seed: int = 0,
-             embedders: dict | None = None) -> dict:
-    """Evaluate each model; returns (and writes ``OUT/evaluation.json``) the AUPRC table."""
+             embedders: dict | None = None, progress: bool = False) -> dict:
+    """Evaluate each model; returns (and writes ``OUT/evaluation.json``) the AUPRC table.
+
+    ``progress``: a tqdm bar per model and split while its clips are embedded.
+    """
     data = read_annotations(annotations)
     if not data.files["train"] or not data.files["validate"]:
         raise DataError(f"{annotations}: needs clips in both 'train' and 'validate' splits "
@@ -324,7 +334,8 @@ def evaluate(*, annotations: str, audio_dir: str, models: list[str], out: str | 
     for label, embedder in embedders.items():
         start = time.perf_counter()
         x = {s: embed_clips(embedder, audio_dir, data.files[s], hop_seconds=params.eval_hop_seconds,
-                            center=params.eval_center) for s in SPLITS}
+                            center=params.eval_center, progress=progress,
+                            desc=f"{label} [{s}]") for s in SPLITS}
         embed_seconds = time.perf_counter() - start
         mil_scores, mil_info = train_mil(x, data.labels, params=params, seed=seed)
         lr_scores, lr_info = train_logreg(x, data.labels, seed=seed)
@@ -375,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", action="store_true",
                         help="the authors' schedule: hop 0.1 s uncentred, 1500 epochs at lr 1e-5")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.reference:
         params = DOWNSTREAM
@@ -384,6 +396,6 @@ def main(argv: list[str] | None = None) -> int:
                          learning_rate=args.lr, patience=args.patience)
     results = evaluate(annotations=args.annotations, audio_dir=args.audio_dir,
                        models=[m for m in args.models.split(",") if m], out=args.out,
-                       params=params, seed=args.seed)
+                       params=params, seed=args.seed, progress=not args.quiet)
     print(table_markdown(results))
     return 0

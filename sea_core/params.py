@@ -379,19 +379,6 @@ class ReductionParams:
 REDUCTION = ReductionParams()
 
 
-@dataclass(frozen=True, kw_only=True)
-class ListingParams:
-    """Guards of the list stage of ``sea pipeline embed``."""
-
-    max_removed_fraction: float = 0.10
-    """An --incremental run that would remove more than this fraction of the manifest (or all
-    of it) is refused unless ``--allow-removals`` (a mistyped glob must not wipe the output)."""
-
-
-LISTING = ListingParams()
-__all__ += ["ListingParams", "LISTING"]
-
-
 # --------------------------------------------------------------------------- training
 @dataclass(frozen=True, kw_only=True)
 class TrainParams:
@@ -562,6 +549,9 @@ class ApiParams:
     sea_home_default: str = "~/.cache/sea"
     valid_model_types: tuple[str, ...] = field(
         default=("sea", "sparse", "aisfx", "l3", "l3-random"))
+    max_frames_bytes: int = 4 << 30
+    """get_embedding refuses a hop that would cut more than this many bytes of float32
+    windows (``hop_size=1e-7`` would otherwise ask for TiB)."""
 
 
 API = ApiParams()
@@ -582,6 +572,33 @@ class AudioIOParams:
 
 
 AUDIO_IO = AudioIOParams()
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudioLimitsParams:
+    """Bounds on what one recording may decode to (checked from the header, before decoding)."""
+
+    min_sample_rate: int = 8000
+    """A file declaring a lower rate (e.g. 1 Hz) is a dead letter: resampling it up would
+    turn a few bytes into gigabytes."""
+    max_seconds: float = 600.0
+    """Longest recording accepted by ``sea pipeline embed`` (``--max-seconds``); SONYC clips
+    are 10 s, so 10 minutes leaves room while bounding a worker's memory (~1 GB of windows)."""
+
+
+AUDIO_LIMITS = AudioLimitsParams()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListingParams:
+    """Guards of the list stage of ``sea pipeline embed``."""
+
+    max_removed_fraction: float = 0.10
+    """An --incremental run that would remove more than this fraction of the manifest (or all
+    of it) is refused unless ``--allow-removals`` (a mistyped glob must not wipe the output)."""
+
+
+LISTING = ListingParams()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -606,13 +623,18 @@ class SidecarParams:
     """Seconds from the start of the recording."""
     dba_column: str = "dba"
     """A-weighted level of that second, dB SPL."""
+    min_dba: float = 0.0
+    max_dba: float = 194.0
+    """Plausible range of a sidecar level (194 dB SPL is the loudest undistorted sound in
+    air); a value outside it makes the recording a dead letter."""
     csv_suffixes: tuple[str, ...] = (".csv",)
     parquet_suffixes: tuple[str, ...] = (".parquet", ".pq")
 
 
 SIDECAR = SidecarParams()
 
-__all__ += ["AudioIOParams", "AUDIO_IO", "AWeightingParams", "A_WEIGHTING",
+__all__ += ["AudioLimitsParams", "AUDIO_LIMITS", "ListingParams", "LISTING",
+            "AudioIOParams", "AUDIO_IO", "AWeightingParams", "A_WEIGHTING",
             "SidecarParams", "SIDECAR"]
 
 
@@ -740,3 +762,40 @@ class ExperimentParams:
 
 EXPERIMENT = ExperimentParams()
 __all__ += ["ExperimentParams", "EXPERIMENT"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeployTargets:
+    """What ``report.html`` measures the int8 student against, besides the board budget.
+
+    The paper's deployed model [seed poster]: the 8-bit quantised Student 2 (128-d) in
+    0.585 MB flash and 0.1025 MB RAM (MB = 10^6 B) on a Cortex-M7 with 2 MB / 1 MB. The
+    project's goals for the default student: flash and TFLM arena as ``QUANT``'s
+    ``--optimize memory`` goals, total RAM (arena + buffers + front-end scratch) no more
+    than the paper's.
+    """
+
+    paper_model: str = "paper: 8-bit Student 2 (128-d)"
+    paper_flash_bytes: int = 585_000
+    paper_ram_bytes: int = 102_500
+    flash_goal_bytes: int = QUANT.flash_goal_bytes
+    arena_goal_bytes: int = QUANT.arena_goal_bytes
+    ram_goal_bytes: int = 102_500
+
+
+DEPLOY_TARGETS = DeployTargets()
+__all__ += ["DeployTargets", "DEPLOY_TARGETS"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportParams:
+    """``report.html`` layout limits."""
+
+    dead_letter_rows: int = 200
+    """Dead letters listed in the page's table (all of them stay in report.json)."""
+    dead_letter_cell_chars: int = 400
+    """Longer messages are cut in the table."""
+
+
+REPORT = ReportParams()
+__all__ += ["ReportParams", "REPORT"]

@@ -46,12 +46,18 @@ REPORT_KEYS = ("schema_version", "config", "stages", "corpus", "embed", "selecti
 
 
 class StageLog:
-    """Runs named stages once; a finished stage's record is reused on rerun."""
+    """Runs named stages once; a finished stage's record is reused on rerun.
 
-    def __init__(self, out: Path):
+    ``on_first_record`` is called just before the first stage record is written
+    (``run`` locks the settings there: a run that fails before finishing a
+    stage leaves nothing that would refuse the corrected rerun).
+    """
+
+    def __init__(self, out: Path, on_first_record=None):
         self.dir = out / "stages"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.records: dict[str, dict] = {}
+        self._on_first_record = on_first_record
 
     def run(self, name: str, fn) -> dict:
         path = self.dir / f"{name}.json"
@@ -63,6 +69,9 @@ class StageLog:
             start = time.perf_counter()
             result = fn()
             record = {"seconds": time.perf_counter() - start, **result}
+            if self._on_first_record is not None:
+                self._on_first_record()
+                self._on_first_record = None
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(record, indent=2, default=str))
             os.replace(tmp, path)
@@ -180,8 +189,12 @@ def _evaluate_stage(annotations: Path, audio_dir: Path, models: dict, out: Path,
             "micro_auprc_test": micro, "results": results}
 
 
-def _check_same_config(out: Path, config: dict) -> None:
-    """A rerun resumes only with the settings the finished stages were made with."""
+def _check_same_config(out: Path, config: dict):
+    """A rerun resumes only with the settings the finished stages were made with.
+
+    Returns a function that records ``config`` (written atomically once the first
+    stage has finished), or None when it is recorded already.
+    """
     path = out / "stages" / "config.json"
     config = json.loads(json.dumps(config, default=str))
     if path.is_file():
@@ -191,9 +204,53 @@ def _check_same_config(out: Path, config: dict) -> None:
             raise ParameterError(f"{out}: holds a run made with other settings ({', '.join(changed)}); "
                                  f"use another --out, the same settings to resume, or delete "
                                  f"{out / 'stages'} to start over")
-    else:
+        return None
+
+    def record() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(config, indent=2, sort_keys=True))
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(config, indent=2, sort_keys=True))
+        os.replace(tmp, path)
+
+    return record
+
+
+def _validate(params: RunParams, out: Path, corpus, annotations, audio_dir) -> None:
+    """Every setting checked before anything is written (a failed run must not lock --out)."""
+    from sea_core.sampling import METHODS, MODES
+
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"--out {out}: exists and is not a directory")
+    if params.emb_dim not in STUDENT_EMB_DIMS:
+        raise ParameterError(f"--emb-dim must be one of {STUDENT_EMB_DIMS}")
+    if params.board not in BOARDS:
+        raise ParameterError(f"--board must be one of {sorted(BOARDS)}")
+    if params.teacher not in TEACHERS:
+        raise ParameterError(f"--teacher must be one of {sorted(TEACHERS)} (the evaluate stage "
+                             f"loads the teacher by name), got {params.teacher!r}")
+    if params.head not in ("relu", "linear"):
+        raise ParameterError(f"--head must be 'relu' or 'linear', got {params.head!r}")
+    if params.method not in METHODS:
+        raise ParameterError(f"--method must be one of {METHODS}, got {params.method!r}")
+    if params.mode not in MODES:
+        raise ParameterError(f"mode must be one of {MODES}, got {params.mode!r}")
+    if not (isinstance(params.fraction, (int, float)) and 0 < params.fraction <= 1):
+        raise ParameterError(f"--fraction must be in (0, 1], got {params.fraction!r}")
+    for name in ("sensors", "days", "clips_per_day", "labelled_clips", "epochs", "batch_size"):
+        v = getattr(params, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ParameterError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
+    if not (isinstance(params.seed, int) and params.seed >= 0):
+        raise ParameterError(f"--seed must be a non-negative integer, got {params.seed!r}")
+    if corpus is not None:
+        c = Path(corpus)
+        if not c.is_dir():
+            raise DataError(f"{c}: corpus directory not found")
+        if not (c / "upstream").is_dir():
+            raise DataError(f"{c}: expected upstream/sensor_<id>/<YYYY-MM-DD>/<ts>.<ext>")
+    for flag, p in (("--annotations", annotations), ("--audio-dir", audio_dir)):
+        if p is not None and not Path(p).exists():
+            raise DataError(f"{flag} {p}: not found")
 
 
 def check_report(report: dict) -> list[str]:
@@ -222,19 +279,13 @@ def run(out: str | os.PathLike, *, corpus: str | None = None, annotations: str |
         audio_dir: str | None = None, params: RunParams = RUN, beam_args: list[str] | None = None) -> dict:
     """Run every stage (skipping finished ones); returns the report dict."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     beam_args = list(beam_args or [])
-    if params.emb_dim not in STUDENT_EMB_DIMS:
-        raise ParameterError(f"--emb-dim must be one of {STUDENT_EMB_DIMS}")
-    if params.board not in BOARDS:
-        raise ParameterError(f"--board must be one of {sorted(BOARDS)}")
-    if params.teacher not in TEACHERS:
-        raise ParameterError(f"--teacher must be one of {sorted(TEACHERS)} (the evaluate stage "
-                             f"loads the teacher by name), got {params.teacher!r}")
+    _validate(params, out, corpus, annotations, audio_dir)
     started = time.perf_counter()
-    _check_same_config(out, {**asdict(params), "corpus": corpus, "annotations": annotations,
-                             "audio_dir": audio_dir, "beam_args": beam_args})
-    stages = StageLog(out)
+    lock = _check_same_config(out, {**asdict(params), "corpus": corpus, "annotations": annotations,
+                                    "audio_dir": audio_dir, "beam_args": beam_args})
+    out.mkdir(parents=True, exist_ok=True)
+    stages = StageLog(out, on_first_record=lock)
     if corpus is None:
         corpus_dir = out / "corpus"
         corpus_rec = stages.run("corpus", lambda: _corpus_stage(corpus_dir, params))

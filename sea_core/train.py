@@ -39,7 +39,8 @@ from sea_core.params import STUDENT_EMB_DIMS, STUDENT_MEL64, TRAIN, StudentSpec
 from sea_core.schema import TRAINING_SCHEMA_VERSION, check_schema, target_column
 from sea_core.trainset import CARD_FILE
 
-__all__ = ["TrainConfig", "TrainingSet", "make_dataset", "make_train_step", "train", "main"]
+__all__ = ["TrainConfig", "TrainingSet", "make_dataset", "make_train_step", "train", "main",
+           "checkpoint_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,33 @@ class TrainConfig:
     reduce_lr_factor: float = TRAIN.reduce_lr_factor
     register: bool = True
     progress: bool = True
+
+    def __post_init__(self):
+        def positive_int(name, allow_none=False):
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                flag = "--" + name.replace("_", "-")
+                raise ParameterError(f"{flag} must be a positive integer, got {v!r}")
+
+        for name in ("batch_size", "epochs", "checkpoint_every", "shuffle_buffer",
+                     "early_stop_patience", "reduce_lr_patience"):
+            positive_int(name)
+        positive_int("steps_per_epoch", allow_none=True)
+        positive_int("validation_steps", allow_none=True)
+        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
+                and self.learning_rate > 0):
+            raise ParameterError(f"--lr must be a positive number, got {self.learning_rate!r}")
+        if not 0 < self.reduce_lr_factor < 1:
+            raise ParameterError(f"reduce_lr_factor must be in (0, 1), got {self.reduce_lr_factor!r}")
+        if not self.early_stop_min_delta >= 0:
+            raise ParameterError(f"early_stop_min_delta must be >= 0, got "
+                                 f"{self.early_stop_min_delta!r}")
+        if self.head not in ("relu", "linear"):
+            raise ParameterError(f"--head must be 'relu' or 'linear', got {self.head!r}")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ParameterError(f"--out {self.out}: exists and is not a directory")
 
 
 # --------------------------------------------------------------------------- data
@@ -208,20 +236,94 @@ def make_dataset(files: list[Path], *, emb_dim: int, student_samples: int, batch
 
 
 # --------------------------------------------------------------------------- checkpoints
-def _save_checkpoint(directory: Path, model, optimizer, state: dict) -> None:
-    tmp = directory.with_name(directory.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    model.save_weights(tmp / WEIGHTS_FILE)
-    np.savez(tmp / OPTIMIZER_FILE, *[v.numpy() for v in optimizer.variables])
-    (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True))
-    if directory.exists():
-        old = directory.with_name(directory.name + ".old")
-        os.replace(directory, old)
-        os.replace(tmp, directory)
-        import shutil
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, directory)
+CHECKPOINTS_DIR = "checkpoints"
+"""Versioned checkpoint directories ``OUT/checkpoints/<name>-<seq>/``; ``OUT/<name>.json``
+(a pointer replaced atomically) names the current one."""
+KILL_AT_ENV = "SEA_TRAIN_KILL_AT"
+"""Test hook: SIGKILL this process at the named step of a checkpoint save (tests/test_train.py)."""
+SAVE_STEPS = ("dir", "weights", "optimizer", "state", "pointer_tmp", "pointer", "cleaned")
+
+
+def _kill_point(step: str) -> None:
+    if os.environ.get(KILL_AT_ENV) == step:
+        import signal
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _pointer(out: Path, name: str) -> Path:
+    return out / f"{name}.json"
+
+
+def checkpoint_dir(out: str | os.PathLike, name: str = LATEST) -> Path | None:
+    """The current checkpoint ``name`` ('latest' / 'best') of a training output, or None.
+
+    Raises
+    ------
+    DataError
+        The pointer file is unreadable or names an incomplete directory.
+    """
+    out = Path(out)
+    ptr = _pointer(out, name)
+    if ptr.is_file():
+        try:
+            rel = json.loads(ptr.read_text())["dir"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{ptr}: unreadable checkpoint pointer ({exc}); delete it to start "
+                            f"over") from exc
+        d = out / rel
+        if not (d / STATE_FILE).is_file():
+            raise DataError(f"{ptr}: names {d}, which is not a complete checkpoint")
+        return d
+    legacy = out / name  # layout before versioned checkpoints
+    return legacy if (legacy / STATE_FILE).is_file() else None
+
+
+def _clean_checkpoints(out: Path, name: str, keep: Path | None) -> None:
+    """Remove ``name``'s checkpoint dirs other than ``keep`` (partial ones of a killed save too)."""
+    import shutil
+
+    root = out / CHECKPOINTS_DIR
+    for d in sorted(root.glob(f"{name}-*")) if root.is_dir() else ():
+        if keep is None or d.resolve() != keep.resolve():
+            shutil.rmtree(d, ignore_errors=True)
+    tmp = out / f".{name}.json.tmp"
+    if tmp.exists():
+        tmp.unlink()
+
+
+def _save_checkpoint(out: Path, name: str, model, optimizer, state: dict) -> Path:
+    """Write a new versioned checkpoint, then switch the pointer to it (crash-safe at any point).
+
+    The new directory is complete before ``OUT/<name>.json`` is replaced
+    (``os.replace`` of a fsynced temp file), so a kill leaves either the old or
+    the new checkpoint current; unreferenced directories are removed afterwards
+    (and by the next run).
+    """
+    root = out / CHECKPOINTS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    seqs = [int(d.name.rsplit("-", 1)[1]) for d in root.glob(f"{name}-*")
+            if d.name.rsplit("-", 1)[1].isdigit()]
+    d = root / f"{name}-{max(seqs, default=0) + 1:08d}"
+    d.mkdir()
+    _kill_point("dir")
+    model.save_weights(d / WEIGHTS_FILE)
+    _kill_point("weights")
+    np.savez(d / OPTIMIZER_FILE, *[v.numpy() for v in optimizer.variables])
+    _kill_point("optimizer")
+    (d / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True))
+    _kill_point("state")
+    ptr = _pointer(out, name)
+    tmp = out / f".{name}.json.tmp"
+    with open(tmp, "w") as f:
+        f.write(json.dumps({"dir": f"{CHECKPOINTS_DIR}/{d.name}"}))
+        f.flush()
+        os.fsync(f.fileno())
+    _kill_point("pointer_tmp")
+    os.replace(tmp, ptr)
+    _kill_point("pointer")
+    _clean_checkpoints(out, name, keep=d)
+    _kill_point("cleaned")
+    return d
 
 
 def _load_checkpoint(directory: Path, model, optimizer) -> dict:
@@ -279,7 +381,8 @@ def train(config: TrainConfig) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     config_file = out / "train_config.json"
-    if (out / LATEST).exists() and config_file.exists():
+    latest = checkpoint_dir(out, LATEST)
+    if latest is not None and config_file.exists():
         previous = json.loads(config_file.read_text())
         changed = {k for k, v in asdict(config).items()
                    if k not in ("progress", "epochs") and previous.get(k) != v}
@@ -314,9 +417,11 @@ def train(config: TrainConfig) -> dict:
     state = {"epoch": 0, "step": 0, "best_val_loss": None, "es_wait": 0, "lr_wait": 0,
              "es_best": None, "lr_best": None, "learning_rate": config.learning_rate,
              "history": [], "stopped_early": False, "train_seconds": 0.0}
-    if (out / LATEST).exists():
-        state = _load_checkpoint(out / LATEST, model, optimizer)
-        log.info("resuming from %s: epoch %d step %d", out / LATEST, state["epoch"], state["step"])
+    for name in (LATEST, BEST):  # unreferenced / partial dirs of a killed save
+        _clean_checkpoints(out, name, keep=checkpoint_dir(out, name))
+    if latest is not None:
+        state = _load_checkpoint(latest, model, optimizer)
+        log.info("resuming from %s: epoch %d step %d", latest, state["epoch"], state["step"])
     optimizer.learning_rate.assign(state["learning_rate"])
     writer = tf.summary.create_file_writer(str(out / "tensorboard"))
     started = time.perf_counter()
@@ -329,7 +434,9 @@ def train(config: TrainConfig) -> dict:
         ds = ds.repeat().take(steps_per_epoch).skip(state["step"])
         bar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "mae"],
                                   verbose=1 if config.progress else 0)
-        losses, maes = [], []
+        # losses of the steps run before an interruption: the epoch's mean covers all its steps
+        losses = list(state.get("epoch_losses", []))
+        maes = list(state.get("epoch_maes", []))
         for x, y in ds:
             loss, mae = train_step(x, y)
             losses.append(float(loss))
@@ -339,7 +446,9 @@ def train(config: TrainConfig) -> dict:
             if state["step"] % config.checkpoint_every == 0 and state["step"] < steps_per_epoch:
                 state["train_seconds"] += time.perf_counter() - started
                 started = time.perf_counter()
-                _save_checkpoint(out / LATEST, model, optimizer, state)
+                state["epoch_losses"], state["epoch_maes"] = losses, maes
+                _save_checkpoint(out, LATEST, model, optimizer, state)
+        state["epoch_losses"], state["epoch_maes"] = [], []
         # validation
         sq = ab = n = 0.0
         for x, y in make_dataset(val_files, emb_dim=config.emb_dim,
@@ -362,7 +471,7 @@ def train(config: TrainConfig) -> dict:
         # best checkpoint, early stopping, reduce LR on plateau (Keras semantics)
         if state["best_val_loss"] is None or val_loss < state["best_val_loss"]:
             state["best_val_loss"] = val_loss
-            _save_checkpoint(out / BEST, model, optimizer, state)
+            _save_checkpoint(out, BEST, model, optimizer, state)
         if state["es_best"] is None or val_loss < state["es_best"] - config.early_stop_min_delta:
             state["es_best"], state["es_wait"] = val_loss, 0
         else:
@@ -380,11 +489,11 @@ def train(config: TrainConfig) -> dict:
         state["step"] = 0
         state["train_seconds"] += time.perf_counter() - started
         started = time.perf_counter()
-        _save_checkpoint(out / LATEST, model, optimizer, state)
+        _save_checkpoint(out, LATEST, model, optimizer, state)
 
     (out / "history.json").write_text(json.dumps(state["history"], indent=2))
     # export the best weights
-    model.load_weights(out / BEST / WEIGHTS_FILE)
+    model.load_weights(checkpoint_dir(out, BEST) / WEIGHTS_FILE)
     model.save(out / "model.keras")
     model.export(str(out / "saved_model"), verbose=False)
     summary = {"model": str(out / "model.keras"), "saved_model": str(out / "saved_model"),

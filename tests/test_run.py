@@ -138,6 +138,23 @@ def test_students_experiment_table(tiny_run):
     assert all(r["act_mem_mb"] > 0 for r in result["rows"])
 
 
+def test_report_page_in_a_browser(tiny_run):
+    """The run's report.html (with both experiments added above) as a reader sees it."""
+    from report_browser import assert_reader_sees_a_report, browser_or_skip, open_page
+
+    browser_or_skip()
+    out, _ = tiny_run
+    shot = out / "report_screenshot.png"
+    seen = open_page(out / "report.html", shot)
+    assert_reader_sees_a_report(seen)
+    from sea_core.report import headline
+
+    verdict = headline(json.loads((out / "report.json").read_text()))["verdict"]
+    assert len(seen["images"]) == 6 and verdict in seen["headline_text"]
+    assert shot.stat().st_size > 10_000
+    print(f"screenshot: {shot}")
+
+
 def test_experiment_needs_a_finished_run(tmp_path):
     from sea_core.errors import DataError
     from sea_core.experiment import sampling_experiment

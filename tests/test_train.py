@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sea_core.errors import DataError, SchemaError
-from sea_core.train import TrainConfig, train
+from sea_core.train import TrainConfig, checkpoint_dir, train
 from sea_core.trainset import training_table, write_card, write_shard
 
 SAMPLES = 8000  # 1-s windows at 8 kHz
@@ -96,11 +96,11 @@ def test_kill_and_resume_gives_same_weights(dataset, tmp_path):
     log = open(tmp_path / "train.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "sea_core", "train", *args, "--out", str(out_b)],
                             stdout=log, stderr=subprocess.STDOUT)
-    state = out_b / "latest" / "state.json"
     deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and not state.exists():
+    while time.time() < deadline and proc.poll() is None and checkpoint_dir(out_b) is None:
         time.sleep(0.05)
-    killed_at = json.loads(state.read_text()) if state.exists() else None
+    latest = checkpoint_dir(out_b)
+    killed_at = json.loads((latest / "state.json").read_text()) if latest else None
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     log.close()
@@ -112,6 +112,9 @@ def test_kill_and_resume_gives_same_weights(dataset, tmp_path):
                       checkpoint_every=2, seed=7, register=False, progress=False))
     for wa, wb in zip(_weights(tmp_path / "a" / "model.keras"), _weights(out_b / "model.keras")):
         np.testing.assert_array_equal(wa, wb)
+    # the interrupted-then-resumed epoch reports the loss of all its steps (issue 13.4)
+    assert json.loads((out_b / "history.json").read_text()) == \
+        json.loads((tmp_path / "a" / "history.json").read_text())
 
 
 def test_missing_card(tmp_path):

@@ -19,11 +19,11 @@ import apache_beam as beam
 import fsspec
 import numpy as np
 
-from pipelines.transforms.records import DIRECTORY_VERSION
-from pipelines.transforms.records import (METRICS_NAMESPACE, DeadLetter, InputFile, Recording,
-                                          count_failure, dead_letter, parse_recording_path)
-from sea_core.errors import AudioReadError, SeaError
-from sea_core.params import RELEVANCE, STUDENT_MEL64, RelevanceParams
+from pipelines.transforms.records import (DIRECTORY_VERSION, METRICS_NAMESPACE, DeadLetter,
+                                          InputFile, Recording, count_failure, dead_letter,
+                                          parse_recording_path)
+from sea_core.errors import AudioReadError, NotAFileError, SeaError
+from sea_core.params import AUDIO_LIMITS, RELEVANCE, STUDENT_MEL64, RelevanceParams
 
 __all__ = ["FramingConfig", "DecodeAndFrame", "decode_recording", "to_int16"]
 
@@ -38,6 +38,9 @@ class FramingConfig:
     student_sr: int = STUDENT_MEL64.sample_rate
     center: bool = True
     relevance: RelevanceParams = RELEVANCE
+    max_seconds: float = AUDIO_LIMITS.max_seconds
+    """Longer recordings are dead letters (checked from the header before decoding)."""
+    min_sample_rate: int = AUDIO_LIMITS.min_sample_rate
 
     @property
     def window_seconds(self) -> float:
@@ -74,13 +77,14 @@ def decode_recording(item: InputFile, cfg: FramingConfig) -> Recording | DeadLet
     stage = "list"
     try:
         if item.version == DIRECTORY_VERSION:
-            raise AudioReadError(uri, "is a directory, not an audio file (its name looks like "
-                                      "a recording)")
+            raise NotAFileError(uri, "is a directory, not an audio file (its name looks like "
+                                     "a recording)")
         name = parse_recording_path(uri, cfg.relevance)
         stage = "decode"
         data = _read_bytes(uri)
         rid = hashlib.sha256(data).hexdigest()
-        audio, sr = decode_bytes(data, uri)
+        audio, sr = decode_bytes(data, uri, max_seconds=cfg.max_seconds,
+                                 min_sample_rate=cfg.min_sample_rate)
         del data
         teacher_audio = resample(audio, sr, cfg.teacher_sr)
         student_audio = resample(audio, sr, cfg.student_sr)

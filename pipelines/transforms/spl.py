@@ -80,7 +80,11 @@ def window_spl(rec: Recording, cfg: SplConfig) -> tuple[np.ndarray, str]:
                                                  row_seconds=1.0 / cfg.spl.sidecar_hz)
             except SidecarError as exc:
                 raise SidecarError(rec.uri, f"sidecar {found}: {exc.reason}") from exc
-            return levels.astype(np.float32), "sidecar"
+            levels = levels.astype(np.float32)
+            if not np.isfinite(levels).all():
+                raise SidecarError(rec.uri, f"sidecar {found}: gives {int((~np.isfinite(levels)).sum())}"
+                                            f" non-finite window level(s)")
+            return levels, "sidecar"
         if cfg.require_sidecar:
             raise SidecarError(rec.uri, f"no SPL sidecar (looked for {cands[0]} and "
                                         f"{', '.join(s for s in _SUFFIX_ORDER[1:])}); "

@@ -38,7 +38,7 @@ from sea_core.schema import (FRAMES_PARTITION_KEYS, dead_letter_schema, frames_p
 __all__ = ["OutputLayout", "WritePartitions", "write_table_atomic", "read_table_or_none",
            "remove_file", "PART_NAME", "FRAMES_DIR", "DEAD_LETTER_DIR", "MANIFEST_NAME",
            "SUMMARY_NAME", "SUCCESS_NAME", "FRAMES_SORT", "DEAD_LETTER_SORT", "PARQUET_OPTIONS",
-           "LEGACY_FRAMES_GLOB"]
+           "LEGACY_FRAMES_GLOB", "remove_temp_files", "TEMP_MARKER"]
 
 PART_NAME = "part-00000.parquet"
 FRAMES_DIR = "frames"
@@ -135,6 +135,32 @@ def write_table_atomic(table: pa.Table, uri: str) -> int:
         if fs.exists(tmp):
             fs.rm(tmp)
     return int(fs.size(path))
+
+
+TEMP_MARKER = ".tmp-"
+"""Temp files are ``.<name>.tmp-<hex>`` beside their target (see :func:`write_table_atomic`)."""
+
+
+def remove_temp_files(root: str) -> int:
+    """Remove the hidden ``.<name>.tmp-*`` files a killed run left under ``root``; returns how many.
+
+    Called by the driver before the pipeline starts (one writer per output), so
+    a 0-byte ``.part-*.parquet.tmp-*`` cannot outlive the rerun and trip readers
+    that do not skip hidden files.
+    """
+    fs, path = fsspec.core.url_to_fs(root)
+    try:
+        found = fs.find(path)
+    except (FileNotFoundError, OSError):
+        return 0
+    stale = [p for p in found
+             if p.rsplit("/", 1)[-1].startswith(".") and TEMP_MARKER in p.rsplit("/", 1)[-1]]
+    for p in stale:
+        try:
+            fs.rm(p)
+        except (FileNotFoundError, OSError):
+            pass
+    return len(stale)
 
 
 def remove_file(uri: str) -> bool:

@@ -6,6 +6,7 @@ so a pipeline can route it to its dead-letter output.
 from __future__ import annotations
 
 import io
+import math
 import re
 
 import fsspec
@@ -13,8 +14,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from sea_core.errors import (AudioReadError, ChannelLayoutError, EmptyAudioError,
-                             NonFiniteAudioError, ParameterError)
+from sea_core.errors import (AudioReadError, AudioTooLongError, ChannelLayoutError,
+                             EmptyAudioError, NonFiniteAudioError, ParameterError, SampleRateError)
 from sea_core.params import AUDIO_IO, AudioIOParams
 
 __all__ = ["read_audio", "decode_bytes", "to_mono", "resample", "check_audio"]
@@ -80,7 +81,8 @@ def read_audio(uri: str, *, target_sr: int | None = None,
 
 
 def decode_bytes(data: bytes, uri: str, *, target_sr: int | None = None,
-                 params: AudioIOParams = AUDIO_IO) -> tuple[np.ndarray, int]:
+                 params: AudioIOParams = AUDIO_IO, max_seconds: float | None = None,
+                 min_sample_rate: int | None = None) -> tuple[np.ndarray, int]:
     """Decode an encoded audio file held in memory (e.g. read by a Beam source).
 
     Parameters
@@ -93,6 +95,11 @@ def decode_bytes(data: bytes, uri: str, *, target_sr: int | None = None,
         Resample to this rate; ``None`` keeps the file's rate.
     params : AudioIOParams
         Resampling quality and channel limit.
+    max_seconds : float, optional
+        Refuse a recording longer than this (from the header before decoding; never
+        more than ``max_seconds`` of samples are decoded).
+    min_sample_rate : int, optional
+        Refuse a file whose header declares a lower rate (e.g. 1 Hz).
 
     Returns
     -------
@@ -103,6 +110,10 @@ def decode_bytes(data: bytes, uri: str, *, target_sr: int | None = None,
     ------
     AudioReadError, EmptyAudioError, NonFiniteAudioError, ChannelLayoutError, ParameterError
         As :func:`read_audio`.
+    SampleRateError
+        The declared rate is below ``min_sample_rate``.
+    AudioTooLongError
+        The recording is longer than ``max_seconds``.
     """
     uri = str(uri)
     _check_rate(target_sr, "target_sr", allow_none=True)
@@ -110,7 +121,8 @@ def decode_bytes(data: bytes, uri: str, *, target_sr: int | None = None,
         raise ParameterError(f"decode_bytes({uri!r}): data must be bytes, got {type(data).__name__}")
     if len(data) == 0:
         raise AudioReadError(uri, "file is empty (0 bytes)")
-    return _decode(io.BytesIO(bytes(data)), uri, target_sr, params)
+    return _decode(io.BytesIO(bytes(data)), uri, target_sr, params, max_seconds=max_seconds,
+                   min_sample_rate=min_sample_rate)
 
 
 def to_mono(audio: np.ndarray, uri: str = "<array>", *,
@@ -225,7 +237,9 @@ def check_audio(audio: np.ndarray, uri: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- internals
-def _decode(fobj, uri: str, target_sr: int | None, params: AudioIOParams) -> tuple[np.ndarray, int]:
+def _decode(fobj, uri: str, target_sr: int | None, params: AudioIOParams, *,
+            max_seconds: float | None = None,
+            min_sample_rate: int | None = None) -> tuple[np.ndarray, int]:
     """Decode an open binary file object; the single path behind read_audio / decode_bytes."""
     try:
         with sf.SoundFile(fobj) as f:
@@ -236,7 +250,22 @@ def _decode(fobj, uri: str, target_sr: int | None, params: AudioIOParams) -> tup
             if channels > params.max_channels:
                 raise ChannelLayoutError(
                     uri, f"{channels} channels (more than {params.max_channels}); refusing to downmix")
-            data = f.read(dtype="float32", always_2d=True)
+            if min_sample_rate is not None and sr < min_sample_rate:
+                raise SampleRateError(uri, f"sample rate {sr} Hz is below the {min_sample_rate}-Hz "
+                                           f"floor (a corrupt header?)")
+            limit = -1
+            if max_seconds is not None:
+                limit = int(math.floor(max_seconds * sr))
+                if declared > limit:
+                    raise AudioTooLongError(uri, f"{declared / sr:.1f} s declared ({declared} frames "
+                                                 f"at {sr} Hz), more than the {max_seconds:g}-s cap "
+                                                 f"(--max-seconds)")
+            # never decode more than the cap, whatever the header says (streamed files)
+            data = f.read(frames=limit + 1 if limit >= 0 else -1, dtype="float32",
+                          always_2d=True)
+            if 0 <= limit < data.shape[0]:
+                raise AudioTooLongError(uri, f"longer than the {max_seconds:g}-s cap "
+                                             f"(--max-seconds)")
     except sf.SoundFileError as exc:  # LibsndfileError and friends
         msg = str(exc)
         if "Error opening" in msg and ":" in msg:  # drop the '<_io.BytesIO object at ...>' noise

@@ -151,8 +151,8 @@ def read_spl_sidecar(uri: str, *, params: SidecarParams = SIDECAR) -> tuple[np.n
     Raises
     ------
     SidecarError
-        Missing / unreadable file, missing column, unparsable or NaN value,
-        no rows, or offsets that are not strictly increasing (message names file,
+        Missing / unreadable file, missing column, unparsable or NaN value, a level
+        outside ``[params.min_dba, params.max_dba]`` (0-194 dBA), no rows, or offsets that are not strictly increasing (message names file,
         column and row).
     """
     uri = str(uri)
@@ -177,6 +177,12 @@ def read_spl_sidecar(uri: str, *, params: SidecarParams = SIDECAR) -> tuple[np.n
         if bad.any():
             raise SidecarError(uri, f"column '{name}' has {int(bad.sum())} NaN/inf values "
                                     f"(first at data row {int(np.flatnonzero(bad)[0])})")
+    out_of_range = (dba < params.min_dba) | (dba > params.max_dba)
+    if out_of_range.any():
+        row = int(np.flatnonzero(out_of_range)[0])
+        raise SidecarError(uri, f"column '{params.dba_column}' has {int(out_of_range.sum())} "
+                                f"value(s) outside [{params.min_dba:g}, {params.max_dba:g}] dBA "
+                                f"(first at data row {row}: {dba[row]!r})")
     steps = np.diff(seconds)
     if (steps <= 0).any():
         row = int(np.flatnonzero(steps <= 0)[0]) + 1

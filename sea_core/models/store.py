@@ -12,6 +12,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -22,7 +23,7 @@ from sea_core.params import STUDENT_EMB_DIMS, STUDENT_MEL64
 from sea_core.paths import models_dir
 
 __all__ = ["StoreEntry", "register", "list_entries", "get_entry", "latest", "load_student",
-           "load_keras_student", "import_file", "main"]
+           "load_keras_student", "import_file", "check_model_id", "main"]
 
 MODEL_FILE = "model.keras"
 META_FILE = "meta.json"
@@ -45,9 +46,23 @@ class StoreEntry:
     extra: dict = field(default_factory=dict)
     version: int = STORE_VERSION
 
+    def __post_init__(self):
+        check_model_id(self.model_id)
+
     @property
     def path(self) -> Path:
         return models_dir() / self.model_id / MODEL_FILE
+
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_model_id(model_id, where: str = "model_id") -> str:
+    """A store id is one safe path component (no '/', '..', leading dot); else ModelError."""
+    if not isinstance(model_id, str) or not _SAFE_ID.match(model_id) or ".." in model_id:
+        raise ModelError(f"{where}: invalid model id {model_id!r} (one path component of "
+                         f"letters, digits, '.', '_' or '-'); refusing to use it")
+    return model_id
 
 
 def _file_sha256(path: Path) -> str:
@@ -71,8 +86,17 @@ def list_entries() -> list[StoreEntry]:
     if root.is_dir():
         for meta in root.glob(f"*/{META_FILE}"):
             try:
-                entries.append(StoreEntry(**json.loads(meta.read_text())))
-            except (OSError, ValueError, TypeError) as exc:
+                doc = json.loads(meta.read_text())
+                if not isinstance(doc, dict):
+                    raise ValueError("not a JSON object")
+                check_model_id(doc.get("model_id"), str(meta))
+                if doc["model_id"] != meta.parent.name:
+                    raise ModelError(f"{meta}: model_id {doc['model_id']!r} does not match its "
+                                     f"directory {meta.parent.name!r}; remove its directory")
+                entries.append(StoreEntry(**doc))
+            except ModelError:
+                raise
+            except (OSError, ValueError, TypeError, KeyError) as exc:
                 raise ModelError(f"{meta}: unreadable store entry ({type(exc).__name__}: {exc}); "
                                  f"remove its directory") from exc
     return sorted(entries, key=lambda e: (e.sequence, e.model_id))
@@ -165,6 +189,12 @@ def load_keras_student(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise ModelNotFoundError(f"{path}: no such model file")
+    import zipfile
+
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
+        # Keras would say "File not found" for a file that exists
+        raise ModelError(f"{path}: cannot load the Keras model (not a .keras archive: not a "
+                         f"valid zip file; corrupt or not a model)")
     import keras
 
     from sea_core.models import layers  # noqa: F401  registers the front-end layers
@@ -172,7 +202,9 @@ def load_keras_student(path: str | os.PathLike):
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a bad archive
-        raise ModelError(f"{path}: cannot load the Keras model ({type(exc).__name__}: {exc})") from exc
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ModelError(f"{path}: cannot load the Keras model ({type(exc).__name__}: {first})") \
+            from exc
 
 
 def load_student(entry: StoreEntry):
