@@ -31,7 +31,9 @@ EXTRAS = {
              # plain readers of the frames dataset, without sea (test_embed_pipeline)
              "duckdb>=2.0,<3", "pandas>=2.2,<3",
              # drives Debian's chromium + chromedriver in the report browser test (tests/ensure_browser.sh)
-             "selenium>=4.40,<4.52"],
+             "selenium>=4.40,<4.52",
+             # tests/test_object_store.py: an in-process S3 server + the s3:// fsspec backend
+             "moto[server]>=5.2.5,<6", "s3fs>=2026.9.0"],
     "dask": ["dask[bag]==2026.8.0", "distributed==2026.8.0"],
     "gcp": ["apache-beam[gcp]>=2.77.0,<2.78", "gcsfs>=2026.9.0"],
     "s3": ["s3fs>=2026.9.0"],

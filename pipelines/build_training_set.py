@@ -5,10 +5,12 @@ Each (sensor, day) partition of the frames dataset goes wholly to one split
 spans splits. A worker reads a partition, projects its teacher embeddings with
 the scaler + PCA artifact (a side input: the arrays travel with the job, not a
 path every worker must reach) to every requested dim, and writes the
-partition's shards (~``TrainingSetParams.shard_target_bytes`` each). That
-write is the pipeline's only and last transform, so the job is correct on
-every runner (DaskRunner included). The driver then writes
-``dataset_card.json`` from the shards' footers.
+partition's shards (~``TrainingSetParams.shard_target_bytes`` each, published
+through ``sea_core.storage``: temp key, then move). The per-partition row counts
+are summed by a ``CombineGlobally`` and the final transform writes them to a
+small hidden file; the driver turns it into ``dataset_card.json`` and writes
+``_SUCCESS`` last. One chain, one final sink: correct on every runner
+(DaskRunner included). Every path is an fsspec URL.
 """
 from __future__ import annotations
 
@@ -16,18 +18,20 @@ import argparse
 import hashlib
 import json
 import logging
-from pathlib import Path
+import uuid
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
 from pipelines.frames_io import Partition, fixed_list_to_numpy, list_partitions, read_partition, window_ids
+from pipelines.driver import run_to_completion
+from sea_core import storage
 from sea_core.errors import DataError, ParameterError
-from sea_core.params import REDUCTION, TRAINING_SET, TrainingSetParams
+from sea_core.params import REDUCTION, STUDENT_MEL64, TRAINING_SET, TrainingSetParams
 from sea_core.reduction import ReductionArtifact
-from sea_core.schema import target_column, training_schema
-from sea_core.trainset import SPLITS, write_card, write_shard
+from sea_core.schema import TRAINING_SCHEMA_VERSION, target_column, training_schema
+from sea_core.trainset import CARD_FILE, SPLITS
 
 __all__ = ["assign_splits", "ProjectAndWrite", "build", "run", "main"]
 
@@ -76,27 +80,68 @@ class _ProjectAndWriteFn(beam.DoFn):
         out = pa.table(columns, schema=schema)
         row_bytes = samples * 2 + sum(self.dims) * 4 + 64
         rows_per_shard = max(1, self.shard_bytes // row_bytes)
+        shards = 0
         for i, start in enumerate(range(0, out.num_rows, rows_per_shard)):
             name = f"part-{part.sensor}-{part.day}-{i:03d}.parquet"
-            write_shard(Path(self.output) / split / name, out.slice(start, rows_per_shard))
+            storage.publish_parquet(out.slice(start, rows_per_shard),
+                                    storage.join(self.output, split, name), **SHARD_OPTIONS)
+            shards += 1
             beam.metrics.Metrics.counter("sea.training_set", f"rows.{split}").inc(
                 min(rows_per_shard, out.num_rows - start))
-        yield split, out.num_rows
+        yield {"counts": {split: out.num_rows}, "shards": {split: shards}, "samples": samples}
+
+
+SHARD_OPTIONS = dict(row_group_size=TRAINING_SET.row_group_rows, compression="zstd",
+                     write_statistics=False)
+"""Writer settings of a training shard (those of ``sea_core.trainset.write_shard``)."""
+
+
+class _SumCounts(beam.CombineFn):
+    def create_accumulator(self):
+        return {"counts": {}, "shards": {}, "samples": None}
+
+    def add_input(self, acc, x):
+        for key in ("counts", "shards"):
+            for split, n in x[key].items():
+                acc[key][split] = acc[key].get(split, 0) + int(n)
+        acc["samples"] = acc["samples"] or x["samples"]
+        return acc
+
+    def merge_accumulators(self, accs):
+        out = self.create_accumulator()
+        for a in accs:
+            self.add_input(out, a)
+        return out
+
+    def extract_output(self, acc):
+        return acc
+
+
+class _WriteCountsFn(beam.DoFn):
+    def __init__(self, url: str):
+        self.url = url
+
+    def process(self, counts):
+        storage.publish_json(self.url, counts)
+        yield counts
 
 
 class ProjectAndWrite(beam.PTransform):
-    """(partition, split) -> shards under ``output/<split>/`` (the pipeline's last transform)."""
+    """(partition, split) -> shards under ``output/<split>/``; row counts per split -> ``counts_url``."""
 
-    def __init__(self, output: str, dims: tuple[int, ...], artifact_arrays, shard_bytes: int):
+    def __init__(self, output: str, dims: tuple[int, ...], artifact_arrays, shard_bytes: int,
+                 counts_url: str):
         super().__init__()
         self.output, self.dims, self.shard_bytes = output, dims, shard_bytes
-        self.artifact_arrays = artifact_arrays
+        self.artifact_arrays, self.counts_url = artifact_arrays, counts_url
 
     def expand(self, pcoll):
         return (pcoll
                 | "SpreadPartitions" >> beam.Reshuffle()
                 | "ProjectWrite" >> beam.ParDo(_ProjectAndWriteFn(self.output, self.dims, self.shard_bytes),
-                                               beam.pvalue.AsSingleton(self.artifact_arrays)))
+                                               beam.pvalue.AsSingleton(self.artifact_arrays))
+                | "SumCounts" >> beam.CombineGlobally(_SumCounts()).without_defaults()
+                | "WriteCounts" >> beam.ParDo(_WriteCountsFn(self.counts_url)))
 
 
 def _artifact_fields(artifact: ReductionArtifact) -> dict:
@@ -105,8 +150,11 @@ def _artifact_fields(artifact: ReductionArtifact) -> dict:
 
 
 def build(p: beam.Pipeline, *, frames: str, pca: str, output: str, dims: tuple[int, ...],
-          params: TrainingSetParams = TRAINING_SET) -> tuple[list[Partition], dict, ReductionArtifact]:
+          params: TrainingSetParams = TRAINING_SET,
+          counts_url: str | None = None) -> tuple[list[Partition], dict, ReductionArtifact]:
     """Add the stages to ``p``; returns the partitions, their splits and the artifact."""
+    output = storage.absolute(output)
+    counts_url = counts_url or storage.join(output, f".counts-{uuid.uuid4().hex}.json")
     artifact = ReductionArtifact.load(pca)
     bad = [d for d in dims if d > artifact.n_components]
     if bad:
@@ -116,7 +164,7 @@ def build(p: beam.Pipeline, *, frames: str, pca: str, output: str, dims: tuple[i
     arrays = p | "Artifact" >> beam.Create([_artifact_fields(artifact)])
     (p
      | "Partitions" >> beam.Create([(part, splits[(part.sensor, part.day)]) for part in parts])
-     | "Project" >> ProjectAndWrite(output, tuple(dims), arrays, params.shard_target_bytes))
+     | "Project" >> ProjectAndWrite(output, tuple(dims), arrays, params.shard_target_bytes, counts_url))
     return parts, splits, artifact
 
 
@@ -128,38 +176,46 @@ def build_training_set(*, frames: str, pca: str, output: str, dims: tuple[int, .
 
     from pipelines.runners import select_runner
 
-    out = Path(output)
-    if any((out / s).glob("*.parquet") for s in SPLITS if (out / s).is_dir()):
+    frames, pca, out = storage.absolute(frames), storage.absolute(pca), storage.absolute(output)
+    if any(storage.glob(storage.join(out, s, "*.parquet")) for s in SPLITS):
         raise DataError(f"{out}: already holds a training set; use a new --output")
+    storage.rm(storage.join(out, storage.SUCCESS_NAME))
+    counts_url = storage.join(out, f".counts-{uuid.uuid4().hex}.json")
     options = PipelineOptions(beam_args or [])
     runner, _ = select_runner(options)
-    with beam.Pipeline(runner=runner, options=options) as p:
-        parts, splits, artifact = build(p, frames=frames, pca=pca, output=output, dims=dims,
-                                        params=params)
-    samples = None
-    for split in SPLITS:
-        for f in sorted((out / split).glob("*.parquet")):
-            import pyarrow.parquet as pq
-            samples = pq.read_schema(f).field("student_audio").type.list_size
-            break
-    if samples is None:
-        raise DataError(f"{out}: the pipeline wrote no shards")
-    summary_path = Path(frames) / "run_summary.json"
-    source = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    try:
+        p = beam.Pipeline(runner=runner, options=options)
+        parts, splits, artifact = build(p, frames=frames, pca=pca, output=out, dims=dims,
+                                        params=params, counts_url=counts_url)
+        run_to_completion(p, "build-training-set")
+        if not storage.isfile(counts_url):
+            raise DataError(f"{out}: the pipeline wrote no shards")
+        written = storage.read_json(counts_url)
+    finally:
+        storage.rm(counts_url)
+    samples = written["samples"]
+    summary_path = storage.join(frames, "run_summary.json")
+    source = storage.read_json(summary_path) if storage.isfile(summary_path) else {}
     sensor_days = {s: sorted(f"{k[0]}/{k[1]}" for k, v in splits.items() if v == s) for s in SPLITS}
-    card = write_card(out, dims=dims, student_samples=samples, teacher_id=artifact.teacher_id,
-                      sampling_method=artifact.sampling_method, pca_artifact=str(Path(pca).resolve()),
-                      fingerprint=artifact.fingerprint, n_fit=artifact.n_fit,
-                      explained_variance_ratio={str(d): float(np.sum(artifact.explained_variance_ratio[:d]))
-                                                for d in dims},
-                      split_fractions=list(params.split_fractions), sensor_days=sensor_days,
-                      source_runs=[{"frames": str(Path(frames).resolve()),
-                                    "run_id": source.get("run_id"),
-                                    "teacher_id": source.get("teacher_id")}],
-                      target_columns=[target_column(d) for d in sorted(dims, reverse=True)])
+    card = {"schema_version": TRAINING_SCHEMA_VERSION,
+            "dims": sorted((int(d) for d in dims), reverse=True),
+            "student_samples": int(samples), "student_sample_rate": STUDENT_MEL64.sample_rate,
+            "counts": {s: int(written["counts"].get(s, 0)) for s in SPLITS},
+            "shards": {s: int(written["shards"].get(s, 0)) for s in SPLITS},
+            "teacher_id": artifact.teacher_id, "sampling_method": artifact.sampling_method,
+            "pca_artifact": pca, "fingerprint": artifact.fingerprint, "n_fit": artifact.n_fit,
+            "explained_variance_ratio": {str(d): float(np.sum(artifact.explained_variance_ratio[:d]))
+                                         for d in dims},
+            "split_fractions": list(params.split_fractions), "sensor_days": sensor_days,
+            "source_runs": [{"frames": frames, "run_id": source.get("run_id"),
+                             "teacher_id": source.get("teacher_id")}],
+            "target_columns": [target_column(d) for d in sorted(dims, reverse=True)]}
     windows = sum(p.rows for p in parts)
     if sum(card["counts"].values()) != windows:
         raise DataError(f"{out}: wrote {sum(card['counts'].values())} rows for {windows} windows")
+    storage.publish_text(storage.join(out, CARD_FILE), json.dumps(card, indent=2, sort_keys=True,
+                                                                   default=str))
+    storage.mark_success(out)
     return card
 
 

@@ -42,7 +42,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines.options import EmbedOptions, add_embed_arguments
 from pipelines.runners import select_runner
 from pipelines.transforms.decode import DecodeAndFrame, FramingConfig
-from pipelines.transforms.list_inputs import ListInputs, list_inputs, make_units
+from pipelines.transforms.list_inputs import ListInputs, list_inputs_in_beam, make_units, stage_units
 from pipelines.transforms.manifest import (ManifestRow, Plan, check_settings, plan_run,
                                            read_manifest, write_manifest)
 from pipelines.transforms.records import (DEAD_LETTER_KEY, METRICS_NAMESPACE, frames_key,
@@ -204,13 +204,40 @@ def _resolve(cfg: EmbedConfig) -> _Resolved:
                                          student_samples=framing.student_window))
 
 
-def plan(cfg: EmbedConfig, resolved: _Resolved | None = None) -> Plan:
-    """List the inputs and decide what this run processes (reads the previous manifest)."""
+def _listing_staging(cfg: EmbedConfig, options: PipelineOptions | None, run_id: str,
+                     in_process: bool = False) -> str:
+    """Where the listing job's workers write their result: a local temporary directory for
+    an in-process listing or a local output, ``--temp_location`` when given, else
+    ``DIR/_staging/``."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+    if in_process:
+        import tempfile
+        return os.path.join(tempfile.mkdtemp(prefix="sea-listing-"), "listing")
+    temp = options.view_as(GoogleCloudOptions).temp_location if options is not None else None
+    if temp:
+        return f"{temp.rstrip('/')}/sea-listing-{run_id}"
+    if "://" not in cfg.output or cfg.output.startswith("file://"):
+        import tempfile
+        return os.path.join(tempfile.mkdtemp(prefix="sea-listing-"), "listing")
+    return f"{cfg.output.rstrip('/')}/{STAGING_DIR}/listing-{run_id}"
+
+
+def plan(cfg: EmbedConfig, resolved: _Resolved | None = None, *, runner=None,
+         options: PipelineOptions | None = None, run_id: str | None = None) -> Plan:
+    """List the inputs (inside a Beam pipeline) and decide what this run processes.
+
+    Reads the previous manifest. Raises before anything is written or removed:
+    "input not found", "no input matches", an --incremental run with other
+    settings or one that would remove too much (:func:`check_removals`).
+    """
     resolved = resolved or _resolve(cfg)
     previous, settings = read_manifest(f"{resolved.layout.root}/{MANIFEST_NAME}")
     if cfg.incremental:
         check_settings(settings, resolved.settings(cfg))
-    listed = list_inputs(cfg.input)  # nothing listed -> DataError before anything is touched
+    run_id = run_id or uuid.uuid4().hex[:12]
+    staging = _listing_staging(cfg, options, run_id, in_process=runner is None)
+    listed = list_inputs_in_beam(cfg.input, staging=staging, runner=runner, options=options)
     run_plan = plan_run(listed, previous, incremental=cfg.incremental,
                         keys_on_disk=resolved.layout.frames_keys_on_disk(),
                         params=resolved.framing.relevance)
@@ -236,17 +263,29 @@ def check_removals(n_removed: int, n_manifest: int, *, allow: bool, where: str) 
             f"lists them; check --input, or pass --allow-removals to remove them")
 
 
+STAGING_DIR = "_staging"
+"""``DIR/_staging/``: the run's staged work units (removed when the run finishes)."""
+
+
 def build(p: beam.Pipeline, cfg: EmbedConfig, *, run_plan: Plan | None = None,
-          resolved: _Resolved | None = None) -> beam.PCollection:
+          resolved: _Resolved | None = None, units_url: str | None = None) -> beam.PCollection:
     """Add the embedding pipeline to ``p``; returns the sink's per-partition results.
 
-    The last transform added is the sink (DaskRunner evaluates only the last one).
+    The work units are staged at ``units_url`` (``run`` passes ``DIR/_staging/units-<run>.parquet``,
+    which every worker reaches); without it they are staged in a local temporary
+    directory - enough for in-process runners and for inspecting the graph. The
+    graph holds only that URL, never the listing. The last transform added is the
+    sink (DaskRunner evaluates only the last one).
     """
     resolved = resolved or _resolve(cfg)
     run_plan = run_plan or plan(cfg, resolved)
     units = make_units(run_plan.process, run_plan.touches, cfg.shard_size)
+    if units_url is None:
+        import tempfile
+        units_url = os.path.join(tempfile.mkdtemp(prefix="sea-units-"), "units.parquet")
+    stage_units(units, units_url)
     return (p
-            | "ListInputs" >> ListInputs(units)
+            | "ListInputs" >> ListInputs(units_url)
             | "DecodeAndFrame" >> DecodeAndFrame(resolved.framing)
             | "ComputeSpl" >> ComputeSpl(resolved.spl)
             | "TeacherInference" >> TeacherInference(resolved.teacher)
@@ -423,7 +462,10 @@ def run(argv: list[str] | None = None, *, options: PipelineOptions | None = None
     cfg = config_from_options(options)
     resolved = _resolve(cfg)
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
-    run_plan = plan(cfg, resolved)  # validates the listing before the output is touched
+    runner, label = select_runner(options)
+    # the listing (a Beam job) and its guards come first: nothing is written or removed before
+    run_plan = plan(cfg, resolved, runner=runner, options=options, run_id=run_id)
+    runner, label = select_runner(options)  # a fresh runner object for the embed job
     fs, root = fsspec.core.url_to_fs(resolved.layout.root)
     fs.makedirs(root, exist_ok=True)
     success = f"{root}/{SUCCESS_NAME}"
@@ -442,7 +484,6 @@ def run(argv: list[str] | None = None, *, options: PipelineOptions | None = None
     nothing = (run_plan.incremental and not run_plan.process and not run_plan.removed
                and run_plan.touched_keys == {DEAD_LETTER_KEY})
     metrics = None
-    runner, label = select_runner(options)
     if nothing:
         log.info("embed: nothing new, changed or removed since the manifest; output unchanged")
         timings["pipeline"] = 0.0
@@ -453,9 +494,14 @@ def run(argv: list[str] | None = None, *, options: PipelineOptions | None = None
                  len(run_plan.touches), resolved.teacher_id, label)
         t0 = time.perf_counter()
         p = beam.Pipeline(runner=runner, options=options)
-        build(p, cfg, run_plan=run_plan, resolved=resolved)
-        result = p.run()
-        state = result.wait_until_finish()
+        units_url = f"{resolved.layout.root}/{STAGING_DIR}/units-{run_id}.parquet"
+        build(p, cfg, run_plan=run_plan, resolved=resolved, units_url=units_url)
+        try:
+            result = p.run()
+            state = result.wait_until_finish()
+        finally:
+            if fs.exists(f"{root}/{STAGING_DIR}"):
+                fs.rm(f"{root}/{STAGING_DIR}", recursive=True)
         client = getattr(result, "client", None)  # DaskRunner's own dask Client: release it
         if client is not None and hasattr(client, "close"):
             client.close()

@@ -1,71 +1,205 @@
-"""``sea pipeline fit-pca``: StandardScaler + PCA on the selected windows -> versioned artifact.
+"""``sea pipeline fit-pca``: StandardScaler + PCA on the selected windows -> versioned artifact, in Beam.
 
-Reads only the selected rows' teacher embeddings (partition by partition,
-filtered by window id), so memory is that of the sample; above the memory
-limit of ``ReductionParams`` the fit streams batches through IncrementalPCA.
+Pipeline (one chain, one final sink; safe on DaskRunner)::
+
+    SelectionShards   one element per selection shard (``SELECTION/selection.parquet/part-*.parquet``)
+    GroupMoments      a worker reads the shard's window ids, reads the frames partitions of
+                      those (sensor, day)s, keeps the selected rows and reduces them to float64
+                      Moments (count, mean, centred sum of outer products) chunk by chunk
+    CombineMoments    ``CombineGlobally`` of a ``CombineFn`` merging Moments across workers
+    WriteMoments      the merged Moments (O(D^2): 2 MB at D = 512) -> ``OUT/.moments.npz``
+
+The driver then reads the moments, checks the counts (every selected window
+found, one teacher), derives scaler + PCA from the covariance with ``eigh``
+(``sea_core.reduction.fit_from_moments``; equal to sklearn's StandardScaler +
+PCA on the same rows) and publishes the artifact. Driver memory is O(D^2) and
+independent of the number of selected windows; worker memory is one group's
+selected rows of one partition at a time.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
+import io
 import logging
-from pathlib import Path
+import uuid
 
+import apache_beam as beam
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.frames_io import fixed_list_to_numpy, list_partitions, read_partition, window_ids
-from pipelines.select import SELECTION_FILE, SUMMARY_FILE
+from pipelines.frames_io import fixed_list_to_numpy, frames_root, partition_files, read_files, window_ids
+from pipelines.select import SELECTION_FILE, SUMMARY_FILE, selection_shards
+from pipelines.driver import run_to_completion
+from sea_core import storage
 from sea_core.errors import DataError, ParameterError
 from sea_core.params import REDUCTION
-from sea_core.reduction import ReductionArtifact, fit_reduction
+from sea_core.reduction import Moments, ReductionArtifact, fit_from_moments
 
-__all__ = ["selected_embeddings", "fit_pca", "main"]
+__all__ = ["GroupStats", "CombineStats", "GroupMoments", "fit_pca", "main"]
 
 log = logging.getLogger(__name__)
 
+_MOMENTS_FILE = ".moments-{}.npz"
 
-def selected_embeddings(frames: str, selection_dir: str) -> tuple[list[np.ndarray], str, str]:
-    """Embeddings of the selected windows (one batch per partition), teacher id, fingerprint."""
-    sel_path = Path(selection_dir) / SELECTION_FILE
-    if not sel_path.is_file():
+
+class GroupStats:
+    """Moments of some selected rows + the bookkeeping the driver checks."""
+
+    def __init__(self, moments: Moments | None = None, wanted: int = 0, found: int = 0,
+                 teachers=(), digests=(), missing=()):
+        self.moments = moments or Moments()
+        self.wanted, self.found = int(wanted), int(found)
+        self.teachers = set(teachers)
+        self.digests = list(digests)   # (shard name, sha256 of its sorted ids): one per group
+        self.missing = list(missing)   # (shard name, missing count), only shards with missing ids
+
+    def merge(self, other: "GroupStats") -> "GroupStats":
+        self.moments.merge(other.moments)
+        self.wanted += other.wanted
+        self.found += other.found
+        self.teachers |= other.teachers
+        self.digests += other.digests
+        self.missing += other.missing
+        return self
+
+
+class CombineStats(beam.CombineFn):
+    """Merge :class:`GroupStats` (float64 moments) across workers."""
+
+    def create_accumulator(self):
+        return GroupStats()
+
+    def add_input(self, acc, stats):
+        return acc.merge(stats)
+
+    def merge_accumulators(self, accs):
+        accs = iter(accs)
+        out = next(accs)
+        for a in accs:
+            out.merge(a)
+        return out
+
+    def extract_output(self, acc):
+        return acc
+
+
+class _GroupMomentsFn(beam.DoFn):
+    def __init__(self, frames: str):
+        self.frames = frames
+
+    def process(self, shard_url: str):
+        fs, path = storage.url_to_fs(shard_url)
+        with fs.open(path, "rb") as f:
+            sel = pq.read_table(f, columns=["window_id", "sensor", "day"])
+        name = shard_url.rsplit("/", 1)[-1]
+        ids = sel.column("window_id")
+        stats = GroupStats(wanted=sel.num_rows)
+        stats.digests.append((name, hashlib.sha256(
+            "\n".join(sorted(ids.to_pylist())).encode()).hexdigest()))
+        wanted = pc.unique(ids)
+        pairs = sorted(set(zip(sel.column("sensor").to_pylist(), sel.column("day").to_pylist())))
+        for sensor, day in pairs:
+            files = partition_files(self.frames, sensor, day)
+            if not files:
+                continue
+            table = read_files(files, ["recording_id", "window_index", "teacher_id", "teacher_emb"])
+            wid = pa.array(window_ids(table), pa.string())
+            mask = pc.is_in(wid, value_set=wanted)
+            sub = table.filter(mask)
+            del table
+            if not sub.num_rows:
+                continue
+            stats.moments.merge(Moments.of(fixed_list_to_numpy(sub.column("teacher_emb"))))
+            stats.teachers.update(pc.unique(sub.column("teacher_id")).to_pylist())
+            # distinct ids: two byte-identical recordings share their window ids
+            stats.found += len(pc.unique(wid.filter(mask)))
+        if stats.found != stats.wanted:
+            stats.missing.append((name, stats.wanted - stats.found))
+        beam.metrics.Metrics.counter("sea.fit_pca", "rows").inc(stats.found)
+        yield stats
+
+
+class _WriteMomentsFn(beam.DoFn):
+    def __init__(self, url: str):
+        self.url = url
+
+    def process(self, stats: GroupStats):
+        m = stats.moments
+        buf = io.BytesIO()
+        np.savez(buf, n=np.int64(m.n), mean=m.mean if m.mean is not None else np.zeros(0),
+                 m2=m.m2 if m.m2 is not None else np.zeros((0, 0)),
+                 wanted=np.int64(stats.wanted), found=np.int64(stats.found),
+                 teachers=np.array(sorted(stats.teachers), dtype=str),
+                 digests=np.array(sorted(f"{a}:{b}" for a, b in stats.digests), dtype=str),
+                 missing=np.array([f"{a}:{b}" for a, b in sorted(stats.missing)], dtype=str))
+        storage.publish_bytes(self.url, buf.getvalue())
+        yield self.url
+
+
+class GroupMoments(beam.PTransform):
+    """Selection shard URLs -> one merged :class:`GroupStats` written to ``moments_url`` (final sink)."""
+
+    def __init__(self, frames: str, moments_url: str):
+        super().__init__()
+        self.frames, self.moments_url = frames, moments_url
+
+    def expand(self, shards):
+        return (shards
+                | "SpreadShards" >> beam.Reshuffle()
+                | "ShardMoments" >> beam.ParDo(_GroupMomentsFn(self.frames))
+                | "CombineMoments" >> beam.CombineGlobally(CombineStats()).without_defaults()
+                | "WriteMoments" >> beam.ParDo(_WriteMomentsFn(self.moments_url)))
+
+
+def _read_moments(url: str) -> dict:
+    with np.load(io.BytesIO(storage.read_bytes(url))) as z:
+        return {k: z[k] for k in z.files}
+
+
+def fit_pca(*, frames: str, selection: str, output: str, dims=REDUCTION.dims,
+            beam_args: list[str] | None = None) -> ReductionArtifact:
+    """Run the moments pipeline, fit in the driver from the moments, publish the artifact."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.runners import select_runner
+
+    frames, selection, output = storage.absolute(frames), storage.absolute(selection), storage.absolute(output)
+    sel_path = storage.join(selection, SELECTION_FILE)
+    shards = selection_shards(selection)
+    if not shards:
         raise DataError(f"{sel_path}: no selection (run `sea pipeline select` first)")
-    selected = pq.read_table(sel_path, columns=["window_id", "sensor"])
-    wanted = set(selected.column("window_id").to_pylist())
-    if not wanted:
-        raise DataError(f"{sel_path}: the selection is empty")
-    sensors = set(selected.column("sensor").to_pylist())
-    batches, teachers, found = [], set(), 0
-    for part in list_partitions(frames):
-        if part.sensor not in sensors:
-            continue
-        table = read_partition(part, ["recording_id", "window_index", "teacher_id", "teacher_emb"])
-        ids = window_ids(table)
-        mask = np.fromiter((i in wanted for i in ids), bool, len(ids))
-        if not mask.any():
-            continue
-        sub = table.filter(mask)
-        batches.append(fixed_list_to_numpy(sub.column("teacher_emb")).astype(np.float64))
-        teachers.update(pc.unique(sub.column("teacher_id")).to_pylist())
-        found += int(mask.sum())
-    if found != len(wanted):
-        raise DataError(f"{sel_path}: {len(wanted) - found} selected window(s) are not in {frames} "
-                        f"(was the selection made on another frames dataset?)")
-    if len(teachers) != 1:
-        raise DataError(f"{frames}: selected windows come from {len(teachers)} teachers {sorted(teachers)}")
-    digest = hashlib.sha256("\n".join(sorted(wanted)).encode()).hexdigest()
-    return batches, teachers.pop(), f"sha256:{digest}"
-
-
-def fit_pca(*, frames: str, selection: str, output: str, dims=REDUCTION.dims) -> ReductionArtifact:
-    batches, teacher_id, fingerprint = selected_embeddings(frames, selection)
-    summary_path = Path(selection) / SUMMARY_FILE
-    if not summary_path.is_file():
+    summary_path = storage.join(selection, SUMMARY_FILE)
+    if not storage.isfile(summary_path):
         raise DataError(f"{summary_path}: missing selection summary (run `sea pipeline select`)")
-    summary = json.loads(summary_path.read_text())
-    n = sum(len(b) for b in batches)
+    summary = storage.read_json(summary_path)
+    root = frames_root(frames)
+    moments_url = storage.join(output, _MOMENTS_FILE.format(uuid.uuid4().hex))
+    options = PipelineOptions(beam_args or [])
+    runner, _ = select_runner(options)
+    try:
+        p = beam.Pipeline(runner=runner, options=options)
+        (p
+         | "SelectionShards" >> beam.Create(shards)
+         | "Moments" >> GroupMoments(root, moments_url))
+        run_to_completion(p, "fit-pca")
+        if not storage.isfile(moments_url):
+            raise DataError(f"{sel_path}: the fit-pca pipeline wrote no moments (empty selection?)")
+        z = _read_moments(moments_url)
+    finally:
+        storage.rm(moments_url)
+    n, wanted, found = int(z["n"]), int(z["wanted"]), int(z["found"])
+    if wanted == 0:
+        raise DataError(f"{sel_path}: the selection is empty")
+    if found != wanted:
+        raise DataError(f"{sel_path}: {wanted - found} selected window(s) are not in {frames} "
+                        f"(was the selection made on another frames dataset?) "
+                        f"[{', '.join(z['missing'].tolist()[:3])}]")
+    teachers = z["teachers"].tolist()
+    if len(teachers) != 1:
+        raise DataError(f"{frames}: selected windows come from {len(teachers)} teachers {teachers}")
     usable = tuple(d for d in dims if d <= n)
     if not usable:
         raise ParameterError(f"{selection}: {n} selected windows cannot fit a PCA to any of the dims "
@@ -73,9 +207,10 @@ def fit_pca(*, frames: str, selection: str, output: str, dims=REDUCTION.dims) ->
     if usable != tuple(dims):
         log.warning("fit-pca: only %d windows selected; dims %s dropped (need >= dim samples)",
                     n, sorted(set(dims) - set(usable)))
+    fingerprint = "sha256:" + hashlib.sha256("\n".join(z["digests"].tolist()).encode()).hexdigest()
     method = summary["method"] + (f"/{summary['mode']}" if summary.get("mode") else "")
-    artifact = fit_reduction(np.concatenate(batches) if len(batches) else batches, dims=usable,
-                             sampling_method=method, teacher_id=teacher_id, fingerprint=fingerprint)
+    artifact = fit_from_moments(Moments(n, z["mean"], z["m2"]), dims=usable, sampling_method=method,
+                                teacher_id=teachers[0], fingerprint=fingerprint)
     artifact.save(output)
     log.info("fit-pca: %d windows, dims %s, explained variance %.3f -> %s", n, usable,
              float(np.sum(artifact.explained_variance_ratio)), output)
@@ -84,14 +219,16 @@ def fit_pca(*, frames: str, selection: str, output: str, dims=REDUCTION.dims) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sea pipeline fit-pca",
-                                     description="Fit scaler + PCA on the selected windows.")
+                                     description="Fit scaler + PCA on the selected windows (Beam: "
+                                                 "moments on the workers, eigh in the driver).")
     parser.add_argument("--frames", required=True)
     parser.add_argument("--selection", required=True, help="output directory of `sea pipeline select`")
     parser.add_argument("--output", required=True, help="artifact directory")
     parser.add_argument("--dims", default=",".join(map(str, REDUCTION.dims)))
-    args = parser.parse_args(argv)
+    args, beam_args = parser.parse_known_args(argv)
     dims = tuple(int(d) for d in args.dims.split(","))
-    artifact = fit_pca(frames=args.frames, selection=args.selection, output=args.output, dims=dims)
+    artifact = fit_pca(frames=args.frames, selection=args.selection, output=args.output, dims=dims,
+                       beam_args=beam_args)
     print(f"sea pipeline fit-pca: {artifact.n_fit} windows, dims {artifact.dims} -> {args.output}")
     return 0
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sea_core import storage
 from sea_core.errors import DataError, SchemaError
 from sea_core.schema import FRAMES_PARTITION_KEYS, FRAMES_SCHEMA_VERSION, check_schema
 
-__all__ = ["Partition", "list_partitions", "read_partition", "window_ids", "fixed_list_to_numpy"]
+__all__ = ["Partition", "list_partitions", "read_partition", "window_ids", "fixed_list_to_numpy",
+           "frames_root", "partition_files"]
 
 _SK, _DK = FRAMES_PARTITION_KEYS
 _PART = re.compile(rf"{_SK}=(?P<sensor>[^/]+)/{_DK}=(?P<day>\d{{4}}-\d{{2}}-\d{{2}})$")
@@ -28,17 +29,19 @@ _LEGACY_DIRS = "sensor=*/day=*"  # frames schema version 1
 
 def _read_metadata(f: str):
     try:
-        return pq.read_metadata(f)
+        fs, path = storage.url_to_fs(f)
+        with fs.open(path, "rb") as fh:
+            return pq.read_metadata(fh)
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"{f}: unreadable Parquet file ({exc})") from exc
 
 
-def _refuse_legacy_layout(root: Path) -> None:
+def _refuse_legacy_layout(root: str) -> None:
     """SchemaError naming a file of the version-1 layout (``sensor=/day=`` directories), if any."""
-    legacy = sorted(f for d in root.glob(_LEGACY_DIRS) for f in d.glob("*.parquet"))
+    legacy = storage.glob(f"{root}/{_LEGACY_DIRS}/*.parquet")
     if not legacy:
         return
-    f = str(legacy[0])
+    f = legacy[0]
     check_schema(_read_metadata(f).schema.to_arrow_schema(), "frames", FRAMES_SCHEMA_VERSION, where=f)
     raise SchemaError(f"{f}: frames partitions of schema version {FRAMES_SCHEMA_VERSION} live in "
                       f"{_SK}=<id>/{_DK}=<YYYY-MM-DD>/ directories, not sensor=/day=; "
@@ -47,7 +50,7 @@ def _refuse_legacy_layout(root: Path) -> None:
 
 @dataclass(frozen=True)
 class Partition:
-    """One (sensor, day) partition of the frames dataset."""
+    """One (sensor, day) partition of the frames dataset (``files`` are fsspec URLs)."""
 
     sensor: str
     day: str
@@ -55,20 +58,36 @@ class Partition:
     rows: int
 
 
-def list_partitions(frames_dir: str | Path) -> list[Partition]:
-    """Partitions of ``frames_dir`` (the run directory or its ``frames/`` folder), sorted."""
-    root = Path(frames_dir)
-    if (root / "frames").is_dir():
-        root = root / "frames"
-    if not root.is_dir():
+def frames_root(frames_dir) -> str:
+    """The ``frames/`` folder URL of a run directory (or ``frames_dir`` itself when it is one)."""
+    root = storage.absolute(frames_dir).rstrip("/")
+    if storage.isdir(f"{root}/frames"):
+        root = f"{root}/frames"
+    if not storage.isdir(root):
         raise DataError(f"{frames_dir}: no frames dataset (expected DIR/frames/{_SK}=*/{_DK}=*/)")
+    return root
+
+
+def partition_files(root: str, sensor: str, day: str) -> list[str]:
+    """URLs of the Parquet files of one partition under a :func:`frames_root`."""
+    return storage.glob(f"{root}/{_SK}={sensor}/{_DK}={day}/*.parquet")
+
+
+def list_partitions(frames_dir) -> list[Partition]:
+    """Partitions of ``frames_dir`` (the run directory or its ``frames/`` folder; any fsspec URL), sorted.
+
+    One glob lists the files; each file's footer gives its row count and is checked
+    against the frames schema.
+    """
+    root = frames_root(frames_dir)
     _refuse_legacy_layout(root)
+    by_part: dict[tuple, list[str]] = {}
+    for f in storage.glob(f"{root}/{_SK}=*/{_DK}=*/*.parquet"):
+        m = _PART.search(f.rsplit("/", 1)[0])
+        if m is not None:
+            by_part.setdefault((m.group("sensor"), m.group("day")), []).append(f)
     parts = []
-    for folder in sorted(root.glob(f"{_SK}=*/{_DK}=*")):
-        m = _PART.search(folder.as_posix())
-        files = tuple(sorted(str(f) for f in folder.glob("*.parquet")))
-        if m is None or not files:
-            continue
+    for (sensor, day), files in sorted(by_part.items()):
         rows = 0
         for f in files:
             meta = _read_metadata(f)
@@ -76,7 +95,7 @@ def list_partitions(frames_dir: str | Path) -> list[Partition]:
                          required=("recording_id", "window_index", "teacher_emb"))
             rows += meta.num_rows
         if rows:
-            parts.append(Partition(sensor=m.group("sensor"), day=m.group("day"), files=files, rows=rows))
+            parts.append(Partition(sensor=sensor, day=day, files=tuple(sorted(files)), rows=rows))
     if not parts:
         raise DataError(f"{root}: the frames dataset is empty")
     return parts
@@ -84,10 +103,16 @@ def list_partitions(frames_dir: str | Path) -> list[Partition]:
 
 def read_partition(part: Partition, columns: list[str]) -> pa.Table:
     """Columns of one partition, rows in file order."""
+    return read_files(part.files, columns)
+
+
+def read_files(files, columns: list[str]) -> pa.Table:
     tables = []
-    for f in part.files:
+    for f in files:
         try:
-            tables.append(pq.read_table(f, columns=columns))
+            fs, path = storage.url_to_fs(f)
+            with fs.open(path, "rb") as fh:
+                tables.append(pq.read_table(fh, columns=columns))
         except (OSError, pa.ArrowException) as exc:
             raise DataError(f"{f}: cannot read columns {columns} ({exc})") from exc
     return pa.concat_tables(tables)

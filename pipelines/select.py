@@ -1,12 +1,16 @@
 """``sea pipeline select``: informed sampling of the PCA fitting set, per group, in Beam.
 
 Groups are (sensor, period) with the reference budgets (``sea_core.sampling.plan_budget``,
-computed in the driver from the Parquet footers). Each group is read and sampled
-by one worker (groups run in parallel); the last transform is the single sink
-that writes ``OUT/selection.parquet`` (window ids) and ``OUT/selection.json``
+computed in the driver from the Parquet footers: O(partitions), never O(windows)).
+Each group is read, sampled and written by one worker (groups run in parallel):
+its selected window ids become one Parquet shard
+``OUT/selection.parquet/part-<sensor>-<period>.parquet`` (columns window_id,
+sensor, period, day; no single-worker gather of ids). Only the small per-group
+results are gathered by the last transform, which writes ``OUT/selection.json``
 (method, mode, seed, budgets, log det per group and in total, small groups,
-reference-mode traps). Safe on every runner, DaskRunner included (one sink, no
-tagged outputs).
+reference-mode traps) and then ``OUT/_SUCCESS``. Safe on every runner, DaskRunner
+included (one chain, one final sink, no tagged outputs). ``OUT`` is any fsspec
+URL; ``pyarrow.parquet.read_table(OUT/selection.parquet)`` reads every shard.
 """
 from __future__ import annotations
 
@@ -14,20 +18,20 @@ import argparse
 import json
 import logging
 import math
-import os
-from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines.frames_io import Partition, fixed_list_to_numpy, list_partitions, read_partition, window_ids
-from sea_core.errors import ParameterError
+from pipelines.driver import run_to_completion
+from sea_core import storage
+from sea_core.errors import DataError, ParameterError
 from sea_core.params import SAMPLING
 from sea_core.sampling import METHODS, MODES, PERIODS, POLICIES, group_label, period_labels, plan_budget
 
-__all__ = ["SelectConfig", "plan_groups", "SampleGroups", "WriteSelection", "build", "run", "main"]
+__all__ = ["SelectConfig", "plan_groups", "SampleGroups", "WriteSelection", "build", "run", "main",
+           "selection_shards", "shard_name", "SELECTION_FILE", "SUMMARY_FILE"]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,7 @@ class SelectConfig:
     def __init__(self, *, frames: str, output: str, method: str, fraction: float | None = None,
                  k: int | None = None, mode: str = "scalable", period: str = SAMPLING.period,
                  seed: int = SAMPLING.dpp_seed, policy: str = SAMPLING.small_group_policy,
-                 per_sensor_budget: bool = False):
+                 per_sensor_budget: bool = False, max_group_windows: int = SAMPLING.max_group_windows):
         if method not in METHODS:
             raise ParameterError(f"--method must be one of {METHODS}, got {method!r}")
         if mode not in MODES:
@@ -57,9 +61,13 @@ class SelectConfig:
             raise ParameterError(f"--fraction must be in (0, 1], got {fraction}")
         if k is not None and k <= 0:
             raise ParameterError(f"--k must be > 0, got {k}")
-        self.frames, self.output, self.method, self.mode = frames, output, method, mode
+        self.frames, self.output = storage.absolute(frames), storage.absolute(output)
+        self.method, self.mode = method, mode
         self.fraction, self.k, self.period, self.seed = fraction, k, period, int(seed)
+        if max_group_windows < 1:
+            raise ParameterError(f"--max-group-windows must be >= 1, got {max_group_windows}")
         self.policy, self.per_sensor_budget = policy, per_sensor_budget
+        self.max_group_windows = int(max_group_windows)
 
 
 def plan_groups(parts: list[Partition], cfg: SelectConfig) -> tuple[list[tuple], dict]:
@@ -77,28 +85,53 @@ def plan_groups(parts: list[Partition], cfg: SelectConfig) -> tuple[list[tuple],
                   "sensor_budget": sensor_budget}
 
 
+def shard_name(key: tuple) -> str:
+    """File name of a group's selection shard."""
+    return f"part-{key[0]}-{key[1]}.parquet"
+
+
+def selection_shards(output: str) -> list[str]:
+    """URLs of the selection shards under ``output`` (sorted)."""
+    return storage.glob(storage.join(output, SELECTION_FILE, "part-*.parquet"))
+
+
 class _SampleGroupFn(beam.DoFn):
     def __init__(self, cfg: SelectConfig):
         self.cfg = cfg
 
     def process(self, element):
-        from sea_core.sampling import sample_group
+        from sea_core.sampling import sample_group_bounded
 
         key, parts, k = element
-        cols = ["recording_id", "window_index", "relevance", "teacher_emb"]
+        cols = ["recording_id", "window_index", "day", "start_time", "window_start_s", "relevance",
+                "teacher_emb"]
         table = pa.concat_tables([read_partition(p, cols) for p in parts])
-        emb = fixed_list_to_numpy(table.column("teacher_emb"))
+        emb = fixed_list_to_numpy(table.column("teacher_emb"))  # float32, zero-copy
         rel = table.column("relevance").to_numpy(zero_copy_only=False).astype(np.float64)
-        result = sample_group(emb, rel, k=k, method=self.cfg.method, mode=self.cfg.mode,
-                              seed=self.cfg.seed, key=key, policy=self.cfg.policy)
-        ids = window_ids(table)[result.indices]
+        start = table.column("start_time").cast(pa.int64()).to_numpy(zero_copy_only=False) / 1000.0
+        times = start + table.column("window_start_s").to_numpy(zero_copy_only=False).astype(np.float64)
+        table = table.drop_columns(["teacher_emb", "relevance", "start_time", "window_start_s"])
+        result = sample_group_bounded(emb, rel, times, k=k, method=self.cfg.method, mode=self.cfg.mode,
+                                      seed=self.cfg.seed, key=key, policy=self.cfg.policy,
+                                      max_windows=self.cfg.max_group_windows)
+        del emb
+        idx = np.sort(np.asarray(result.indices, np.int64))
+        ids = window_ids(table.take(pa.array(idx)))
+        days = table.column("day").take(pa.array(idx)).to_numpy(zero_copy_only=False).astype(str)
+        order = np.argsort(ids, kind="stable")
+        shard = pa.table({"window_id": pa.array(ids[order], pa.string()),
+                          "sensor": pa.array([key[0]] * len(ids), pa.string()),
+                          "period": pa.array([str(key[1])] * len(ids), pa.string()),
+                          "day": pa.array(days[order], pa.string())})
+        storage.publish_parquet(shard, storage.join(self.cfg.output, SELECTION_FILE, shard_name(key)),
+                                compression="zstd")
         beam.metrics.Metrics.counter("sea.select", "groups").inc()
         beam.metrics.Metrics.counter("sea.select", "selected").inc(len(ids))
-        yield {"group": result.to_dict(), "window_ids": ids.tolist()}
+        yield {"group": result.to_dict(), "n_selected": int(len(ids))}
 
 
 class SampleGroups(beam.PTransform):
-    """(group key, partitions, k) -> {'group': GroupResult dict, 'window_ids': [...]}."""
+    """(group key, partitions, k) -> the group's selection shard; yields {'group': ..., 'n_selected': n}."""
 
     def __init__(self, cfg: SelectConfig):
         super().__init__()
@@ -117,16 +150,6 @@ class _WriteSelectionFn(beam.DoFn):
     def process(self, element):
         _, results = element
         results = sorted(results, key=lambda r: (r["group"]["sensor"], r["group"]["period"]))
-        out = Path(self.cfg.output)
-        out.mkdir(parents=True, exist_ok=True)
-        rows = sorted((wid, r["group"]["sensor"], r["group"]["period"])
-                      for r in results for wid in r["window_ids"])
-        table = pa.table({"window_id": pa.array([r[0] for r in rows], pa.string()),
-                          "sensor": pa.array([r[1] for r in rows], pa.string()),
-                          "period": pa.array([r[2] for r in rows], pa.string())})
-        tmp = out / (SELECTION_FILE + ".tmp")
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, out / SELECTION_FILE)
         groups = [r["group"] for r in results]
         kernels = {name for g in groups for name in g["logdet"]}
         logdet = {name: float(sum(g["logdet"][name] for g in groups))
@@ -136,14 +159,16 @@ class _WriteSelectionFn(beam.DoFn):
         summary = {"method": self.cfg.method, "mode": self.cfg.mode if self.cfg.method in _DPP_METHODS
                    else None, "seed": self.cfg.seed, "period": self.cfg.period,
                    "policy": self.cfg.policy, "fraction": self.cfg.fraction, "k": self.cfg.k,
-                   "frames": str(self.cfg.frames), **self.budget, "n_selected": len(rows),
+                   "frames": str(self.cfg.frames), **self.budget,
+                   "n_selected": int(sum(r["n_selected"] for r in results)),
+                   "shards": len(results), "max_group_windows": self.cfg.max_group_windows,
                    "logdet": logdet, "small_groups": small,
                    "traps": [{"group": group_label((g["sensor"], g["period"]), self.cfg.period), **t}
                              for g in groups for t in g["traps"]],
                    "groups_detail": groups}
-        tmp = out / (SUMMARY_FILE + ".tmp")
-        tmp.write_text(json.dumps(summary, indent=2, default=_json_default))
-        os.replace(tmp, out / SUMMARY_FILE)
+        storage.publish_text(storage.join(self.cfg.output, SUMMARY_FILE),
+                             json.dumps(summary, indent=2, default=_json_default))
+        storage.mark_success(self.cfg.output)
         yield summary
 
 
@@ -156,7 +181,7 @@ def _json_default(o):
 
 
 class WriteSelection(beam.PTransform):
-    """All group results -> one selection file + summary (the single sink)."""
+    """The small per-group results -> ``selection.json`` + ``_SUCCESS`` (the final sink)."""
 
     def __init__(self, cfg: SelectConfig, budget: dict):
         super().__init__()
@@ -169,9 +194,16 @@ class WriteSelection(beam.PTransform):
                 | "WriteFiles" >> beam.ParDo(_WriteSelectionFn(self.cfg, self.budget)))
 
 
+def _clear_output(output: str) -> None:
+    """Remove this stage's previous output (shards of other groups must not survive a rerun)."""
+    for name in (storage.SUCCESS_NAME, SUMMARY_FILE, SELECTION_FILE):
+        storage.rm(storage.join(output, name), recursive=True)
+
+
 def build(p: beam.Pipeline, cfg: SelectConfig):
     """Add the selection stages to ``p``; returns the summary PCollection."""
     plan, budget = plan_groups(list_partitions(cfg.frames), cfg)
+    _clear_output(cfg.output)
     log.info("select: %d windows in %d groups, total %d (%s/%s)", budget["windows"], len(plan),
              budget["total_requested"], cfg.method, cfg.mode)
     return (p
@@ -199,17 +231,25 @@ def run(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=SAMPLING.dpp_seed)
     parser.add_argument("--policy", default=SAMPLING.small_group_policy, choices=POLICIES)
     parser.add_argument("--per-sensor-budget", action="store_true")
+    parser.add_argument("--max-group-windows", type=int, default=SAMPLING.max_group_windows,
+                        help="split larger (sensor, period) groups into time blocks (bounds "
+                             "a worker's memory; default %(default)s)")
     args, beam_args = parser.parse_known_args(argv)
     fraction = args.fraction if (args.fraction is not None or args.k is not None) \
         else SAMPLING.default_fraction
     cfg = SelectConfig(frames=args.frames, output=args.output, method=args.method, mode=args.mode,
                        fraction=fraction, k=args.k, period=args.period, seed=args.seed,
-                       policy=args.policy, per_sensor_budget=args.per_sensor_budget)
+                       policy=args.policy, per_sensor_budget=args.per_sensor_budget,
+                       max_group_windows=args.max_group_windows)
     options = PipelineOptions(beam_args)
     runner, _ = select_runner(options)
-    with beam.Pipeline(runner=runner, options=options) as p:
-        build(p, cfg)
-    return json.loads((Path(cfg.output) / SUMMARY_FILE).read_text())
+    p = beam.Pipeline(runner=runner, options=options)
+    build(p, cfg)
+    run_to_completion(p, "select")
+    if not storage.isfile(storage.join(cfg.output, storage.SUCCESS_NAME)):
+        raise DataError(f"{cfg.output}: the select pipeline finished without writing "
+                        f"{storage.SUCCESS_NAME} (runner problem?)")
+    return storage.read_json(storage.join(cfg.output, SUMMARY_FILE))
 
 
 def main(argv: list[str] | None = None) -> int:

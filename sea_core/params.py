@@ -403,6 +403,14 @@ class SamplingParams:
     dual_eig_rtol: float = 1e-9
     """Dual eigenvalues below rtol * max are treated as 0 (their directions join the
     c-only eigenspace of L = B B^T + c I)."""
+    max_group_windows: int = 20_000
+    """A (sensor, period) group with more windows is split into consecutive time
+    blocks (whole hours where possible) of at most this many windows, each sampled
+    with its share of the group's budget, and a warning is logged. It bounds a
+    select worker's memory: the group's float32 embeddings and DPP features
+    (2 x n x D x 4 B) plus greedy MAP's float64 k x n Cholesky rows per block
+    (20,000 windows at a 10 % budget: 82 MB + 320 MB; a month group of 78 k windows
+    would otherwise need 4.9 GB)."""
 
 
 SAMPLING = SamplingParams()
@@ -443,9 +451,16 @@ class TrainParams:
     reduce_lr_patience: int = 5
     seed: int = 20180216
     shuffle_buffer: int = 4096
+    interleave_shards: int = 16
+    """Training shards read at once (round-robin) before the row shuffle buffer: one
+    epoch mixes windows of 16 sensor-days rather than 4 (each open reader ~30 MB)."""
 
 
 TRAIN = TrainParams()
+"""``steps_per_epoch`` is THE epoch definition, for ``sea train`` and ``sea plan``
+alike (``sea_core.train.epoch_steps``): an epoch is ``min(steps_per_epoch, one pass)``
+steps of ``batch_size`` windows - a full pass only for small training sets
+(at 113 M training windows a pass would be 1.8 M steps, 8-12 days on 2 cores)."""
 
 
 # --------------------------------------------------------------------------- deployment
@@ -810,6 +825,12 @@ class ExperimentParams:
     downstream_epochs: int = DOWNSTREAM_QUICK.epochs
     comparison_seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds of the quick sampling comparison every ``sea run`` does (no student)."""
+    comparison_max_windows: int = 100_000
+    """The quick comparison works on a uniform random sample of at most this many
+    windows (drawn per partition, seeded) with the budget scaled by the same ratio:
+    ~200 MB of float32 embeddings at D = 512 whatever the corpus. The held-out R^2 of
+    a <= 128-dim PCA estimated on 10^5 windows has a sampling error of ~1e-3, far below
+    the differences between sampling methods it is meant to show."""
 
 
 EXPERIMENT = ExperimentParams()

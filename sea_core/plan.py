@@ -23,7 +23,8 @@ from pathlib import Path
 
 from sea_core.errors import ParameterError
 from sea_core.params import (CAPACITY, REDUCTION, SAMPLING, STUDENT_EMB_DIMS, STUDENT_MEL64,
-                             STUDENT_PARAM_COUNTS, TEACHERS, TRAIN, CapacityParams, TeacherSpec)
+                             STUDENT_PARAM_COUNTS, TEACHERS, TRAIN, TRAINING_SET, CapacityParams,
+                             TeacherSpec)
 
 __all__ = ["Scenario", "Throughputs", "windows_per_clip", "load_throughputs", "plan",
            "format_report", "main", "DEFAULT_MODELS_JSON"]
@@ -56,15 +57,18 @@ class Scenario:
     train_emb_dims: tuple[int, ...] = (128,)
     """Students trained per refresh."""
     epochs: int = TRAIN.epochs
-    steps_per_epoch: int = TRAIN.steps_per_epoch
+    steps_per_epoch: int | None = None
+    """None = ``sea train``'s default epoch (``sea_core.train.epoch_steps``: TRAIN.steps_per_epoch
+    steps, or one pass when the training split is smaller)."""
     batch_size: int = TRAIN.batch_size
 
     def check(self) -> "Scenario":
         """Raise ParameterError on a value that makes no sense; return self."""
         positive = {"sensors": self.sensors, "years": self.years,
                     "clip_interval_s": self.clip_interval_s, "gpu_speedup": self.gpu_speedup,
-                    "epochs": self.epochs, "steps_per_epoch": self.steps_per_epoch,
-                    "batch_size": self.batch_size}
+                    "epochs": self.epochs, "batch_size": self.batch_size}
+        if self.steps_per_epoch is not None:
+            positive["steps_per_epoch"] = self.steps_per_epoch
         for name, value in positive.items():
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ParameterError(f"{name} must be > 0, got {value!r}")
@@ -233,7 +237,10 @@ def plan(scenario: Scenario = Scenario(), throughputs: Throughputs | None = None
                                     "metadata": params.metadata_bytes_per_window},
         "selection_ids": selected * params.training_row_overhead_bytes,
         "pca_fit_matrix_float64": pca_in,
-        "pca_solver": "incremental" if pca_in > REDUCTION.memory_limit_bytes else "pca",
+        # fit-pca is a Beam job: workers reduce the selected rows to float64 moments
+        # (count, mean, D x D outer products), the driver runs eigh on D x D
+        "pca_solver": "distributed moments + eigh",
+        "pca_driver_bytes": 4 * spec.emb_dim ** 2 * _PCA_BYTES,
         "training_set": windows * train_row,
         "training_row": train_row,
         "models": models,
@@ -254,7 +261,10 @@ def plan(scenario: Scenario = Scenario(), throughputs: Throughputs | None = None
 
     pca_flops = 2.0 * selected * spec.emb_dim ** 2
     pca_hours = pca_flops / params.pca_flops_per_s_per_vcpu / 3600
-    train_samples = sc.epochs * sc.steps_per_epoch * sc.batch_size
+    from sea_core.train import epoch_steps  # the trainer's own epoch definition
+    train_rows = round(windows * TRAINING_SET.split_fractions[0])
+    steps_per_epoch = epoch_steps(train_rows, sc.batch_size, sc.steps_per_epoch)
+    train_samples = sc.epochs * steps_per_epoch * sc.batch_size
     window_scale = (1.0 if tp.student_window_samples is None
                     else tp.student_window_samples / student_samples)
     student_fps = {d: v * window_scale for d, v in tp.student_fps_per_vcpu.items()}
@@ -276,6 +286,7 @@ def plan(scenario: Scenario = Scenario(), throughputs: Throughputs | None = None
         "train_vcpu_hours": train_hours,
         "train_gpu_hours": train_gpu_total,
         "train_samples": train_samples,
+        "train_steps_per_epoch": steps_per_epoch,
         "refresh": {
             "preprocess_vcpu_hours": preprocess_hours(new_clips),
             "teacher": new_teacher,
@@ -372,7 +383,8 @@ def format_report(r: dict) -> str:
         f"teacher_emb {b['frames_per_window_parts']['teacher_emb']}, student int16 "
         f"{b['frames_per_window_parts']['student_audio_int16']}, metadata "
         f"{b['frames_per_window_parts']['metadata']})",
-        f"  PCA fit matrix      {_size(b['pca_fit_matrix_float64'])} float64 -> solver {b['pca_solver']}",
+        f"  PCA fit             {_size(b['pca_fit_matrix_float64'])} of selected rows (float64) -> "
+        f"{b['pca_solver']}: {_size(b['pca_driver_bytes'])} in the driver",
         f"  training set        {_size(b['training_set'])}  ({b['training_row']:,.0f} B/row)",
         "  models              " + ", ".join(
             f"sea-{d} {m['float32_bytes'] / 1e6:.2f} MB f32 / ~{m['int8_bytes_approx'] / 1e6:.2f} MB int8"
@@ -383,7 +395,9 @@ def format_report(r: dict) -> str:
         f"  PCA fit             {cp['pca_fit_vcpu_hours']:,.1f} vCPU-h",
         f"  build training set  {cp['project_vcpu_hours']:,.2f} vCPU-h (+ I/O of the bytes above)",
         "  train               " + ", ".join(f"sea-{d} {h:,.1f} vCPU-h" for d, h in cp["train_vcpu_hours"].items())
-        + f" or {cp['train_gpu_hours']:,.1f} T4-h ({cp['train_samples']:,} samples, no early stop)",
+        + f" or {cp['train_gpu_hours']:,.1f} T4-h ({cp['train_samples']:,} samples = {sc['epochs']} epochs"
+        f" x {cp['train_steps_per_epoch']:,} steps (sea train's epoch) x batch {sc['batch_size']},"
+        f" no early stop; T4 speed-up assumed)",
         f"refresh every {sc['refresh_days']} days: {c['refresh_clips']:,} clips, {c['refresh_windows']:,} windows, "
         f"{_size(b['refresh_flac_input'])} FLAC -> {_size(b['refresh_frames'])} frames; teacher "
         f"{cp['refresh']['teacher']['vcpu_hours']:,.1f} vCPU-h or {cp['refresh']['teacher']['gpu_hours']:,.2f} T4-h",

@@ -13,12 +13,18 @@ the embeddings come as batches, the fit streams: ``StandardScaler.partial_fit``
 over every batch, then ``IncrementalPCA.partial_fit`` over the scaled batches
 (re-chunked to at least ``max(dims)`` rows each).
 
+At corpus scale the fit is distributed (``pipelines/fit_pca.py``): workers
+reduce their rows to :class:`Moments` (float64 count, mean and centred sum of
+outer products, merged pairwise with Chan's update), and :func:`fit_from_moments`
+derives the scaler and the PCA from the covariance with ``eigh`` in O(D^2)
+memory, equal to sklearn's ``StandardScaler`` + ``PCA`` on the same rows.
+
 The artifact (:class:`ReductionArtifact`) is a directory with ``reduction.npz``
 (mean, scale, components, explained_variance, explained_variance_ratio) and
 ``reduction.json`` (version, dims, sampling method, teacher id, n_fit, input
-fingerprint, solver, created-by, npz sha256). Each file is written to a temp
-name and published by ``os.replace``; the JSON goes last and records the npz
-hash, so a torn write is detected on load.
+fingerprint, solver, created-by, npz sha256), at any fsspec URL. Each file is
+published by ``sea_core.storage`` (temp key, then move); the JSON goes last and
+records the npz hash, so a torn write is detected on load.
 """
 from __future__ import annotations
 
@@ -27,17 +33,17 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from sea_core import storage
 from sea_core.errors import DataError, ParameterError, SchemaError
 from sea_core.params import REDUCTION, ReductionParams
 
-__all__ = ["ReductionArtifact", "fit_reduction", "fingerprint_array"]
+__all__ = ["ReductionArtifact", "fit_reduction", "fingerprint_array", "Moments", "fit_from_moments"]
 
 _ARRAYS = ("mean", "scale", "components", "explained_variance", "explained_variance_ratio")
 
@@ -140,23 +146,22 @@ class ReductionArtifact:
                 "explained_variance_ratio_at_dims": {
                     str(d): float(self.explained_variance_ratio[:d].sum()) for d in self.dims}}
 
-    def save(self, directory: str | os.PathLike, *, params: ReductionParams = REDUCTION) -> Path:
+    def save(self, directory: str | os.PathLike, *, params: ReductionParams = REDUCTION):
         """Write ``reduction.npz`` then ``reduction.json`` into ``directory`` (atomic per file).
 
         Returns
         -------
-        Path of the directory.
+        The directory: a Path for a local path, the URL string otherwise.
         """
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
+        out = str(directory)
         buf = io.BytesIO()
         np.savez(buf, **{name: getattr(self, name) for name in _ARRAYS})
         payload = buf.getvalue()
         meta = self.metadata()
         meta["npz_sha256"] = hashlib.sha256(payload).hexdigest()
-        _atomic_write(out / params.npz_name, payload)
-        _atomic_write(out / params.json_name, (json.dumps(meta, indent=2) + "\n").encode())
-        return out
+        storage.publish_bytes(storage.join(out, params.npz_name), payload)
+        storage.publish_bytes(storage.join(out, params.json_name), (json.dumps(meta, indent=2) + "\n").encode())
+        return out if storage.is_url(out) else Path(out)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, *, params: ReductionParams = REDUCTION) -> "ReductionArtifact":
@@ -169,22 +174,23 @@ class ReductionArtifact:
         SchemaError
             The artifact version is not ``ReductionParams.version``.
         """
-        d = Path(directory)
-        jpath, npath = d / params.json_name, d / params.npz_name
-        if not jpath.is_file():
+        d = str(directory)
+        jpath, npath = storage.join(d, params.json_name), storage.join(d, params.npz_name)
+        jname = params.json_name
+        if not storage.isfile(jpath):
             raise DataError(f"{jpath}: missing (not a reduction artifact, or an unfinished write)")
         try:
-            meta = json.loads(jpath.read_text())
+            meta = storage.read_json(jpath)
         except (OSError, ValueError) as exc:
             raise DataError(f"{jpath}: unreadable JSON ({exc})") from None
         if meta.get("version") != params.version:
             raise SchemaError(f"{jpath}: reduction artifact version {meta.get('version')!r} is not "
                               f"supported (this sea reads version {params.version!r}); refit it")
-        if not npath.is_file():
+        if not storage.isfile(npath):
             raise DataError(f"{npath}: missing")
-        payload = npath.read_bytes()
+        payload = storage.read_bytes(npath)
         if hashlib.sha256(payload).hexdigest() != meta.get("npz_sha256"):
-            raise DataError(f"{npath}: content does not match the sha256 recorded in {jpath.name}")
+            raise DataError(f"{npath}: content does not match the sha256 recorded in {jname}")
         with np.load(io.BytesIO(payload)) as z:
             missing = [n for n in _ARRAYS if n not in z.files]
             if missing:
@@ -198,20 +204,6 @@ class ReductionArtifact:
                    fingerprint=meta["fingerprint"], n_fit=int(meta["n_fit"]), solver=meta["solver"],
                    version=meta["version"], created_by=meta.get("created_by", ""),
                    created_at=meta.get("created_at", ""))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _created_by() -> str:
@@ -357,4 +349,99 @@ def _artifact(scaler, pca, dims, sampling_method, teacher_id, fingerprint, n, so
         explained_variance_ratio=np.asarray(pca.explained_variance_ratio_, np.float64),
         dims=dims, sampling_method=str(sampling_method), teacher_id=str(teacher_id),
         fingerprint=str(fingerprint), n_fit=int(n), solver=solver, created_by=_created_by(),
+        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+
+# --------------------------------------------------------------------------- distributed fit
+class Moments:
+    """Float64 sufficient statistics of a set of rows: count, mean, centred sum of outer products.
+
+    ``M2 = sum_i (x_i - mean)(x_i - mean)^T``, i.e. the sum of outer products
+    minus ``n mean mean^T``, kept centred so that merging (Chan et al.'s pairwise
+    update) does not lose precision to cancellation. Memory O(D^2): 2 MB at D=512.
+    """
+
+    __slots__ = ("n", "mean", "m2")
+
+    def __init__(self, n: int = 0, mean: np.ndarray | None = None, m2: np.ndarray | None = None):
+        self.n, self.mean, self.m2 = int(n), mean, m2
+
+    @classmethod
+    def of(cls, x: np.ndarray, chunk_rows: int = 16384) -> "Moments":
+        """Moments of the rows of ``x`` [N, D] (float64 arithmetic, chunk by chunk)."""
+        out = cls()
+        for i in range(0, len(x), chunk_rows):
+            c = np.asarray(x[i:i + chunk_rows], np.float64)
+            if not len(c):
+                continue
+            mean = c.mean(axis=0)
+            z = c - mean
+            out.merge(cls(len(c), mean, z.T @ z))
+        return out
+
+    def merge(self, other: "Moments") -> "Moments":
+        """Merge ``other`` into self (in place); returns self."""
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            self.n, self.mean, self.m2 = other.n, other.mean.copy(), other.m2.copy()
+            return self
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        self.m2 = self.m2 + other.m2 + np.outer(delta, delta) * (self.n * other.n / n)
+        self.mean = self.mean + delta * (other.n / n)
+        self.n = n
+        return self
+
+    def __reduce__(self):
+        return (Moments, (self.n, self.mean, self.m2))
+
+
+def fit_from_moments(moments: Moments, *, dims, sampling_method: str, teacher_id: str,
+                     fingerprint: str) -> ReductionArtifact:
+    """StandardScaler + PCA (``max(dims)`` components) from :class:`Moments`, in O(D^2) memory.
+
+    Scaler: ``mean``, ``scale = sqrt(M2_ii / n)`` (1 for constant features, as
+    sklearn). PCA: ``eigh`` of the scaled covariance ``M2 / (n - 1) / (s s^T)``,
+    components sign-fixed like sklearn's ``svd_flip`` (largest |loading| positive),
+    explained variance ratio over the full spectrum. Equal to sklearn's
+    ``StandardScaler().fit(x)`` + ``PCA(n).fit(scaled x)`` to numerical precision.
+    """
+    dims_t = (int(dims),) if isinstance(dims, (int, np.integer)) else tuple(int(d) for d in dims)
+    if not dims_t or any(d <= 0 for d in dims_t):
+        raise ParameterError(f"dims must be positive integers, got {dims!r}")
+    dims_t = tuple(sorted(set(dims_t), reverse=True))
+    n_comp = dims_t[0]
+    if moments.n == 0:
+        raise DataError("embeddings: no rows")
+    d = moments.mean.shape[0]
+    _check_sizes(moments.n, d, n_comp)
+    if moments.n < 2:
+        raise DataError("embeddings: need at least 2 rows for a covariance")
+    if not (np.isfinite(moments.mean).all() and np.isfinite(moments.m2).all()):
+        raise DataError("embeddings: NaN/inf in the input rows")
+    n = moments.n
+    var = np.clip(np.diag(moments.m2) / n, 0.0, None)
+    scale = np.sqrt(var)
+    # sklearn: features with (near-)zero variance keep scale 1
+    eps = np.finfo(np.float64).eps
+    upper = var <= (n * eps * var + (n * moments.mean * eps) ** 2)  # sklearn _is_constant_feature
+    scale[upper | (scale < 10 * eps)] = 1.0
+    cov = moments.m2 / (n - 1) / np.outer(scale, scale)
+    cov = (cov + cov.T) / 2
+    eigvals, eigvecs = np.linalg.eigh(cov)
+    eigvals, eigvecs = eigvals[::-1], eigvecs[:, ::-1]
+    eigvals = np.where(eigvals < 0, 0.0, eigvals)
+    total = float(eigvals.sum())
+    comps = eigvecs.T[:n_comp].copy()
+    signs = np.sign(comps[np.arange(n_comp), np.argmax(np.abs(comps), axis=1)])
+    signs[signs == 0] = 1.0
+    comps *= signs[:, None]
+    ev = eigvals[:n_comp].copy()
+    ratio = ev / total if total > 0 else np.zeros_like(ev)
+    return ReductionArtifact(
+        mean=np.asarray(moments.mean, np.float64), scale=scale, components=comps,
+        explained_variance=ev, explained_variance_ratio=ratio, dims=dims_t,
+        sampling_method=str(sampling_method), teacher_id=str(teacher_id), fingerprint=str(fingerprint),
+        n_fit=int(n), solver="covariance", created_by=_created_by(),
         created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))

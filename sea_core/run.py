@@ -126,11 +126,12 @@ def _select_stage(frames: Path, out: Path, params: RunParams, beam_args: list[st
             "summary": {k: v for k, v in summary.items() if k != "groups_detail"}}
 
 
-def _pca_stage(frames: Path, selection: Path, out: Path, params: RunParams) -> dict:
+def _pca_stage(frames: Path, selection: Path, out: Path, params: RunParams,
+               beam_args: list[str] | None = None) -> dict:
     from pipelines.fit_pca import fit_pca
 
     artifact = fit_pca(frames=str(frames), selection=str(selection), output=str(out),
-                       dims=(params.emb_dim,))
+                       dims=(params.emb_dim,), beam_args=beam_args)
     meta = artifact.metadata()
     return {"counts": {"fit_windows": artifact.n_fit}, "artifact": meta,
             "explained_variance_ratio": float(sum(artifact.explained_variance_ratio[:params.emb_dim]))}
@@ -307,7 +308,8 @@ def run(out: str | os.PathLike, *, corpus: str | None = None, annotations: str |
     embed = stages.run("embed", lambda: _embed_stage(corpus_dir, out / "embed", params, beam_args))
     frames = out / "embed"
     selection = stages.run("select", lambda: _select_stage(frames, out / "selection", params, beam_args))
-    pca = stages.run("pca", lambda: _pca_stage(frames, out / "selection", out / "pca", params))
+    pca = stages.run("pca", lambda: _pca_stage(frames, out / "selection", out / "pca", params,
+                                                      beam_args))
     compare = stages.run("compare", lambda: _compare_stage(frames, selection["counts"]["selected"],
                                                            params))
     trainset = stages.run("trainset", lambda: _trainset_stage(frames, out / "pca", out / "trainset",

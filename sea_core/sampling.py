@@ -74,7 +74,7 @@ from sea_core.errors import ParameterError, SeaWarning
 from sea_core.params import SAMPLING, SamplingParams
 
 __all__ = ["METHODS", "MODES", "PERIODS", "POLICIES", "KERNELS", "GroupResult", "Selection",
-           "select", "sample_group", "plan_budget", "group_rng", "period_labels", "group_label"]
+           "select", "sample_group", "sample_group_bounded", "split_blocks", "plan_budget", "group_rng", "period_labels", "group_label"]
 
 METHODS = ("random", "relevance", "diversity", "diversity+relevance")
 MODES = ("reference", "exact", "scalable")
@@ -400,6 +400,85 @@ def sample_group(emb: np.ndarray | None, relevance: np.ndarray | None, *, k: int
                 logdet["diversity+relevance"] = dpp.logdet_subset(f, every, params.dpp_diag)
     return GroupResult(key=tuple(key), size=n, k=int(k), indices=local, logdet=logdet,
                        algorithm=algo, traps=traps, info=info, seconds=seconds)
+
+
+def split_blocks(times_s: np.ndarray, max_windows: int, block_seconds: float = 3600.0) -> list[np.ndarray]:
+    """Row positions of consecutive time blocks of at most ``max_windows`` rows each.
+
+    Rows are ordered by time; whole ``block_seconds`` blocks (hours) are packed
+    together while they fit; a single hour larger than the cap is cut into
+    consecutive pieces. Deterministic.
+    """
+    times = np.asarray(times_s, dtype=np.float64)
+    order = np.argsort(times, kind="stable")
+    hours = np.floor(times[order] / block_seconds).astype(np.int64)
+    bounds = np.flatnonzero(np.diff(hours)) + 1
+    pieces = np.split(order, bounds)
+    blocks, current, size = [], [], 0
+    for piece in pieces:
+        for start in range(0, len(piece), max_windows):
+            part = piece[start:start + max_windows]
+            if size + len(part) > max_windows and current:
+                blocks.append(np.concatenate(current))
+                current, size = [], 0
+            current.append(part)
+            size += len(part)
+    if current:
+        blocks.append(np.concatenate(current))
+    return [np.sort(b) for b in blocks]
+
+
+def sample_group_bounded(emb: np.ndarray | None, relevance: np.ndarray | None, times_s: np.ndarray, *,
+                         k: int, method: str, mode: str = "scalable", seed: int = SAMPLING.dpp_seed,
+                         key: tuple[str, str] = ("-", "-"), policy: str = SAMPLING.small_group_policy,
+                         params: SamplingParams = SAMPLING, max_windows: int | None = None,
+                         report_logdet: bool = True) -> GroupResult:
+    """:func:`sample_group`, with a group larger than ``max_windows`` split into time blocks.
+
+    Each block (:func:`split_blocks`, whole hours where possible) gets the budget
+    ``ceil(k * block / n)`` (the last ones trimmed so the total is ``k``), is
+    sampled on its own (its generator seeded from the group key and the block
+    number) and a warning is logged. The result's ``logdet`` is the sum over the
+    blocks, ``info['blocks']`` their sizes and budgets. Memory is that of one
+    block (see ``SamplingParams.max_group_windows``).
+    """
+    import logging
+
+    cap = int(max_windows or params.max_group_windows)
+    n = int(len(times_s))
+    if n <= cap or k >= n:
+        return sample_group(emb, relevance, k=k, method=method, mode=mode, seed=seed, key=key,
+                            policy=policy, params=params, report_logdet=report_logdet)
+    blocks = split_blocks(times_s, cap)
+    budgets = [math.ceil(k * len(b) / n) for b in blocks]
+    excess = sum(budgets) - k
+    for i in range(len(budgets) - 1, -1, -1):
+        if excess <= 0:
+            break
+        cut = min(excess, budgets[i] - 1)
+        budgets[i] -= cut
+        excess -= cut
+    logging.getLogger(__name__).warning(
+        "select: group %s has %d windows > max_group_windows %d; sampled as %d time blocks "
+        "(sizes %s)", group_label(key), n, cap, len(blocks), [len(b) for b in blocks][:10])
+    indices, logdet, traps, info_blocks, seconds, algos = [], {}, [], [], 0.0, set()
+    for i, (rows, kb) in enumerate(zip(blocks, budgets)):
+        sub_key = (key[0], f"{key[1]}#{i}")
+        r = sample_group(None if emb is None else emb[rows],
+                         None if relevance is None else relevance[rows], k=kb, method=method,
+                         mode=mode, seed=seed, key=sub_key, policy=policy, params=params,
+                         report_logdet=report_logdet)
+        indices.append(rows[r.indices])
+        for name, v in r.logdet.items():
+            logdet[name] = logdet.get(name, 0.0) + float(v)
+        traps += [{"block": i, **t} for t in r.traps]
+        info_blocks.append({"size": int(len(rows)), "k": int(kb), "n_selected": int(r.indices.size)})
+        seconds += r.seconds
+        algos.add(r.algorithm)
+    return GroupResult(key=tuple(key), size=n, k=int(k), indices=np.sort(np.concatenate(indices)),
+                       logdet=logdet, algorithm="+".join(sorted(algos)) + f" in {len(blocks)} blocks",
+                       traps=traps, info={"blocks": info_blocks, "max_group_windows": cap},
+                       seconds=seconds)
 
 
 # --------------------------------------------------------------------------- frames

@@ -63,7 +63,8 @@ class TrainConfig:
     batch_size: int = TRAIN.batch_size
     epochs: int = TRAIN.epochs
     steps_per_epoch: int | None = None
-    """None = one pass over the training split per epoch."""
+    """None = the default epoch (:func:`epoch_steps`): ``TRAIN.steps_per_epoch`` steps,
+    or one pass over the training split when that is shorter."""
     validation_steps: int | None = None
     """None = the whole validation split."""
     seed: int = TRAIN.seed
@@ -109,13 +110,15 @@ class TrainingSet:
     """A Parquet training set on disk: split files, card, schema checks."""
 
     def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-        card = self.root / CARD_FILE
-        if not card.is_file():
+        from sea_core import storage
+
+        self.root = storage.absolute(root).rstrip("/")  # any fsspec URL (local, gs://, s3://)
+        card = f"{self.root}/{CARD_FILE}"
+        if not storage.isfile(card):
             raise DataError(f"{card}: missing dataset card (is {self.root} a training set built by "
                             f"`sea pipeline build-training-set`?)")
         try:
-            self.card = json.loads(card.read_text())
+            self.card = json.loads(storage.read_text(card))
         except json.JSONDecodeError as exc:
             raise DataError(f"{card}: not valid JSON ({exc})") from exc
         version = str(self.card.get("schema_version"))
@@ -125,22 +128,24 @@ class TrainingSet:
         self.student_samples = int(self.card["student_samples"])
         self.dims = [int(d) for d in self.card["dims"]]
 
-    def files(self, split: str) -> list[Path]:
-        files = sorted((self.root / split).glob("*.parquet"))
+    def files(self, split: str) -> list[str]:
+        from sea_core import storage
+
+        files = storage.glob(f"{self.root}/{split}/*.parquet")
         if not files:
-            raise DataError(f"{self.root / split}: split '{split}' is empty (no Parquet shards)")
+            raise DataError(f"{self.root}/{split}: split '{split}' is empty (no Parquet shards)")
         return files
 
-    def check_files(self, split: str, emb_dim: int) -> tuple[list[Path], int]:
+    def check_files(self, split: str, emb_dim: int) -> tuple[list[str], int]:
         """Open every shard's footer: schema version, fields; returns files and row count."""
         if emb_dim not in self.dims:
-            raise SchemaError(f"{self.root / CARD_FILE}: field {target_column(emb_dim)} is not in "
+            raise SchemaError(f"{self.root}/{CARD_FILE}: field {target_column(emb_dim)} is not in "
                               f"this training set (dims {self.dims})")
         rows = 0
         files = self.files(split)
         for path in files:
             try:
-                meta = pq.read_metadata(path)
+                meta = _read_metadata(path)
                 schema = meta.schema.to_arrow_schema()
             except (OSError, pa.ArrowException) as exc:
                 raise DataError(f"{path}: unreadable Parquet shard ({exc})") from exc
@@ -148,7 +153,7 @@ class TrainingSet:
                          required=("student_audio", target_column(emb_dim)))
             rows += meta.num_rows
         if rows == 0:
-            raise DataError(f"{self.root / split}: split '{split}' has no rows")
+            raise DataError(f"{self.root}/{split}: split '{split}' has no rows")
         return files, rows
 
 
@@ -158,10 +163,22 @@ whole column chunks at once (~13 MB of audio per 1024-row group), which keeps
 each open shard reader at ~30 MB."""
 
 
+def _read_metadata(url: str):
+    from sea_core import storage
+
+    fs, path = storage.url_to_fs(url)
+    with fs.open(path, "rb") as f:
+        return pq.read_metadata(f)
+
+
 def _read_batches(path: str, target: str, batch_rows: int):
-    """Yield (audio int16 [n, S], target float32 [n, d]) record batches of one shard."""
+    """Yield (audio int16 [n, S], target float32 [n, d]) record batches of one shard (any fsspec URL)."""
+    from sea_core import storage
+
     try:
-        handle = pq.ParquetFile(path, buffer_size=READ_BUFFER_BYTES, pre_buffer=False)
+        fs, fpath = storage.url_to_fs(path)
+        source = fpath if "://" not in path or path.startswith("file://") else fs.open(fpath, "rb")
+        handle = pq.ParquetFile(source, buffer_size=READ_BUFFER_BYTES, pre_buffer=False)
         for batch in handle.iter_batches(batch_size=batch_rows, columns=["student_audio", target]):
             audio = batch.column(0)
             tgt = batch.column(1)
@@ -172,8 +189,20 @@ def _read_batches(path: str, target: str, batch_rows: int):
         raise DataError(f"{path}: corrupt Parquet shard ({exc})") from exc
 
 
+def epoch_steps(train_rows: int, batch_size: int, steps_per_epoch: int | None = None) -> int:
+    """Steps of one epoch: the corpus-scale definition shared by ``sea train`` and ``sea plan``.
+
+    ``steps_per_epoch`` when given; otherwise ``min(TRAIN.steps_per_epoch, rows // batch)``
+    (at least 1): a fixed number of steps at corpus scale, one pass for small sets.
+    """
+    if steps_per_epoch:
+        return int(steps_per_epoch)
+    return max(1, min(TRAIN.steps_per_epoch, int(train_rows) // int(batch_size)))
+
+
 def make_dataset(files: list[Path], *, emb_dim: int, student_samples: int, batch_size: int,
-                 shuffle: bool, seed: int, shuffle_buffer: int):
+                 shuffle: bool, seed: int, shuffle_buffer: int,
+                 interleave: int = TRAIN.interleave_shards):
     """Stream shards into a batched ``tf.data.Dataset`` of (audio float32, target float32)."""
     import tensorflow as tf
 
@@ -193,7 +222,11 @@ def make_dataset(files: list[Path], *, emb_dim: int, student_samples: int, batch
     # shards than the cycle). Same element order as the deterministic parallel one,
     # and fast enough: the input runs far ahead of the training step
     # (benchmarks/train_input.py).
-    ds = file_ds.interleave(shard, cycle_length=min(4, len(paths)), block_length=1).unbatch()
+    # Each epoch draws a new shard order (seeded), then reads ``interleave`` shards
+    # round-robin (TRAIN.interleave_shards: many sensor-days at once) into the row
+    # shuffle buffer.
+    ds = file_ds.interleave(shard, cycle_length=max(1, min(interleave, len(paths))),
+                            block_length=1).unbatch()
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
     ds = ds.batch(batch_size).map(
@@ -367,7 +400,7 @@ def train(config: TrainConfig) -> dict:
     if spec.window_samples != data.student_samples:
         raise DataError(f"{data.root}: student_samples {data.student_samples} is not a whole "
                         f"window at {STUDENT_MEL64.sample_rate} Hz")
-    steps_per_epoch = config.steps_per_epoch or max(1, n_train // config.batch_size)
+    steps_per_epoch = epoch_steps(n_train, config.batch_size, config.steps_per_epoch)
     val_steps = config.validation_steps or max(1, math.ceil(n_val / config.batch_size))
 
     with strategy.scope():

@@ -139,8 +139,8 @@ def reference(corpus, tmp_path_factory):
 
 
 # --------------------------------------------------------------------------- comparison
-DATA_FILES = ("embed/frames/**/*.parquet", "embed/dead_letter/*.parquet", "sel/selection.parquet",
-              "pca/reduction.npz", "ts/*/*.parquet")
+DATA_FILES = ("embed/frames/**/*.parquet", "embed/dead_letter/*.parquet",
+              "sel/selection.parquet/*.parquet", "pca/reduction.npz", "ts/*/*.parquet")
 
 
 def data_files(out: Path) -> dict[str, Path]:

@@ -1,10 +1,14 @@
 """Stage 1, list: which recordings to process (fsspec glob, directory or manifest file of URIs).
 
-Listing happens when the pipeline is *built* (the driver must compare the
-listing with the previous run's manifest for ``--incremental``); the
-:class:`ListInputs` transform then creates the work units: shards of up to
-``shard_size`` recordings (sorted by URI) plus one unit of :class:`Touch`
-items, followed by a :class:`~apache_beam.Reshuffle` so units spread over workers.
+Listing happens on the launcher (it compares the listing with the previous
+run's manifest for ``--incremental``); the work units - shards of up to
+``shard_size`` recordings (sorted by URI) plus one unit of :class:`Touch` items -
+are *staged* as a Parquet file (:func:`stage_units`, one row per item, row groups
+of whole units) and the :class:`ListInputs` transform reads that file inside
+the pipeline (one element per row group, read by the workers through fsspec),
+followed by a :class:`~apache_beam.Reshuffle` so units spread over workers. The
+job graph therefore holds one URL, whatever the corpus size (Dataflow refuses
+graphs over ~10-20 MB; ``beam.Create`` of 16 M recordings would be ~1.7 GB).
 """
 from __future__ import annotations
 
@@ -17,8 +21,9 @@ import fsspec
 from pipelines.transforms.records import DIRECTORY_VERSION, InputFile, Touch
 from sea_core.errors import DataError, ParameterError
 
-__all__ = ["list_inputs", "make_units", "ListInputs", "AUDIO_SUFFIXES", "MANIFEST_SUFFIXES",
-           "DIRECTORY_VERSION"]
+__all__ = ["list_inputs", "list_inputs_in_beam", "ListAll", "split_spec", "check_input_exists",
+           "make_units", "ListInputs", "stage_units", "AUDIO_SUFFIXES", "MANIFEST_SUFFIXES",
+           "UNITS_PER_ROW_GROUP", "DIRECTORY_VERSION"]
 
 log = logging.getLogger(__name__)
 
@@ -49,24 +54,6 @@ def _join_protocol(fs, pattern: str, path: str) -> str:
     return path
 
 
-def _is_file_entry(info: dict) -> bool:
-    """A regular file, or a symlink (fsspec type 'other') that a directory listing would include."""
-    kind = info.get("type", "file")
-    return kind == "file" or (kind == "other" and bool(info.get("islink")))
-
-
-def _entries(fs, spec: str, found: dict) -> list[InputFile]:
-    """Files (symlinks followed) and directories named like audio (-> dead letters) of a listing."""
-    out = []
-    for p, i in found.items():
-        uri = _join_protocol(fs, spec, p)
-        if _is_file_entry(i):
-            out.append(InputFile(uri=uri, size=int(i.get("size") or 0), version=_version(i)))
-        elif i.get("type") == "directory" and p.rstrip("/").lower().endswith(AUDIO_SUFFIXES):
-            out.append(InputFile(uri=uri, size=0, version=DIRECTORY_VERSION))
-    return out
-
-
 def _stat(uri: str) -> InputFile:
     try:
         fs, path = fsspec.core.url_to_fs(uri)
@@ -92,8 +79,64 @@ def _read_manifest(uri: str) -> list[str]:
     return [ln for ln in lines if ln and not ln.startswith("#")]
 
 
+def _is_file_entry(info: dict) -> bool:
+    """A regular file, or a symlink (fsspec type 'other') that a directory listing would include."""
+    kind = info.get("type", "file")
+    return kind == "file" or (kind == "other" and bool(info.get("islink")))
+
+
+def _entries(fs, spec: str, found: dict) -> list[InputFile]:
+    """Files (symlinks followed) and directories named like audio (-> dead letters) of a listing."""
+    out = []
+    for p, i in found.items():
+        uri = _join_protocol(fs, spec, p)
+        if _is_file_entry(i):
+            out.append(InputFile(uri=uri, size=int(i.get("size") or 0), version=_version(i)))
+        elif i.get("type") == "directory" and p.rstrip("/").lower().endswith(AUDIO_SUFFIXES):
+            out.append(InputFile(uri=uri, size=0, version=DIRECTORY_VERSION))
+    return out
+
+
+def _list_core(spec: str) -> list[InputFile]:
+    """Everything ``spec`` names (unsorted, possibly empty); see :func:`list_inputs`."""
+    fs, path = fsspec.core.url_to_fs(spec)
+    if _has_magic(spec):
+        return _entries(fs, spec, fs.glob(path, detail=True))
+    if spec.lower().endswith(MANIFEST_SUFFIXES):
+        return [_stat(u) for u in dict.fromkeys(_read_manifest(spec))]
+    if fs.isdir(path):
+        found = fs.find(path, detail=True, withdirs=True)
+        return [f for f in _entries(fs, spec, found) if f.uri.lower().endswith(AUDIO_SUFFIXES)]
+    if fs.exists(path) or (hasattr(fs, "islink") and fs.islink(path)):
+        return [_stat(spec)]
+    return []
+
+
+def check_input_exists(spec: str) -> None:
+    """DataError "input not found: <spec>" for a plain path (no glob) that does not exist."""
+    spec = str(spec or "").strip()
+    if not spec:
+        raise ParameterError("--input is required (a glob, a directory or a manifest of URIs)")
+    if _has_magic(spec):
+        return
+    fs, path = fsspec.core.url_to_fs(spec)
+    if not (fs.exists(path) or (hasattr(fs, "islink") and fs.islink(path))):
+        raise DataError(f"input not found: {spec}")
+
+
+def _finish_listing(spec: str, files) -> list[InputFile]:
+    unique = {f.uri: f for f in files}
+    if not unique:
+        raise DataError(f"no input matches {spec} (nothing was written or removed)")
+    out = [unique[u] for u in sorted(unique)]
+    log.info("list: %d input(s) from %s", len(out), spec)
+    return out
+
+
 def list_inputs(spec: str) -> list[InputFile]:
-    """List the recordings named by ``spec``, sorted by URI, without duplicates.
+    """List the recordings named by ``spec`` in this process, sorted by URI, without duplicates.
+
+    (:class:`ListAll` does the same listing inside a Beam pipeline, one element per prefix.)
 
     Parameters
     ----------
@@ -101,7 +144,8 @@ def list_inputs(spec: str) -> list[InputFile]:
         A glob (``data/upstream/**/*.flac``, ``gs://b/up/*/*/*.flac``), a
         directory (every audio file below it), a manifest file (``.txt`` /
         ``.lst`` / ``.list`` / ``.manifest``: one URI per line, ``#`` comments;
-        ``.parquet``: a ``uri`` column), or a single audio file.
+        ``.parquet``: a ``uri`` column), or a single audio file. Symlinked files
+        are followed; a directory named like a recording is listed as a dead letter.
 
     Returns
     -------
@@ -113,30 +157,160 @@ def list_inputs(spec: str) -> list[InputFile]:
     ParameterError
         ``spec`` is empty.
     DataError
-        The manifest cannot be read, ``spec`` names a path that does not exist
-        ("input not found: ..."), or nothing matches ("no input matches ...").
+        The manifest cannot be read, ``spec`` does not exist ("input not found: ...")
+        or nothing matches ("no input matches ...").
     """
-    spec = str(spec or "").strip()
-    if not spec:
-        raise ParameterError("--input is required (a glob, a directory or a manifest of URIs)")
+    check_input_exists(spec)
+    spec = str(spec).strip()
+    return _finish_listing(spec, _list_core(spec))
+
+
+# --------------------------------------------------------------------------- listing in Beam
+MANIFEST_CHUNK = 1000
+"""URIs of a manifest statted per pipeline element."""
+
+
+def split_spec(spec: str):
+    """Sub-listings of ``spec``, each listed by one pipeline element (runs inside the pipeline).
+
+    A glob is split at its first wildcard component (``up/*/*/*.flac`` -> one
+    pattern per ``up/<sensor>`` prefix), a directory into its sub-directories
+    (+ its own audio files), a manifest into chunks of :data:`MANIFEST_CHUNK` URIs.
+    Yields ``(kind, payload)`` with kind 'spec' (list with :func:`_list_core`),
+    'files' (InputFiles already known) or 'uris' (URIs to stat).
+    """
     fs, path = fsspec.core.url_to_fs(spec)
     if _has_magic(spec):
-        files = _entries(fs, spec, fs.glob(path, detail=True))
-    elif spec.lower().endswith(MANIFEST_SUFFIXES):
-        files = [_stat(u) for u in dict.fromkeys(_read_manifest(spec))]
-    elif fs.isdir(path):
-        found = fs.find(path, detail=True, withdirs=True)
-        files = [f for f in _entries(fs, spec, found) if f.uri.lower().endswith(AUDIO_SUFFIXES)]
-    elif fs.exists(path) or (hasattr(fs, "islink") and fs.islink(path)):
-        files = [_stat(spec)]
+        comps = path.split("/")
+        i = next(j for j, c in enumerate(comps) if _has_magic(c))
+        if comps[i] == "**" or "**" in comps[i] or i == len(comps) - 1:
+            yield "spec", spec
+            return
+        head = "/".join(comps[:i + 1])
+        rest = "/".join(comps[i + 1:])
+        found = fs.glob(head, detail=True)
+        for p, info in sorted(found.items()):
+            if info.get("type") == "directory" or (info.get("type") == "other" and info.get("islink")
+                                                   and fs.isdir(p)):
+                yield "spec", _join_protocol(fs, spec, f"{p.rstrip('/')}/{rest}")
+        return
+    if spec.lower().endswith(MANIFEST_SUFFIXES):
+        chunk = []
+        for u in dict.fromkeys(_read_manifest(spec)):
+            chunk.append(u)
+            if len(chunk) == MANIFEST_CHUNK:
+                yield "uris", chunk
+                chunk = []
+        if chunk:
+            yield "uris", chunk
+        return
+    if fs.isdir(path):
+        own = []
+        children = {i["name"]: i for i in fs.ls(path, detail=True)}
+        for p, info in sorted(children.items()):
+            is_dir = info.get("type") == "directory" or (info.get("type") == "other"
+                                                         and info.get("islink") and fs.isdir(p))
+            if is_dir:
+                if p.rstrip("/").lower().endswith(AUDIO_SUFFIXES):
+                    own += _entries(fs, spec, {p: {**info, "type": "directory"}})
+                yield "spec", _join_protocol(fs, spec, p)
+            elif p.lower().endswith(AUDIO_SUFFIXES):
+                own += _entries(fs, spec, {p: info})
+        if own:
+            yield "files", own
+        return
+    yield "spec", spec
+
+
+def _list_part(element):
+    kind, payload = element
+    if kind == "files":
+        yield from payload
+    elif kind == "uris":
+        for u in payload:
+            yield _stat(u)
     else:
-        raise DataError(f"input not found: {spec}")
-    if not files:
-        raise DataError(f"no input matches {spec} (nothing was written or removed)")
-    unique = {f.uri: f for f in files}
-    out = [unique[u] for u in sorted(unique)]
-    log.info("list: %d input(s) from %s", len(out), spec)
-    return out
+        yield from _list_core(payload)
+
+
+class _WriteListingFn(beam.DoFn):
+    """Buffer a bundle of InputFiles and write them as one Parquet shard (the final sink)."""
+
+    def __init__(self, staging: str):
+        self.staging = staging
+
+    def start_bundle(self):
+        self._rows = []
+
+    def process(self, f: InputFile):
+        self._rows.append({"uri": f.uri, "size": int(f.size), "version": f.version})
+
+    def finish_bundle(self):
+        import uuid
+
+        import pyarrow as pa
+
+        from sea_core import storage
+
+        if self._rows:
+            table = pa.Table.from_pylist(self._rows, schema=_LISTING_SCHEMA())
+            storage.publish_parquet(table, f"{self.staging}/part-{uuid.uuid4().hex}.parquet")
+            self._rows = []
+
+
+def _LISTING_SCHEMA():  # noqa: N802
+    import pyarrow as pa
+    return pa.schema([("uri", pa.string()), ("size", pa.int64()), ("version", pa.string())])
+
+
+class ListAll(beam.PTransform):
+    """``spec`` -> its InputFiles listed by the workers (one element per prefix / manifest chunk),
+    written as Parquet shards under ``staging`` (the pipeline's final sink)."""
+
+    def __init__(self, spec: str, staging: str, label: str | None = None):
+        super().__init__(label)
+        self.spec, self.staging = str(spec), str(staging)
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "Spec" >> beam.Create([self.spec], reshuffle=False)
+                | "SplitSpec" >> beam.FlatMap(split_spec)
+                | "SpreadPrefixes" >> beam.Reshuffle()
+                | "ListPrefix" >> beam.FlatMap(_list_part)
+                | "WriteListing" >> beam.ParDo(_WriteListingFn(self.staging)))
+
+
+def list_inputs_in_beam(spec: str, *, staging: str, runner=None, options=None) -> list[InputFile]:
+    """List ``spec`` inside a Beam pipeline (``runner``/``options``; in-process by default).
+
+    The listing's I/O (one glob per prefix, one ``fs.info`` per manifest URI) runs
+    on the workers; they write the result under ``staging`` (removed afterwards),
+    which the launcher reads back. Raises like :func:`list_inputs`, before
+    anything is written to the output.
+    """
+    import pyarrow.parquet as pq
+
+    from pipelines.driver import run_to_completion
+    from sea_core import storage
+
+    check_input_exists(spec)
+    spec = str(spec).strip()
+    if runner is None:
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+        runner = FnApiRunner()
+    p = beam.Pipeline(runner=runner, options=options)
+    p | "ListInputs" >> ListAll(spec, staging)
+    files = []
+    try:
+        run_to_completion(p, "list")
+        for shard in storage.glob(f"{staging}/part-*.parquet"):
+            fs, path = storage.url_to_fs(shard)
+            with fs.open(path, "rb") as f:
+                for r in pq.read_table(f).to_pylist():
+                    files.append(InputFile(uri=r["uri"], size=int(r["size"]), version=r["version"] or ""))
+    finally:
+        storage.rm(staging, recursive=True)
+    return _finish_listing(spec, files)
 
 
 def make_units(files: list[InputFile], touches: list[Touch], shard_size: int) -> list[list]:
@@ -149,22 +323,105 @@ def make_units(files: list[InputFile], touches: list[Touch], shard_size: int) ->
     return units
 
 
+UNITS_PER_ROW_GROUP = 64
+"""Work units per row group of the staged units file (one pipeline element reads one row group)."""
+
+
+def _units_schema():
+    import pyarrow as pa
+
+    return pa.schema([("unit", pa.int64()), ("kind", pa.string()), ("uri", pa.string()),
+                      ("size", pa.int64()), ("version", pa.string()), ("key", pa.list_(pa.string())),
+                      ("keep_uris", pa.list_(pa.string()))])
+
+
+def stage_units(units: list[list], url: str) -> int:
+    """Write the work units to ``url`` (Parquet, row groups of whole units); returns the row count."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sea_core import storage
+
+    schema = _units_schema()
+    groups: list[pa.Table] = []
+    rows: list[dict] = []
+
+    def flush():
+        if rows:
+            groups.append(pa.Table.from_pylist(rows, schema=schema))
+            rows.clear()
+
+    for i, unit in enumerate(units):
+        for item in unit:
+            if isinstance(item, Touch):
+                rows.append({"unit": i, "kind": "touch", "uri": None, "size": None, "version": None,
+                             "key": [str(k) for k in item.key], "keep_uris": sorted(item.keep_uris)})
+            else:
+                rows.append({"unit": i, "kind": "file", "uri": item.uri, "size": item.size,
+                             "version": item.version, "key": None, "keep_uris": None})
+        if (i + 1) % UNITS_PER_ROW_GROUP == 0:
+            flush()
+    flush()
+    import io
+    buf = io.BytesIO()
+    with pq.ParquetWriter(buf, schema, compression="zstd") as w:
+        for t in groups:
+            w.write_table(t, row_group_size=max(1, t.num_rows))
+    storage.publish_bytes(url, buf.getvalue())
+    return sum(t.num_rows for t in groups)
+
+
+def _row_groups(url: str):
+    import pyarrow.parquet as pq
+
+    from sea_core import storage
+
+    fs, path = storage.url_to_fs(url)
+    with fs.open(path, "rb") as f:
+        n = pq.ParquetFile(f).num_row_groups
+    for i in range(n):
+        yield url, i
+
+
+def _read_units(element):
+    import pyarrow.parquet as pq
+
+    from sea_core import storage
+
+    url, i = element
+    fs, path = storage.url_to_fs(url)
+    with fs.open(path, "rb") as f:
+        t = pq.ParquetFile(f).read_row_group(i)
+    units: dict[int, list] = {}
+    for r in t.to_pylist():
+        if r["kind"] == "touch":
+            item = Touch(key=tuple(r["key"]), keep_uris=frozenset(r["keep_uris"] or ()))
+        else:
+            item = InputFile(uri=r["uri"], size=int(r["size"]), version=r["version"] or "")
+        units.setdefault(r["unit"], []).append(item)
+    for u in sorted(units):
+        yield units[u]
+
+
 class ListInputs(beam.PTransform):
-    """Create the work units (lists of :class:`InputFile` / :class:`Touch`) and reshuffle them.
+    """Read the staged work units (lists of :class:`InputFile` / :class:`Touch`) and reshuffle them.
 
     Parameters
     ----------
-    units : list of list
-        From :func:`make_units` (the listing is done when the pipeline is built).
+    units_url : str
+        The file written by :func:`stage_units`; the job graph holds only this URL.
     """
 
-    def __init__(self, units: list[list], label: str | None = None):
+    def __init__(self, units_url: str, label: str | None = None):
         super().__init__(label)
-        self._units = [list(u) for u in units]
+        self._url = str(units_url)
 
     def expand(self, pbegin):
         return (pbegin
-                | "CreateUnits" >> beam.Create(self._units, reshuffle=False)
+                | "UnitsFile" >> beam.Create([self._url], reshuffle=False)
+                | "RowGroups" >> beam.FlatMap(_row_groups)
+                | "SpreadRowGroups" >> beam.Reshuffle()
+                | "ReadUnits" >> beam.FlatMap(_read_units)
                 | "Reshuffle" >> beam.Reshuffle())
 
 

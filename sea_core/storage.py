@@ -1,0 +1,162 @@
+"""Data paths as fsspec URLs (local paths, ``file://``, ``gs://``, ``s3://``, ``memory://``).
+
+Every stage reads and writes its data through these helpers, so the same code
+runs on a laptop and on a distributed runner whose workers share nothing but an
+object store. ONE publish rule for every writer:
+
+* :func:`publish_bytes` / :func:`publish_parquet` write the object under a
+  hidden temporary key beside the target (``.<name>.tmp-<uuid>``) and then move
+  it onto the target key (a rename on local disks and HDFS-like stores, a
+  server-side copy + delete on object stores), so a reader never sees a torn
+  object: a key exists only when complete.
+* A directory-shaped output is complete when its ``_SUCCESS`` marker exists;
+  :func:`mark_success` writes it, after everything else.
+
+fsspec's own transactions (``fs.transaction``) defer the commit of the files
+opened inside one ``with`` block of one process; the writers here run in many
+worker processes, so the explicit temp-key + move is used instead (same effect
+per object, works across processes and on every fsspec backend).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+
+import fsspec
+
+__all__ = ["url_to_fs", "join", "is_url", "exists", "isfile", "isdir", "glob", "read_bytes",
+           "read_text", "read_json", "publish_bytes", "publish_text", "publish_json",
+           "publish_parquet", "mark_success", "SUCCESS_NAME", "absolute", "size", "rm"]
+
+SUCCESS_NAME = "_SUCCESS"
+
+
+def is_url(path) -> bool:
+    return "://" in str(path)
+
+
+def absolute(path) -> str:
+    """Local relative paths -> absolute (workers may run elsewhere); URLs unchanged."""
+    s = str(path)
+    if is_url(s):
+        return s
+    return os.path.abspath(os.path.expanduser(s))
+
+
+def url_to_fs(url):
+    return fsspec.core.url_to_fs(str(url))
+
+
+def join(base, *parts: str) -> str:
+    """``base/part/...`` keeping the URL protocol of ``base``."""
+    out = str(base).rstrip("/")
+    for p in parts:
+        out = f"{out}/{str(p).strip('/')}"
+    return out
+
+
+def _full(fs, original: str, path: str) -> str:
+    """Re-attach the protocol ``fs`` strips (local paths stay plain)."""
+    if is_url(original) and not str(original).startswith("file://"):
+        return fs.unstrip_protocol(path)
+    return path
+
+
+def exists(url) -> bool:
+    fs, path = url_to_fs(url)
+    return fs.exists(path)
+
+
+def isfile(url) -> bool:
+    fs, path = url_to_fs(url)
+    return fs.isfile(path)
+
+
+def isdir(url) -> bool:
+    fs, path = url_to_fs(url)
+    return fs.isdir(path)
+
+
+def size(url) -> int:
+    fs, path = url_to_fs(url)
+    return int(fs.size(path))
+
+
+def glob(pattern) -> list[str]:
+    """Sorted URLs matching ``pattern`` (same protocol as the pattern)."""
+    fs, path = url_to_fs(pattern)
+    try:
+        found = fs.glob(path)
+    except (FileNotFoundError, OSError):
+        return []
+    return sorted(_full(fs, str(pattern), p) for p in found)
+
+
+def rm(url, recursive: bool = False) -> None:
+    fs, path = url_to_fs(url)
+    if fs.exists(path):
+        fs.rm(path, recursive=recursive)
+
+
+def read_bytes(url) -> bytes:
+    fs, path = url_to_fs(url)
+    with fs.open(path, "rb") as f:
+        return f.read()
+
+
+def read_text(url) -> str:
+    return read_bytes(url).decode("utf-8")
+
+
+def read_json(url):
+    return json.loads(read_text(url))
+
+
+def _publish(url, write) -> int:
+    fs, path = url_to_fs(url)
+    parent, name = path.rsplit("/", 1) if "/" in path else ("", path)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}" if parent else f".{name}.tmp-{uuid.uuid4().hex}"
+    try:
+        with fs.open(tmp, "wb") as f:
+            write(f)
+        fs.mv(tmp, path)
+    finally:
+        try:
+            if fs.exists(tmp):
+                fs.rm(tmp)
+        except OSError:
+            pass
+    return int(fs.size(path))
+
+
+def publish_bytes(url, data: bytes) -> int:
+    """Write ``data`` to ``url`` (temp key, then move). Returns the bytes written."""
+    return _publish(url, lambda f: f.write(data))
+
+
+def publish_text(url, text: str) -> int:
+    return publish_bytes(url, text.encode("utf-8"))
+
+
+def publish_json(url, obj, **kwargs) -> int:
+    return publish_text(url, json.dumps(obj, **kwargs))
+
+
+def publish_parquet(table, url, **options) -> int:
+    """``pyarrow.parquet.write_table(table, ..., **options)`` published at ``url``."""
+    import pyarrow.parquet as pq
+
+    def write(f):
+        buf = io.BytesIO()  # pyarrow wants a seekable sink on some fsspec backends
+        pq.write_table(table, buf, **options)
+        f.write(buf.getvalue())
+    return _publish(url, write)
+
+
+def mark_success(directory) -> None:
+    """Write ``<directory>/_SUCCESS`` (call it last: the output is complete)."""
+    publish_bytes(join(directory, SUCCESS_NAME), b"")

@@ -1,0 +1,90 @@
+"""The embed listing runs inside a Beam pipeline and keeps the listing contract (OWNERSHIP.md).
+
+* a listing that matches nothing -> "no input matches <pattern>", exit 2, nothing written or removed
+* --incremental removing > 10 % of the manifest -> refused (exit 2) unless --allow-removals
+* an --input path that does not exist -> "input not found: <path>", exit 2
+* a glob follows symlinked files; a directory named like audio is a dead letter (stage 'list')
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.transforms.list_inputs import list_inputs, list_inputs_in_beam, split_spec
+from sea_core.cli import main as sea_main
+from sea_core.errors import DataError
+from tests.test_embed_pipeline import SENSORS, app_args, make_corpus, tiny_teacher  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    good, bad = make_corpus(root, n_good=6)
+    up = root / "upstream"
+    # a symlinked recording and a directory whose name looks like a recording
+    target = tmp_path_factory.mktemp("elsewhere") / "1551711111.flac"
+    shutil.copy(good[0], target)
+    link = up / f"sensor_{SENSORS[1]}" / "2019-03-04" / "1551711111.flac"
+    os.symlink(target, link)
+    (up / f"sensor_{SENSORS[0]}" / "2019-03-04" / "1551712222.flac").mkdir()
+    return root, good, bad, str(link)
+
+
+def test_glob_is_split_per_sensor_prefix_and_listed_in_beam(corpus, tmp_path):
+    root, _, _, link = corpus
+    pattern = f"{root}/upstream/*/*/*.flac"
+    parts = list(split_spec(pattern))
+    assert sorted(p for _, p in parts) == sorted(f"{root}/upstream/sensor_{s}/*/*.flac" for s in SENSORS)
+    in_beam = list_inputs_in_beam(pattern, staging=str(tmp_path / "stage"))
+    assert in_beam == list_inputs(pattern)
+    uris = {f.uri: f for f in in_beam}
+    assert link in uris and uris[link].size > 0                      # the symlink is followed
+    odd = [u for u, f in uris.items() if f.version == "directory"]
+    assert odd == [f"{root}/upstream/sensor_{SENSORS[0]}/2019-03-04/1551712222.flac"]
+    assert not (tmp_path / "stage").exists()                          # staging removed
+    # a directory input and a manifest give the same files through their own splits
+    assert list_inputs_in_beam(str(root / "upstream"), staging=str(tmp_path / "s2")) == \
+        list_inputs(str(root / "upstream"))
+    manifest = tmp_path / "m.txt"
+    manifest.write_text("\n".join(sorted(uris)) + "\n")
+    assert [f.uri for f in list_inputs_in_beam(str(manifest), staging=str(tmp_path / "s3"))] == sorted(uris)
+
+
+def test_contract_errors_exit_2_and_touch_nothing(corpus, tiny_teacher, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "out"
+    nothing = str(corpus[0] / "upstream" / "*" / "*" / "*.nope")
+    assert sea_main(["pipeline", "embed", *app_args(corpus, tiny_teacher, out, input_=nothing,
+                                                    require=False)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].count("no input matches") == 1 and nothing in err[-1]
+    assert not out.exists()
+    missing = str(tmp_path / "no" / "such" / "dir")
+    assert sea_main(["pipeline", "embed", *app_args(corpus, tiny_teacher, out, input_=missing,
+                                                    require=False)]) == 2
+    assert f"input not found: {missing}" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(DataError, match="no input matches"):
+        list_inputs_in_beam(nothing, staging=str(tmp_path / "s"))
+
+
+def test_incremental_removal_guard(corpus, tiny_teacher, tmp_path, capsys):  # noqa: F811
+    from pipelines.embed_corpus import run
+
+    root, good, _, _ = corpus
+    out = tmp_path / "out"
+    run(app_args(corpus, tiny_teacher, out, require=False))
+    manifest = pq.read_table(out / "manifest.parquet")
+    before = (out / "manifest.parquet").read_bytes()
+    one = tmp_path / "one.txt"
+    one.write_text(good[1] + "\n")
+    args = app_args(corpus, tiny_teacher, out, input_=str(one), require=False) + ["--incremental"]
+    assert sea_main(["pipeline", "embed", *args]) == 2
+    err = capsys.readouterr().err
+    assert f"would remove {manifest.num_rows - 1} of the {manifest.num_rows}" in err
+    assert (out / "manifest.parquet").read_bytes() == before and (out / "_SUCCESS").exists()
+    summary = run(args + ["--allow-removals"])
+    assert summary["counts"]["removed"] == manifest.num_rows - 1
+    assert pq.read_table(out / "manifest.parquet").num_rows == 1

@@ -1,0 +1,164 @@
+"""Every Beam stage against a real S3-protocol object store (moto's server) on a Dask LocalCluster.
+
+embed -> select -> fit-pca -> build-training-set run with ``s3://`` inputs and
+outputs on ``--runner=DaskRunner`` (2 worker processes), and must equal the same
+stages run on local paths: frames, selection, PCA (1e-6) and training set.
+Nothing may be written to local disk outside temp dirs (the test runs from an
+empty working directory and checks it stays empty).
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+moto_server = pytest.importorskip("moto.server", reason="needs moto[server] (pip install -e .[test])")
+s3fs = pytest.importorskip("s3fs", reason="needs s3fs (pip install -e .[test])")
+distributed = pytest.importorskip("distributed", reason="needs the dask extra")
+
+from pipelines.build_training_set import build_training_set  # noqa: E402
+from pipelines.embed_corpus import run as run_embed  # noqa: E402
+from pipelines.fit_pca import fit_pca  # noqa: E402
+from pipelines.select import run as run_select  # noqa: E402
+from sea_core.reduction import ReductionArtifact  # noqa: E402
+from tests.test_embed_pipeline import TINY_SR, make_corpus, tiny_teacher  # noqa: E402,F401
+
+BUCKET = "sea-test"
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """(s3fs filesystem, endpoint) of an in-process moto S3 server; env set for workers."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": endpoint}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # before the LocalCluster starts: its workers inherit it
+    import fsspec
+    fsspec.config.conf.setdefault("s3", {})
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}, skip_instance_cache=True)
+    fs.mkdir(BUCKET)
+    try:
+        yield fs, endpoint
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _frames(url_or_path) -> pa.Table:
+    """Every frames row, without the uri column (s3:// vs local), in a fixed order."""
+    import fsspec
+    fs, root = fsspec.core.url_to_fs(str(url_or_path))
+    tables = []
+    for f in sorted(fs.glob(f"{root}/frames/*/*/*.parquet")):
+        with fs.open(f, "rb") as fh:
+            tables.append(pq.read_table(fh))
+    t = pa.concat_tables(tables).drop_columns(["uri"])
+    return t.sort_by([("recording_id", "ascending"), ("window_index", "ascending")])
+
+
+def _parquet_dir(fs, pattern: str) -> dict[str, pa.Table]:
+    out = {}
+    for f in sorted(fs.glob(pattern)):
+        with fs.open(f, "rb") as fh:
+            out[f.rsplit("/", 1)[-1]] = pq.read_table(fh)
+    return out
+
+
+def _stages(corpus: str, out: str, teacher, beam_args: list[str]):
+    embed_args = ["--input", f"{corpus}/upstream", "--output", f"{out}/embed",
+                  "--teacher", str(teacher), "--teacher-opt", "frontend=none",
+                  "--teacher-opt", f"sample_rate={TINY_SR}", "--hop-seconds", "1.0",
+                  "--batch-size", "8", "--shard-size", "3"]
+    summary = run_embed(embed_args + beam_args)
+    sel = run_select(["--frames", f"{out}/embed", "--output", f"{out}/selection", "--method",
+                      "diversity+relevance", "--fraction", "0.5", "--seed", "3"] + beam_args)
+    art = fit_pca(frames=f"{out}/embed", selection=f"{out}/selection", output=f"{out}/pca",
+                  dims=(8, 4), beam_args=beam_args)
+    card = build_training_set(frames=f"{out}/embed", pca=f"{out}/pca", output=f"{out}/trainset",
+                              dims=(8, 4), beam_args=beam_args)
+    return summary, sel, art, card
+
+
+@pytest.mark.dask
+@pytest.mark.slow
+def test_stages_on_s3_with_dask_equal_a_local_run(s3, tiny_teacher, tmp_path_factory,  # noqa: F811
+                                                  monkeypatch):
+    fs, _ = s3
+    local_root = tmp_path_factory.mktemp("corpus")
+    make_corpus(local_root, n_good=16)
+    fs.put(str(local_root / "upstream"), f"{BUCKET}/corpus/upstream", recursive=True)
+    assert len(fs.glob(f"{BUCKET}/corpus/upstream/**")) > 16
+
+    local_out = tmp_path_factory.mktemp("local_run")
+    lsum, lsel, lart, lcard = _stages(str(local_root), str(local_out), tiny_teacher, [])
+
+    cwd = tmp_path_factory.mktemp("empty_cwd")
+    monkeypatch.chdir(cwd)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        dask_args = ["--runner=DaskRunner", f"--dask_client_address={cluster.scheduler_address}"]
+        ssum, ssel, sart, scard = _stages(f"s3://{BUCKET}/corpus", f"s3://{BUCKET}/run",
+                                          tiny_teacher, dask_args)
+    assert list(cwd.iterdir()) == []  # nothing written to local disk by the s3 run
+
+    # embed: same counts and the same frames (uri aside)
+    assert ssum["counts"]["ok"] == lsum["counts"]["ok"] > 0
+    assert ssum["counts"]["dead_lettered"] == lsum["counts"]["dead_lettered"]
+    assert ssum["counts"]["windows"] == lsum["counts"]["windows"]
+    assert _frames(f"s3://{BUCKET}/run/embed").equals(_frames(local_out / "embed"))
+    assert fs.exists(f"{BUCKET}/run/embed/_SUCCESS") and fs.exists(f"{BUCKET}/run/embed/manifest.parquet")
+    assert not fs.exists(f"{BUCKET}/run/embed/_staging")
+
+    # select: the same shards
+    assert ssel["n_selected"] == lsel["n_selected"] > 8
+    s_sel = _parquet_dir(fs, f"{BUCKET}/run/selection/selection.parquet/*.parquet")
+    l_sel = {p.name: pq.read_table(p) for p in sorted((local_out / "selection" / "selection.parquet")
+                                                       .glob("*.parquet"))}
+    assert s_sel.keys() == l_sel.keys() and all(s_sel[k].equals(l_sel[k]) for k in s_sel)
+    assert fs.exists(f"{BUCKET}/run/selection/_SUCCESS")
+
+    # PCA: to 1e-6 relative, read back from the object store
+    loaded = ReductionArtifact.load(f"s3://{BUCKET}/run/pca")
+    for name in ("mean", "scale", "components", "explained_variance", "explained_variance_ratio"):
+        a, b = getattr(loaded, name), getattr(lart, name)
+        assert np.max(np.abs(a - b)) <= 1e-6 * np.max(np.abs(b)), name
+    assert loaded.n_fit == lart.n_fit and loaded.fingerprint == lart.fingerprint
+
+    # training set: the same shards, rows and card counts
+    assert scard["counts"] == lcard["counts"] and scard["shards"] == lcard["shards"]
+    for split in ("train", "validate", "test"):
+        s_ts = _parquet_dir(fs, f"{BUCKET}/run/trainset/{split}/*.parquet")
+        l_ts = {p.name: pq.read_table(p) for p in sorted((local_out / "trainset" / split).glob("*.parquet"))}
+        assert s_ts.keys() == l_ts.keys()
+        for k in s_ts:
+            a, b = s_ts[k], l_ts[k]
+            assert a.column("window_id").equals(b.column("window_id"))
+            assert a.column("student_audio").equals(b.column("student_audio"))
+            for d in (8, 4):
+                x = np.asarray(a.column(f"target_{d}").to_pylist())
+                y = np.asarray(b.column(f"target_{d}").to_pylist())
+                np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
+    assert fs.exists(f"{BUCKET}/run/trainset/_SUCCESS")
+
+    # the trainer's input reads the training set from the object store
+    from sea_core.train import TrainingSet
+    ts = TrainingSet(f"s3://{BUCKET}/run/trainset")
+    files, rows = ts.check_files("train", 8)
+    assert rows == scard["counts"]["train"] and all(f.startswith("s3://") for f in files)
+    from sea_core.train import _read_batches
+    got = sum(len(a) for a, _ in _read_batches(files[0], "target_8", 64))
+    assert got == pq.ParquetFile(io.BytesIO(fs.cat(files[0]))).metadata.num_rows
