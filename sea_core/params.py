@@ -663,6 +663,8 @@ class RunParams:
     """Defaults of ``sea run`` / ``make demo`` (sized to finish in <= 15 min on 2 cores)."""
 
     teacher: str = "aisfx"
+    teacher_precision: str = "auto"
+    """Embed stage's teacher arithmetic: auto (bf16 on AMX-BF16 / AVX512-BF16 CPUs) | fp32 | bf16."""
     emb_dim: int = 128
     head: str = "relu"
     sensors: int = 6

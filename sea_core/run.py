@@ -86,7 +86,8 @@ def _corpus_stage(corpus: Path, params: RunParams) -> dict:
 def _embed_stage(corpus: Path, out: Path, params: RunParams, beam_args: list[str]) -> dict:
     from pipelines.embed_corpus import run as run_embed
 
-    args = ["--input", str(corpus / "upstream"), "--output", str(out), "--teacher", params.teacher]
+    args = ["--input", str(corpus / "upstream"), "--output", str(out), "--teacher", params.teacher,
+            "--teacher-precision", params.teacher_precision]
     if (corpus / "spl").is_dir():
         args += ["--spl-sidecar", str(corpus / "spl")]
     if params.corpus_hop_seconds:
@@ -309,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--annotations", help="SONYC-UST annotations.csv (default: the corpus')")
     parser.add_argument("--audio-dir", help="labelled audio folder (default: the corpus')")
     parser.add_argument("--teacher", default=RUN.teacher, choices=sorted(TEACHERS))
+    parser.add_argument("--teacher-precision", default=RUN.teacher_precision,
+                        choices=("auto", "fp32", "bf16"),
+                        help="embed stage: bf16 on CPUs with AMX-BF16 / AVX512-BF16 (auto), or fp32")
     parser.add_argument("--emb-dim", type=int, default=RUN.emb_dim, choices=STUDENT_EMB_DIMS)
     parser.add_argument("--head", default=RUN.head, choices=("relu", "linear"))
     parser.add_argument("--sensors", type=int, default=RUN.sensors)
@@ -321,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--board", default=RUN.board, choices=sorted(BOARDS))
     parser.add_argument("--seed", type=int, default=RUN.seed)
     args, beam_args = parser.parse_known_args(argv)
-    params = replace(RUN, teacher=args.teacher, emb_dim=args.emb_dim, head=args.head,
+    params = replace(RUN, teacher=args.teacher, teacher_precision=args.teacher_precision,
+                     emb_dim=args.emb_dim, head=args.head,
                      sensors=args.sensors, days=args.days, clips_per_day=args.clips_per_day,
                      labelled_clips=args.labelled_clips, fraction=args.fraction, method=args.method,
                      epochs=args.epochs, board=args.board, seed=args.seed)

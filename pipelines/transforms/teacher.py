@@ -32,6 +32,8 @@ class TeacherConfig:
     options: tuple = field(default_factory=tuple)
     """``get_teacher`` keyword options as sorted (key, value) pairs."""
     batch_size: int = 32
+    precision: str = "fp32"
+    """'fp32' | 'bf16', already resolved by the driver (never 'auto' here)."""
 
 
 def embed_fixed_batches(teacher, windows: np.ndarray, batch_size: int) -> np.ndarray:
@@ -59,7 +61,8 @@ class _EmbedUnit(beam.DoFn):
 
         from sea_core.models.teachers import get_teacher
 
-        self._teacher = get_teacher(self._cfg.name, **dict(self._cfg.options))
+        self._teacher = get_teacher(self._cfg.name, precision=self._cfg.precision,
+                                    **dict(self._cfg.options))
         self._teacher.keras_model()  # build the network now, once per worker process
         self._ms = Metrics.distribution(METRICS_NAMESPACE, "teacher_ms")
         self._ok = Metrics.counter(METRICS_NAMESPACE, "ok")
