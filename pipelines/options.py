@@ -38,7 +38,7 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
          help="get_teacher option, repeatable (e.g. seed=0, weights=PATH, frontend=none, "
               "sample_rate=16000)")
     _add(parser, "--teacher-precision", "--teacher_precision", dest="teacher_precision",
-         default="auto", choices=("auto", "fp32", "bf16"),
+         default="auto", metavar="{auto,fp32,bf16}",
          help="teacher arithmetic: bf16 (bfloat16 compute on AMX-BF16 / AVX512-BF16 CPUs, "
               "~1.4-2.4x faster, cosine to fp32 >= 0.9999), fp32, or auto (default: bf16 when "
               "this machine's /proc/cpuinfo lists amx_bf16 or avx512_bf16, else fp32)")
