@@ -29,6 +29,7 @@ across runners, bundle boundaries and incremental refreshes. No
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -75,20 +76,58 @@ def embed_fixed_batches(teacher, windows: np.ndarray, batch_size: int,
 _INVARIANT: dict[tuple, bool] = {}
 
 
+def _probe_cache_file(teacher, batch_size: int, quantum: int):
+    """Where this machine remembers a probe result (CPU model + flags, TF, network, sizes)."""
+    import hashlib
+    import platform
+
+    import tensorflow as tf
+
+    from sea_core.paths import cache_dir
+
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = "".join(sorted({line for line in f if line.startswith(("model name", "flags"))}))
+    except OSError:
+        cpu = platform.processor()
+    key = repr((teacher._cache_key(), batch_size, quantum, tf.__version__, cpu))
+    return cache_dir() / "batch_probe" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+
+
 def batch_invariant(teacher, batch_size: int, quantum: int) -> bool:
-    """True when this process's ``teacher`` gives bit-identical rows at ``batch_size`` and at
-    every multiple of ``quantum`` below it (deterministic probe windows; cached per process)."""
+    """True when ``teacher`` gives bit-identical rows at ``batch_size`` and at every multiple of
+    ``quantum`` below it on this CPU (deterministic probe windows). Cached per process and in
+    the cache directory per machine (CPU model and flags, TF version, network, sizes)."""
+    import json
+
     key = (teacher._cache_key(), batch_size, quantum)
-    if key not in _INVARIANT:
-        rng = np.random.default_rng(0)
-        t = np.arange(teacher.spec.window_samples) / teacher.spec.sample_rate
-        probe = np.stack([0.05 * rng.standard_normal(t.size) + 0.2 * np.sin(2 * np.pi * f * t)
-                          for f in 100 + 37 * np.arange(batch_size)]).astype(np.float32)
-        full = teacher.embed(probe, batch_size=batch_size)
-        _INVARIANT[key] = all(
-            np.array_equal(teacher.embed(probe[:s], batch_size=s), full[:s])
-            for s in range(quantum, batch_size, quantum))
-    return _INVARIANT[key]
+    if key in _INVARIANT:
+        return _INVARIANT[key]
+    path = _probe_cache_file(teacher, batch_size, quantum)
+    try:
+        _INVARIANT[key] = bool(json.loads(path.read_text())["invariant"])
+        return _INVARIANT[key]
+    except (OSError, ValueError, KeyError):
+        pass
+    rng = np.random.default_rng(0)
+    t = np.arange(teacher.spec.window_samples) / teacher.spec.sample_rate
+    probe = np.stack([0.05 * rng.standard_normal(t.size) + 0.2 * np.sin(2 * np.pi * f * t)
+                      for f in 100 + 37 * np.arange(batch_size)]).astype(np.float32)
+    full = teacher.embed(probe, batch_size=batch_size)
+    ok = all(np.array_equal(teacher.embed(probe[:s], batch_size=s), full[:s])
+             for s in range(quantum, batch_size, quantum))
+    _INVARIANT[key] = ok
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"invariant": ok, "teacher_id": teacher.teacher_id,
+                                   "precision": teacher.precision,
+                                   "batch_size": batch_size, "quantum": quantum}))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache only costs the probe again
+    return ok
 
 
 class _EmbedUnit(beam.DoFn):
