@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -400,7 +401,8 @@ def test_l3_random_teacher_default_hop(tmp_path, caplog):
         s = run(["--input", str(up / "**" / "*.flac"), "--output", str(tmp_path / "o"),
                  "--teacher", "l3-random", "--batch-size", "4"])
     assert "prism" not in caplog.text.lower()
-    assert s["teacher_id"] == "l3-random(seed=0)" and s["runner"] == "FnApiRunner(in_memory)"
+    assert s["teacher_id"] == "l3-random(seed=0)"
+    assert s["runner"] == f"FnApiRunner(multi_threading, workers={os.cpu_count()})"  # default
     c = s["counts"]
     assert (c["inputs"], c["ok"], c["dead_lettered"], c["windows"]) == (3, 2, 1, 6)
     assert c["by_failure_kind"] == {"unreadable": 1}
@@ -584,7 +586,16 @@ def test_cli_options_and_runner_defaults(capsys):
     assert (cfg.batch_size, cfg.teacher_options) == (4, (("seed", 3),))
     assert opts.view_as(DirectOptions).direct_num_workers == 2
     runner, label = select_runner(opts)
-    assert isinstance(runner, FnApiRunner) and label == "FnApiRunner(in_memory)"
+    # default local run: one thread worker per CPU (benchmarks/embed_pipeline.py runner_modes)
+    assert isinstance(runner, FnApiRunner)
+    assert label == "FnApiRunner(multi_threading, workers=2)"  # --direct_num_workers=2 given
+    assert select_runner(PipelineOptions([]))[1] == \
+        f"FnApiRunner(multi_threading, workers={os.cpu_count()})"
+    assert select_runner(PipelineOptions(["--direct_running_mode=in_memory"]))[1] == \
+        "FnApiRunner(in_memory)"  # an explicit mode wins, even Beam's own default
+    assert select_runner(PipelineOptions(["--direct_running_mode=multi_processing",
+                                          "--direct_num_workers=3"]))[1] == \
+        "FnApiRunner(multi_processing, workers=3)"
     assert isinstance(select_runner(PipelineOptions(["--runner=DirectRunner"]))[0], FnApiRunner)
     assert select_runner(PipelineOptions(["--runner=DaskRunner"]))[0].endswith("DaskRunner")
     with pytest.raises(ParameterError, match="--output"):
