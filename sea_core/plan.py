@@ -31,6 +31,9 @@ __all__ = ["Scenario", "Throughputs", "windows_per_clip", "load_throughputs", "p
 
 DEFAULT_MODELS_JSON = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "models.json"
 """Where ``benchmarks/models.py`` writes its measurements."""
+PRECISION_JSON_NAME = "models_bf16.json"
+"""A ``benchmarks/models.py`` run with fp32 and bf16 back to back, beside ``models.json``: when
+``models.json`` has no bf16 rows, its bf16/fp32 ratio (same run, same batch) scales the fp32 rate."""
 
 _INTEGRAL_TOL = 1e-9  # the same tolerance as sea_core.audio.framing
 _SECONDS_PER_DAY = 86_400
@@ -215,6 +218,13 @@ def load_throughputs(path: str | Path | None = DEFAULT_MODELS_JSON, *, teacher: 
     notes = []
     teacher_fps = teacher_rate(mt.precision if mt.assumed_speedup is None else "fp32")
     precision = mt.precision
+    if teacher_fps is None and mt.precision == "bf16" and mt.assumed_speedup is None:
+        ratio = _bf16_ratio(Path(path).with_name(PRECISION_JSON_NAME), teacher, batch)
+        base = teacher_rate("fp32")
+        if ratio is not None and base is not None:
+            teacher_fps = base * ratio
+            notes.append(f"machine {machine}: teacher rate = measured fp32 x {ratio:.2f}, the "
+                         f"bf16/fp32 ratio measured back to back in {PRECISION_JSON_NAME}")
     if teacher_fps is not None and mt.assumed_speedup is not None:
         measured_bf16 = teacher_rate("bf16")
         teacher_fps *= mt.assumed_speedup
@@ -249,6 +259,22 @@ def load_throughputs(path: str | Path | None = DEFAULT_MODELS_JSON, *, teacher: 
         source=(f"measured: {shown} (batch {batch}, {data.get('created_at', '?')}, "
                 f"{int(cores)} cores, 1-min load {load} before)"),
         measured=not notes, notes=tuple(notes), machine=machine, precision=precision)
+
+
+def _bf16_ratio(path: Path, teacher: str, batch: int) -> float | None:
+    """bf16 / fp32 teacher windows/s at ``batch`` in one models.py run, or None."""
+    try:
+        rows = json.loads(path.read_text())["results"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    names = (teacher, *(("l3-random", "l3") if teacher.startswith("l3") else ()))
+    for name in names:
+        rate = {r.get("precision", "fp32"): float(r["windows_per_s"]) for r in rows
+                if r.get("kind") == "teacher" and str(r.get("name")) == name
+                and r.get("batch") == batch}
+        if rate.get("fp32") and rate.get("bf16"):
+            return rate["bf16"] / rate["fp32"]
+    return None
 
 
 def plan(scenario: Scenario = Scenario(), throughputs: Throughputs | None = None, *,

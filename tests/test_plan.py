@@ -183,3 +183,21 @@ def test_machine_types_pick_precision_rows_and_label_assumptions(tmp_path, capsy
     assert cli.main(["plan", "--models-json", str(path), "--machine", "no-bf16"]) == 0
     out = capsys.readouterr().out
     assert "machine: no-bf16" in out and "m6i" in out and "teacher 10.00 windows/s/vCPU" in out
+
+
+def test_bf16_rate_from_a_same_run_ratio_file(tmp_path):
+    fp32_only = {"created_at": "t", "machine": {"cpu_count": 2},
+                 "results": [{"kind": "teacher", "name": "aisfx", "batch": 64, "windows_per_s": 40.0}]
+                 + [{"kind": "student", "name": f"sea-{d}", "batch": 64, "windows_per_s": 600.0}
+                    for d in (512, 256, 128, 64)]}
+    (tmp_path / "models.json").write_text(json.dumps(fp32_only))
+    # no bf16 rows and no ratio file: the stated default, said so
+    tp = load_throughputs(tmp_path / "models.json", machine="avx512-bf16")
+    assert tp.teacher_fps_per_vcpu == CAPACITY.default_teacher_fps_per_vcpu and not tp.measured
+    loaded = {"created_at": "t2", "machine": {"cpu_count": 2},
+              "results": [{"kind": "teacher", "name": "aisfx", "batch": 64, "precision": p,
+                           "windows_per_s": v} for p, v in (("fp32", 4.0), ("bf16", 6.0))]}
+    (tmp_path / "models_bf16.json").write_text(json.dumps(loaded))
+    tp = load_throughputs(tmp_path / "models.json", machine="avx512-bf16")
+    assert tp.teacher_fps_per_vcpu == pytest.approx(20.0 * 1.5) and tp.precision == "bf16"
+    assert any("models_bf16.json" in n for n in tp.notes)
