@@ -165,6 +165,8 @@ def test_bf16_aisfx_cosine_to_fp32_every_window(aisfx_teachers, tmp_path):
     e32, e16 = t32.embed(windows), t16.embed(windows)
     assert e16.dtype == np.float32
     cos = _cosine(e32, e16)
+    print(f"bf16 vs fp32 cosine over {len(cos)} windows of {source}: min {cos.min():.7f}, "
+          f"median {np.median(cos):.7f}")
     assert cos.min() >= COSINE_MIN, (f"{source}: {np.sum(cos < COSINE_MIN)} of {len(cos)} windows "
                                      f"below {COSINE_MIN}, min {cos.min():.6f}")
     assert not np.array_equal(e32, e16)  # the bf16 path really ran
