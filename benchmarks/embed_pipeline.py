@@ -1,22 +1,30 @@
-"""Embedding pipeline throughput vs bare teacher inference, and the cost of an incremental refresh.
+"""Embedding pipeline throughput vs bare teacher inference, fp32 and bf16, and the refresh cost.
 
-Writes ``benchmarks/results/embed_pipeline.json``:
+Writes ``benchmarks/results/embed_pipeline.json``. Default: the real aisfx
+teacher (weights of the aisfx==0.1.2 wheel), the demo hop (0.5 s), both
+teacher precisions in the same run, rounds alternated (the cores are shared
+with other jobs, so only figures of neighbouring runs are compared):
 
-* ``pipeline.windows_per_s``: the whole ``sea pipeline embed`` run (list, decode,
-  resample, frame, SPL, teacher, relevance, Parquet) on the default local
-  runner (in-process FnApiRunner), windows / pipeline seconds;
-* ``bare.windows_per_s``: ``teacher.embed`` alone, batched, on the *same*
-  windows in the same process (decoded beforehand, not timed);
-* ``ratio`` = pipeline / bare (goal >= 0.9), the median of ``--rounds`` alternating
-  bare / pipeline rounds (the cores are shared with other jobs: neighbours compare fairly);
-* ``refresh.ratio`` = wall time of ``--incremental`` after adding 10 % new
-  files / wall time of the full run of the same round (goal <= 0.15), median of the rounds.
+* ``precisions.<p>.pipeline.windows_per_s``: the whole ``sea pipeline embed`` run
+  (list, decode, resample, frame, SPL, teacher, relevance, Parquet) on the
+  default local runner, windows / pipeline seconds;
+* ``precisions.<p>.bare.windows_per_s``: ``teacher.embed`` alone, batched, on the
+  *same* windows in the same process (decoded beforehand, not timed);
+* ``precisions.<p>.ratio`` = pipeline / bare (goal >= 0.9), median of the rounds;
+* ``precisions.<p>.refresh.ratio`` = wall time of ``--incremental`` after adding
+  10 % new files / wall time of the full run of the same round (goal <= 0.15);
+* ``bf16_vs_fp32``: per-round speed-ups (pipeline and bare; goal >= 2x), medians;
+* ``runner_modes``: the same full run on FnApiRunner ``in_memory``,
+  ``multi_threading`` and ``multi_processing`` (``--direct_num_workers`` = CPUs),
+  alternated, per precision (picks the default local runner);
+* ``batch_sweep``: bare inference at batch 32 / 64 / 128 per precision, alternated.
 
-The teacher network is built once before timing (both sides then use the
-process's cached network). Corpus: deterministic 10-s 48-kHz FLAC clips
-(tones + noise), the SONYC upstream layout.
+The teacher network is built once per precision before timing (the in-process
+pipeline then uses the process's cached network; multi_processing workers
+build their own, which is part of their cost). Corpus: deterministic 10-s
+48-kHz FLAC clips (tones + noise), the SONYC upstream layout.
 
-Run: ``.venv/bin/python benchmarks/embed_pipeline.py [--teacher l3-random] [--clips 40]``
+Run: ``.venv/bin/python benchmarks/embed_pipeline.py [--teacher aisfx] [--clips 24]``
 """
 from __future__ import annotations
 
@@ -56,108 +64,183 @@ def make_clip(root: Path, i: int, seconds: float) -> Path:
     return p
 
 
-def bare_inference(teacher, paths: list[Path], hop: float, batch: int) -> tuple[int, float]:
+def decode_windows(teacher, paths: list[Path], hop: float) -> np.ndarray:
     from sea_core.audio.framing import frame_audio
     from sea_core.audio.io import read_audio
 
     spec = teacher.spec
-    windows = np.concatenate([
+    return np.concatenate([
         frame_audio(read_audio(str(p), target_sr=spec.sample_rate)[0], sr=spec.sample_rate,
                     window_samples=spec.window_samples, hop_seconds=hop)[0] for p in paths])
+
+
+def bare_inference(teacher, windows: np.ndarray, batch: int) -> float:
+    """Seconds for ``teacher.embed`` of all windows, batched (warm network)."""
     t0 = time.perf_counter()
     teacher.embed(windows, batch_size=batch)
-    return int(windows.shape[0]), time.perf_counter() - t0
+    return time.perf_counter() - t0
+
+
+def _median(values):
+    v = sorted(values)
+    return v[len(v) // 2] if len(v) % 2 else 0.5 * (v[len(v) // 2 - 1] + v[len(v) // 2])
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--teacher", default="l3-random")
-    ap.add_argument("--clips", type=int, default=30)
+    ap.add_argument("--teacher", default="aisfx")
+    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--clips", type=int, default=24)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--hop-seconds", type=float, default=0.5, help="the demo's corpus hop")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--shard-size", type=int, default=16)
+    ap.add_argument("--modes", default="in_memory,multi_threading,multi_processing",
+                    help="FnApiRunner running modes to compare ('' to skip)")
+    ap.add_argument("--sweep-batches", default="32,64,128", help="'' to skip")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
     from pipelines.embed_corpus import run
     from sea_core.models.teachers import get_teacher
+    from sea_core.precision import cpu_bf16_flags
 
-    teacher = get_teacher(args.teacher)
-    hop = teacher.spec.corpus_hop_seconds
-    teacher.embed(np.zeros((args.batch_size, teacher.spec.window_samples), np.float32),
-                  batch_size=args.batch_size)  # build + trace once, outside the timings
-    rounds = []
+    precisions = [p for p in args.precisions.split(",") if p]
+    teachers = {p: get_teacher(args.teacher, precision=p) for p in precisions}
+    spec = teachers[precisions[0]].spec
+    hop = args.hop_seconds or spec.corpus_hop_seconds
+    for t in teachers.values():  # build + trace once, outside the timings
+        t.embed(np.zeros((args.batch_size, spec.window_samples), np.float32),
+                batch_size=args.batch_size)
+    rounds = {p: [] for p in precisions}
+    modes_out: dict = {}
+    sweep: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         up = Path(tmp) / "upstream"
         n_new = max(1, round(args.clips / 10))
         paths = [make_clip(up, i, args.seconds) for i in range(args.clips)]
-        # alternate bare / pipeline rounds: other jobs share the cores, so compare neighbours
-        for r in range(args.rounds):
-            out = Path(tmp) / f"out{r}"
-            common = ["--input", str(up), "--output", str(out), "--teacher", args.teacher,
-                      "--batch-size", str(args.batch_size), "--shard-size", str(args.shard_size)]
-            n_bare, t_bare = bare_inference(teacher, paths, hop, args.batch_size)
-            t0 = time.perf_counter()
-            full = run(common)
-            t_full = time.perf_counter() - t0
-            windows = full["counts"]["windows"]
-            assert windows == n_bare, (windows, n_bare)
-            rounds.append({"bare_s": round(t_bare, 3), "pipeline_s": full["timings_s"]["pipeline"],
-                           "wall_s": round(t_full, 3),
-                           "ratio": round((windows / full["timings_s"]["pipeline"])
-                                          / (n_bare / t_bare), 3)})
-            new_paths = [make_clip(up, i, args.seconds)
-                         for i in range(args.clips, args.clips + n_new)]
-            t0 = time.perf_counter()
-            refresh = run(common + ["--incremental"])
-            t_refresh = time.perf_counter() - t0
-            assert refresh["counts"]["inputs"] == n_new
-            for q in new_paths:  # the next round starts from the same corpus
-                q.unlink()
-            rounds[-1].update({"refresh_wall_s": round(t_refresh, 3),
-                               "refresh_ratio": round(t_refresh / t_full, 3),
-                               "refresh_teacher_ms": ((refresh.get("metrics") or {})
-                                                      .get("teacher_ms") or {}).get("sum_ms")})
-            print(json.dumps(rounds[-1]), flush=True)
+        windows = decode_windows(teachers[precisions[0]], paths, hop)
+        n_bare = int(windows.shape[0])
 
-    best = sorted(rounds, key=lambda x: x["ratio"])[len(rounds) // 2]  # median round
-    median_refresh = sorted(rounds, key=lambda x: x["refresh_ratio"])[len(rounds) // 2]
-    pipe_wps = windows / best["pipeline_s"]
-    bare_wps = n_bare / best["bare_s"]
+        def common(p, out):
+            return ["--input", str(up), "--output", str(out), "--teacher", args.teacher,
+                    "--teacher-precision", p, "--hop-seconds", str(hop),
+                    "--batch-size", str(args.batch_size), "--shard-size", str(args.shard_size)]
+
+        # alternate precisions and bare / pipeline: compare neighbours only
+        for r in range(args.rounds):
+            order = precisions if r % 2 == 0 else precisions[::-1]
+            for p in order:
+                out = Path(tmp) / f"out-{p}-{r}"
+                t_bare = bare_inference(teachers[p], windows, args.batch_size)
+                t0 = time.perf_counter()
+                full = run(common(p, out))
+                t_full = time.perf_counter() - t0
+                n = full["counts"]["windows"]
+                assert n == n_bare, (n, n_bare)
+                assert full["teacher_precision"] == p
+                new_paths = [make_clip(up, i, args.seconds)
+                             for i in range(args.clips, args.clips + n_new)]
+                t0 = time.perf_counter()
+                refresh = run(common(p, out) + ["--incremental"])
+                t_refresh = time.perf_counter() - t0
+                assert refresh["counts"]["inputs"] == n_new
+                for q in new_paths:  # the next run starts from the same corpus
+                    q.unlink()
+                rec = {"round": r, "bare_s": round(t_bare, 3),
+                       "pipeline_s": full["timings_s"]["pipeline"], "wall_s": round(t_full, 3),
+                       "bare_wps": round(n_bare / t_bare, 2),
+                       "pipeline_wps": round(n / full["timings_s"]["pipeline"], 2),
+                       "ratio": round((n / full["timings_s"]["pipeline"]) / (n_bare / t_bare), 3),
+                       "refresh_wall_s": round(t_refresh, 3),
+                       "refresh_ratio": round(t_refresh / t_full, 3),
+                       "teacher_ms": ((full.get("metrics") or {}).get("teacher_ms") or {})
+                       .get("sum_ms"),
+                       "refresh_teacher_ms": ((refresh.get("metrics") or {}).get("teacher_ms")
+                                              or {}).get("sum_ms"),
+                       "runner": full["runner"], "load_1m": round(os.getloadavg()[0], 2)}
+                rounds[p].append(rec)
+                print(p, json.dumps(rec), flush=True)
+
+        modes = [m for m in args.modes.split(",") if m]
+        workers = os.cpu_count() or 1
+        for i, m in enumerate(modes * 1):
+            for p in (precisions if i % 2 == 0 else precisions[::-1]):
+                out = Path(tmp) / f"mode-{m}-{p}"
+                flags = [f"--direct_running_mode={m}"] + (
+                    [f"--direct_num_workers={workers}"] if m != "in_memory" else [])
+                t0 = time.perf_counter()
+                s = run(common(p, out) + flags)
+                wall = time.perf_counter() - t0
+                modes_out.setdefault(m, {})[p] = {
+                    "runner": s["runner"], "pipeline_s": s["timings_s"]["pipeline"],
+                    "wall_s": round(wall, 3),
+                    "windows_per_s": round(s["counts"]["windows"] / s["timings_s"]["pipeline"], 2),
+                    "load_1m": round(os.getloadavg()[0], 2)}
+                print("mode", m, p, json.dumps(modes_out[m][p]), flush=True)
+
+        batches = [int(b) for b in args.sweep_batches.split(",") if b]
+        for rep in range(2 if batches else 0):
+            for b in (batches if rep % 2 == 0 else batches[::-1]):
+                for p in precisions:
+                    teachers[p].embed(windows[:b], batch_size=b)  # trace this batch size
+                    t = bare_inference(teachers[p], windows, b)
+                    sweep.setdefault(p, {}).setdefault(str(b), []).append(round(n_bare / t, 2))
+        print("batch sweep (windows/s per repetition)", json.dumps(sweep), flush=True)
+
+    per = {}
+    for p, rs in rounds.items():
+        med = sorted(rs, key=lambda x: x["ratio"])[len(rs) // 2]
+        per[p] = {
+            "pipeline": {"windows_per_s": round(_median([x["pipeline_wps"] for x in rs]), 2),
+                         "median_round": med},
+            "bare": {"windows_per_s": round(_median([x["bare_wps"] for x in rs]), 2)},
+            "ratio": round(_median([x["ratio"] for x in rs]), 3), "ratio_goal": ">= 0.9",
+            "refresh": {"new_files": n_new, "new_fraction": round(n_new / args.clips, 3),
+                        "ratio": round(_median([x["refresh_ratio"] for x in rs]), 3),
+                        "ratio_goal": "<= 0.15"},
+            "rounds": rs}
+    versus = None
+    if {"fp32", "bf16"} <= set(per):
+        pairs = list(zip(rounds["fp32"], rounds["bf16"]))
+        versus = {"pipeline_speedup": round(_median([b["pipeline_wps"] / a["pipeline_wps"]
+                                                     for a, b in pairs]), 3),
+                  "bare_speedup": round(_median([b["bare_wps"] / a["bare_wps"]
+                                                 for a, b in pairs]), 3),
+                  "per_round_pipeline": [round(b["pipeline_wps"] / a["pipeline_wps"], 3)
+                                         for a, b in pairs],
+                  "per_round_bare": [round(b["bare_wps"] / a["bare_wps"], 3) for a, b in pairs],
+                  "goal": ">= 2.0 (pipeline, bf16 / fp32)"}
+    best_mode = None
+    if modes_out:
+        score = {m: _median([v["windows_per_s"] for v in d.values()]) for m, d in modes_out.items()}
+        best_mode = max(score, key=score.get)
+    sweep_med = {p: {b: _median(v) for b, v in d.items()} for p, d in sweep.items()}
     result = {
         "benchmark": "embed_pipeline",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "teacher": args.teacher, "teacher_id": full["teacher_id"],
-        "runner": full["runner"],
+        "teacher": args.teacher, "teacher_id": teachers[precisions[0]].teacher_id,
         "corpus": {"clips": args.clips, "clip_seconds": args.seconds, "sample_rate": SR,
-                   "hop_seconds": hop, "windows": windows},
+                   "hop_seconds": hop, "windows": n_bare},
         "batch_size": args.batch_size, "shard_size": args.shard_size,
-        "pipeline": {"windows_per_s": round(pipe_wps, 2),
-                     "pipeline_s": best["pipeline_s"], "wall_s": best["wall_s"],
-                     "timings_s_last_round": full["timings_s"],
-                     "stage_ms": {k: v for k, v in (full.get("metrics") or {}).items()
-                                  if isinstance(v, dict)}},
-        "bare": {"windows_per_s": round(bare_wps, 2), "seconds": best["bare_s"]},
-        "ratio": best["ratio"],
-        "rounds": rounds,
-        "ratio_goal": ">= 0.9",
-        "refresh": {"new_files": n_new, "new_fraction": round(n_new / args.clips, 3),
-                    "inputs": refresh["counts"]["inputs"],
-                    "wall_s": median_refresh["refresh_wall_s"],
-                    "full_wall_s": median_refresh["wall_s"],
-                    "timings_s_last_round": refresh["timings_s"],
-                    "ratio": median_refresh["refresh_ratio"], "ratio_goal": "<= 0.15"},
+        "precisions": per, "bf16_vs_fp32": versus,
+        "runner_modes": {"workers": workers, "results": modes_out, "fastest": best_mode},
+        "batch_sweep": {"windows_per_s_median": sweep_med, "repetitions": sweep},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_avg_1m_after": round(os.getloadavg()[0], 2)},
+                    "cpu_bf16_flags": list(cpu_bf16_flags()),
+                    "load_avg_1m_after": round(os.getloadavg()[0], 2),
+                    "note": "shared machine (~6 concurrent jobs): compare ratios of the same run"},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("teacher_id", "ratio")} |
-                     {"pipeline_wps": result["pipeline"]["windows_per_s"],
-                      "bare_wps": result["bare"]["windows_per_s"],
-                      "refresh_ratio": result["refresh"]["ratio"]}))
+    print(json.dumps({p: {"ratio": v["ratio"], "pipeline_wps": v["pipeline"]["windows_per_s"],
+                          "bare_wps": v["bare"]["windows_per_s"],
+                          "refresh_ratio": v["refresh"]["ratio"]} for p, v in per.items()}
+                     | {"bf16_vs_fp32": versus and {k: versus[k] for k in
+                                                    ("pipeline_speedup", "bare_speedup")},
+                        "fastest_mode": best_mode}))
     return 0
 
 

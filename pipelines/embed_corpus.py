@@ -31,12 +31,13 @@ import sys
 import time
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 
 import apache_beam as beam
 import fsspec
 import pyarrow as pa
+import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.options import EmbedOptions, add_embed_arguments
@@ -56,6 +57,7 @@ from pipelines.transforms.write import (MANIFEST_NAME, SUCCESS_NAME, SUMMARY_NAM
 from sea_core.errors import AudioError, DataError, ParameterError
 from sea_core.params import (AISFX_FRONTEND, AISFX_WINDOWS, AUDIO_LIMITS, DISTILL_TEACHER_WINDOW,
                              LISTING, RELEVANCE, SPL, STUDENT_MEL64, teacher_window_name)
+from sea_core.precision import cpu_bf16_flags, describe_cpu
 from sea_core.schema import DEAD_LETTER_SCHEMA_VERSION, FRAMES_SCHEMA_VERSION
 
 __all__ = ["EmbedConfig", "config_from_options", "build", "plan", "run", "main"]
@@ -82,6 +84,9 @@ class EmbedConfig:
     teacher_window: str | None = None
     """aisfx analysis window ('1s' or '2.30s'); None = the distillation default (1 s).
     Other teachers accept only their own window."""
+    teacher_precision: str = "auto"
+    """'auto' | 'fp32' | 'bf16' (auto: bf16 on a CPU with AMX-BF16 / AVX512-BF16)."""
+    allow_mixed_precision: bool = False
 
     def __post_init__(self):
         if not self.input:
@@ -104,6 +109,13 @@ class EmbedConfig:
             raise ParameterError(f"--output {self.output}: exists and is not a directory")
         if self.require_sidecar and not self.spl_sidecar:
             raise ParameterError("--require-sidecar needs --spl-sidecar DIR")
+        from sea_core.precision import PRECISIONS
+        if self.teacher_precision not in PRECISIONS:
+            raise ParameterError(f"--teacher-precision must be one of {', '.join(PRECISIONS)}, "
+                                 f"got {self.teacher_precision!r}")
+        if any(k == "precision" for k, _ in self.teacher_options):
+            raise ParameterError("give the teacher precision with --teacher-precision, not "
+                                 "--teacher-opt precision=...")
 
 
 def _parse_teacher_opts(items) -> tuple:
@@ -141,7 +153,9 @@ def config_from_options(options: PipelineOptions) -> EmbedConfig:
                        allow_removals=bool(o.allow_removals),
                        max_seconds=(AUDIO_LIMITS.max_seconds if o.max_seconds is None
                                     else o.max_seconds),
-                       teacher_window=o.teacher_window)
+                       teacher_window=o.teacher_window,
+                       teacher_precision=o.teacher_precision or "auto",
+                       allow_mixed_precision=bool(o.allow_mixed_precision))
 
 
 def _teacher_options(cfg: EmbedConfig) -> tuple:
@@ -160,10 +174,13 @@ def _teacher_options(cfg: EmbedConfig) -> tuple:
 @dataclass(frozen=True)
 class _Resolved:
     teacher_id: str
+    precision: str
     framing: FramingConfig
     spl: SplConfig
     teacher: TeacherConfig
     layout: OutputLayout
+    recorded_precision: str | None = None
+    """What the output records when an --incremental run mixed precisions (e.g. 'bf16+fp32')."""
 
     def settings(self, cfg: EmbedConfig) -> dict:
         """What must not change between an output and an --incremental refresh of it."""
@@ -175,6 +192,7 @@ class _Resolved:
                 "spl_sidecar": bool(cfg.spl_sidecar), "require_sidecar": cfg.require_sidecar,
                 "calibration_db": self.spl.calibration_db, "timezone": f.relevance.timezone,
                 "bin_hours": f.relevance.bin_hours, "per_sensor": f.relevance.per_sensor,
+                "teacher_precision": self.recorded_precision or self.precision,
                 "frames_schema_version": FRAMES_SCHEMA_VERSION,
                 "dead_letter_schema_version": DEAD_LETTER_SCHEMA_VERSION}
 
@@ -183,7 +201,9 @@ def _resolve(cfg: EmbedConfig) -> _Resolved:
     from sea_core.models.teachers import get_teacher
 
     options = _teacher_options(cfg)
-    teacher = get_teacher(cfg.teacher, **dict(options))  # config only: no network yet
+    # config only: no network yet; 'auto' is resolved here, on the machine that launches the run,
+    # and every worker then uses that precision
+    teacher = get_teacher(cfg.teacher, precision=cfg.teacher_precision, **dict(options))
     spec = teacher.spec
     if cfg.teacher != "aisfx" and cfg.teacher_window is not None and \
             abs(AISFX_WINDOWS[teacher_window_name(cfg.teacher_window)] / AISFX_FRONTEND.sample_rate
@@ -197,11 +217,43 @@ def _resolve(cfg: EmbedConfig) -> _Resolved:
     spl = SplConfig(teacher_sr=spec.sample_rate, window_seconds=framing.window_seconds,
                     sidecar_dir=cfg.spl_sidecar, require_sidecar=cfg.require_sidecar,
                     calibration_db=SPL.calibration_db)
-    return _Resolved(teacher_id=teacher.teacher_id, framing=framing, spl=spl,
+    return _Resolved(teacher_id=teacher.teacher_id, precision=teacher.precision, framing=framing,
+                     spl=spl,
                      teacher=TeacherConfig(name=str(cfg.teacher), options=options,
-                                           batch_size=cfg.batch_size),
+                                           batch_size=cfg.batch_size, precision=teacher.precision),
                      layout=OutputLayout(root=cfg.output.rstrip("/"), emb_dim=spec.emb_dim,
                                          student_samples=framing.student_window))
+
+
+def _precision_checked(previous: dict | None, current: dict, cfg: EmbedConfig) -> tuple:
+    """Settings to compare for --incremental: a teacher precision other than the output's is
+    refused (outputs written before precisions were recorded are fp32) unless
+    --allow-mixed-precision, which records the mix (e.g. 'bf16+fp32')."""
+    if previous is None:
+        return previous, current
+    previous = dict(previous)
+    before = previous.setdefault("teacher_precision", "fp32")
+    now = current["teacher_precision"]
+    if before != now:
+        if not cfg.allow_mixed_precision:
+            raise ParameterError(
+                f"--incremental: the existing output was embedded with teacher precision "
+                f"{before!r}, this run would use {now!r}; pass --teacher-precision "
+                f"{before.split('+')[0]} to match it, --allow-mixed-precision to mix them, or run "
+                "without --incremental to rebuild")
+        mixed = "+".join(sorted(set(before.split("+")) | {now}))
+        previous["teacher_precision"] = current["teacher_precision"] = mixed
+    return previous, current
+
+
+def _manifest_settings(root: str) -> dict | None:
+    """The settings recorded in ``root``'s manifest (its Parquet footer only), or None."""
+    fs, path = fsspec.core.url_to_fs(f"{root}/{MANIFEST_NAME}")
+    if not fs.isfile(path):
+        return None
+    with fs.open(path, "rb") as f:
+        meta = pq.read_schema(f).metadata or {}
+    return json.loads(meta[b"sea.settings"]) if b"sea.settings" in meta else None
 
 
 def _listing_staging(cfg: EmbedConfig, options: PipelineOptions | None, run_id: str,
@@ -234,7 +286,7 @@ def plan(cfg: EmbedConfig, resolved: _Resolved | None = None, *, runner=None,
     resolved = resolved or _resolve(cfg)
     previous, settings = read_manifest(f"{resolved.layout.root}/{MANIFEST_NAME}")
     if cfg.incremental:
-        check_settings(settings, resolved.settings(cfg))
+        check_settings(*_precision_checked(settings, resolved.settings(cfg), cfg))
     run_id = run_id or uuid.uuid4().hex[:12]
     staging = _listing_staging(cfg, options, run_id, in_process=runner is None)
     listed = list_inputs_in_beam(cfg.input, staging=staging, runner=runner, options=options)
@@ -292,6 +344,7 @@ def build(p: beam.Pipeline, cfg: EmbedConfig, *, run_plan: Plan | None = None,
             | "GroupByPartition" >> GroupByPartition()
             | "ScoreRelevance" >> ScoreRelevance(ScoreConfig(layout=resolved.layout,
                                                              teacher_id=resolved.teacher_id,
+                                                             teacher_precision=resolved.precision,
                                                              relevance=resolved.framing.relevance))
             | "WritePartitions" >> WritePartitions(resolved.layout))
 
@@ -388,6 +441,9 @@ def _finalize(cfg: EmbedConfig, resolved: _Resolved, run_plan: Plan, *, run_id: 
         "teacher_id": resolved.teacher_id,
         "teacher_window_samples": resolved.framing.teacher_window,
         "window_seconds": resolved.framing.window_seconds,
+        "teacher_precision": resolved.precision,
+        "teacher_precision_recorded": resolved.recorded_precision or resolved.precision,
+        "cpu_bf16_flags": list(cpu_bf16_flags()),
         "incremental": run_plan.incremental,
         "input": cfg.input,
         "output": cfg.output,
@@ -479,6 +535,10 @@ def run(argv: list[str] | None = None, *, options: PipelineOptions | None = None
     if removed_tmp:
         log.warning("embed: removed %d temporary file(s) left by an interrupted run under %s",
                     removed_tmp, resolved.layout.root)
+    if cfg.incremental:
+        _, current = _precision_checked(_manifest_settings(resolved.layout.root),
+                                        resolved.settings(cfg), cfg)
+        resolved = replace(resolved, recorded_precision=current["teacher_precision"])
     _remove_legacy_frames(resolved.layout)
     timings = {"list": round(time.perf_counter() - t_start, 3)}
     nothing = (run_plan.incremental and not run_plan.process and not run_plan.removed
@@ -492,6 +552,8 @@ def run(argv: list[str] | None = None, *, options: PipelineOptions | None = None
                  "to rebuild, teacher %s, runner %s", len(run_plan.process),
                  len(run_plan.changed), len(run_plan.unchanged), len(run_plan.removed),
                  len(run_plan.touches), resolved.teacher_id, label)
+        log.info("embed: teacher precision %s (--teacher-precision %s; %s)", resolved.precision,
+                 cfg.teacher_precision, describe_cpu())
         t0 = time.perf_counter()
         p = beam.Pipeline(runner=runner, options=options)
         units_url = f"{resolved.layout.root}/{STAGING_DIR}/units-{run_id}.parquet"

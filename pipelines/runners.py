@@ -6,7 +6,13 @@
   pipeline directly on Beam's in-process portable ``FnApiRunner`` - exactly
   what DirectRunner falls back to - honouring ``--direct_running_mode``
   (``in_memory`` | ``multi_threading`` | ``multi_processing``) and
-  ``--direct_num_workers``. ``--runner=PrismRunner`` still selects Prism.
+  ``--direct_num_workers``. Without them the default is
+  :data:`DEFAULT_LOCAL_MODE` with one worker per CPU: measured on the 2-core
+  benchmark machine (``benchmarks/embed_pipeline.py``, ``runner_modes``),
+  threads beat one in-memory worker (TF releases the GIL, so decoding / SPL of
+  one unit overlaps another's teacher pass) and separate processes (each
+  loads TF and the teacher, and oversubscribes the cores).
+  ``--runner=PrismRunner`` still selects Prism.
 * ``--runner=DaskRunner`` is short for Beam's
   ``apache_beam.runners.dask.dask_runner.DaskRunner`` (needs ``--dask_client_address``).
 * ``--runner=PortableRunner --job_endpoint=embed`` without ``--environment_type``
@@ -17,15 +23,18 @@ Anything else is passed to Beam unchanged (Dataflow, Flink, Spark, ...).
 from __future__ import annotations
 
 import logging
+import os
 
 from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions,
                                                   PortableOptions, StandardOptions)
 
-__all__ = ["select_runner", "runner_label", "DASK_RUNNER"]
+__all__ = ["select_runner", "runner_label", "DASK_RUNNER", "DEFAULT_LOCAL_MODE"]
 
 log = logging.getLogger(__name__)
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
+DEFAULT_LOCAL_MODE = "multi_threading"
+"""FnApiRunner running mode when none is given (with ``os.cpu_count()`` workers)."""
 _DIRECT_NAMES = {"directrunner", "direct", "switchingdirectrunner",
                  "apache_beam.runners.direct.direct_runner.directrunner",
                  "apache_beam.runners.direct.direct_runner.switchingdirectrunner"}
@@ -48,6 +57,15 @@ def select_runner(options: PipelineOptions):
         from apache_beam.runners.portability.fn_api_runner import fn_runner
         from apache_beam.runners.portability.portable_runner import JobServiceHandle
 
+        direct = options.view_as(DirectOptions)
+        # flags given on the command line (even when equal to Beam's defaults) win
+        given = {f.split("=", 1)[0].lstrip("-").replace("-", "_")
+                 for f in getattr(options, "_flags", None) or () if f.startswith("--")}
+        given |= set(options.get_all_options(drop_default=True))
+        if "direct_running_mode" not in given:
+            direct.direct_running_mode = DEFAULT_LOCAL_MODE
+            if "direct_num_workers" not in given:
+                direct.direct_num_workers = max(1, os.cpu_count() or 1)
         encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
         provision = fn_runner.ExtendedProvisionInfo(
             beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))

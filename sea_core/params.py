@@ -786,6 +786,8 @@ class RunParams:
     teacher: str = "aisfx"
     teacher_window: str = DISTILL_TEACHER_WINDOW
     """aisfx analysis window (``AISFX_WINDOWS``); students take the same seconds at 8 kHz."""
+    teacher_precision: str = "auto"
+    """Embed stage's teacher arithmetic: auto (bf16 on AMX-BF16 / AVX512-BF16 CPUs) | fp32 | bf16."""
     emb_dim: int = 128
     head: str = "relu"
     sensors: int = 6

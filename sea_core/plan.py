@@ -27,10 +27,14 @@ from sea_core.params import (CAPACITY, REDUCTION, SAMPLING, STUDENT_EMB_DIMS, ST
                              TeacherSpec)
 
 __all__ = ["Scenario", "Throughputs", "windows_per_clip", "load_throughputs", "plan",
-           "format_report", "main", "DEFAULT_MODELS_JSON"]
+           "format_report", "main", "DEFAULT_MODELS_JSON", "MACHINE_TYPES", "MachineType",
+           "DEFAULT_MACHINE"]
 
 DEFAULT_MODELS_JSON = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "models.json"
 """Where ``benchmarks/models.py`` writes its measurements."""
+PRECISION_JSON_NAME = "models_bf16.json"
+"""A ``benchmarks/models.py`` run with fp32 and bf16 back to back, beside ``models.json``: when
+``models.json`` has no bf16 rows, its bf16/fp32 ratio (same run, same batch) scales the fp32 rate."""
 
 _INTEGRAL_TOL = 1e-9  # the same tolerance as sea_core.audio.framing
 _SECONDS_PER_DAY = 86_400
@@ -38,6 +42,41 @@ _DAYS_PER_YEAR = 365
 _EMB_BYTES = 4       # float32
 _AUDIO_BYTES = 2     # int16
 _PCA_BYTES = 8       # float64
+
+
+@dataclass(frozen=True)
+class MachineType:
+    """A class of cloud CPU the teacher stage may run on, and how its rate is obtained."""
+
+    precision: str
+    """Teacher precision ``--teacher-precision auto`` picks there."""
+    examples: str
+    bf16_flags: str
+    assumed_speedup: float | None = None
+    """bf16 / fp32 teacher speed-up applied to the measured fp32 rate (an assumption, not
+    measured on the benchmark machine); None: the measured rate of ``precision`` is used."""
+    assumed_source: str = ""
+
+
+MACHINE_TYPES: dict[str, MachineType] = {
+    "no-bf16": MachineType(
+        precision="fp32", bf16_flags="neither amx_bf16 nor avx512_bf16",
+        examples="GCP N2 / N1 / C2 / N2D, AWS m6i / c6i / m5 / m6a (Ice Lake, Cascade Lake, "
+                 "AMD Zen 2/3)"),
+    "avx512-bf16": MachineType(
+        precision="bf16", bf16_flags="avx512_bf16, no AMX",
+        examples="AMD Zen 4 (EPYC Genoa): GCP C3D, AWS m7a / c7a - the benchmark machine's kind"),
+    "amx-bf16": MachineType(
+        precision="bf16", bf16_flags="amx_bf16 + avx512_bf16",
+        examples="Intel Sapphire / Emerald Rapids: GCP C3 / C4, AWS m7i / c7i / r7i",
+        assumed_speedup=2.35,
+        assumed_source="assumed: 2.35x bf16/fp32 for aisfx measured on an AMX-BF16 CPU "
+                       "(docs dependencies.md section 8), not on the benchmark machine"),
+}
+"""Machine types ``sea plan`` can assume (``--machine``)."""
+
+DEFAULT_MACHINE = "avx512-bf16"
+"""Measured (bf16 on AVX512-BF16); an AMX-BF16 machine is at least as fast (``--machine amx-bf16``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,6 +138,10 @@ class Throughputs:
     """'measured: <file> (...)' or 'default: ...'."""
     measured: bool
     notes: tuple[str, ...] = field(default=())
+    machine: str | None = None
+    """Key of :data:`MACHINE_TYPES` the teacher rate is for (None: given directly)."""
+    precision: str = "fp32"
+    """Teacher precision of the rate."""
     student_window_samples: int | None = None
     """8-kHz window the student rates were measured at (None: the planned teacher's window).
     Rates are rescaled linearly to the planned student window (cost ~ frames)."""
@@ -129,18 +172,26 @@ def _student_window_samples(spec: TeacherSpec) -> int:
 
 
 def load_throughputs(path: str | Path | None = DEFAULT_MODELS_JSON, *, teacher: str = "aisfx",
-                     params: CapacityParams = CAPACITY) -> Throughputs:
+                     params: CapacityParams = CAPACITY, machine: str = "no-bf16") -> Throughputs:
     """Measured windows/s per vCPU from ``benchmarks/models.py``'s JSON, else stated defaults.
 
     The benchmark ran with TensorFlow using all ``machine.cpu_count`` cores, so
     per-vCPU = measured / cpu_count (linear scaling assumed; the machine was
-    shared, so this under-estimates a dedicated vCPU).
+    shared, so this under-estimates a dedicated vCPU). ``machine`` (a key of
+    :data:`MACHINE_TYPES`) picks the rows of its teacher precision (rows without a
+    ``precision`` are fp32); a machine type with an ``assumed_speedup`` uses the
+    measured fp32 rate times that factor (or the measured bf16 rate if higher) and
+    says so in ``notes``.
     """
+    if machine not in MACHINE_TYPES:
+        raise ParameterError(f"machine must be one of {sorted(MACHINE_TYPES)}, got {machine!r}")
+    mt = MACHINE_TYPES[machine]
     default = Throughputs(
         teacher_fps_per_vcpu=params.default_teacher_fps_per_vcpu,
         student_fps_per_vcpu={d: params.default_student_fps_per_vcpu for d in STUDENT_EMB_DIMS},
         source=f"default: no measurement at {path} (run benchmarks/models.py); "
-               f"CapacityParams defaults used", measured=False)
+               f"CapacityParams defaults used (fp32)", measured=False, machine=machine,
+        precision="fp32")
     if path is None or not Path(path).is_file():
         return default
     try:
@@ -151,24 +202,47 @@ def load_throughputs(path: str | Path | None = DEFAULT_MODELS_JSON, *, teacher: 
         return Throughputs(**{**asdict(default), "source": f"default: {path} unreadable ({exc})"})
     batch = params.benchmark_batch
 
-    def row(kind: str, name: str) -> dict | None:
+    def row(kind: str, name: str, precision: str = "fp32") -> dict | None:
         for r in rows:
-            if r.get("kind") == kind and str(r.get("name")) == name and r.get("batch") == batch:
+            if r.get("kind") == kind and str(r.get("name")) == name and r.get("batch") == batch \
+                    and r.get("precision", "fp32") == precision:
                 return r
         return None
 
-    def pick(kind: str, name: str) -> float | None:
-        r = row(kind, name)
+    def pick(kind: str, name: str, precision: str = "fp32") -> float | None:
+        r = row(kind, name, precision)
         return None if r is None else float(r["windows_per_s"]) / cores
 
-    # 'l3' and 'l3-random' are the same network (only the weights differ): same cost
-    teacher_fps = next((v for v in (pick("teacher", n) for n in
-                                    (teacher, *(("l3-random", "l3") if teacher.startswith("l3") else ())))
-                        if v is not None), None)
+    def teacher_rate(precision: str) -> float | None:
+        # 'l3' and 'l3-random' are the same network (only the weights differ): same cost
+        names = (teacher, *(("l3-random", "l3") if teacher.startswith("l3") else ()))
+        return next((v for v in (pick("teacher", n, precision) for n in names) if v is not None),
+                    None)
+
     notes = []
+    teacher_fps = teacher_rate(mt.precision if mt.assumed_speedup is None else "fp32")
+    precision = mt.precision
+    if teacher_fps is None and mt.precision == "bf16" and mt.assumed_speedup is None:
+        ratio = _bf16_ratio(Path(path).with_name(PRECISION_JSON_NAME), teacher, batch)
+        base = teacher_rate("fp32")
+        if ratio is not None and base is not None:
+            teacher_fps = base * ratio
+            notes.append(f"machine {machine}: teacher rate = measured fp32 x {ratio:.2f}, the "
+                         f"bf16/fp32 ratio measured back to back in {PRECISION_JSON_NAME}")
+    if teacher_fps is not None and mt.assumed_speedup is not None:
+        measured_bf16 = teacher_rate("bf16")
+        teacher_fps *= mt.assumed_speedup
+        notes.append(f"machine {machine}: teacher rate = measured fp32 x {mt.assumed_speedup:g} "
+                     f"({mt.assumed_source})")
+        if measured_bf16 is not None and measured_bf16 > teacher_fps:
+            teacher_fps = measured_bf16
+            notes.append(f"machine {machine}: the measured bf16 rate (AVX512-BF16) is higher "
+                         "and is used instead")
     if teacher_fps is None:
         teacher_fps = params.default_teacher_fps_per_vcpu
-        notes.append(f"teacher {teacher!r} not in {path}: default {teacher_fps} windows/s/vCPU")
+        precision = "fp32"
+        notes.append(f"teacher {teacher!r} not in {path} ({mt.precision} rows): default "
+                     f"{teacher_fps} windows/s/vCPU (fp32)")
     students = {}
     for d in STUDENT_EMB_DIMS:
         v = pick("student", f"sea-{d}")
@@ -188,7 +262,23 @@ def load_throughputs(path: str | Path | None = DEFAULT_MODELS_JSON, *, teacher: 
         teacher_fps_per_vcpu=teacher_fps, student_fps_per_vcpu=students,
         source=(f"measured: {shown} (batch {batch}, {data.get('created_at', '?')}, "
                 f"{int(cores)} cores, 1-min load {load} before)"),
-        measured=not notes, notes=tuple(notes))
+        measured=not notes, notes=tuple(notes), machine=machine, precision=precision)
+
+
+def _bf16_ratio(path: Path, teacher: str, batch: int) -> float | None:
+    """bf16 / fp32 teacher windows/s at ``batch`` in one models.py run, or None."""
+    try:
+        rows = json.loads(path.read_text())["results"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    names = (teacher, *(("l3-random", "l3") if teacher.startswith("l3") else ()))
+    for name in names:
+        rate = {r.get("precision", "fp32"): float(r["windows_per_s"]) for r in rows
+                if r.get("kind") == "teacher" and str(r.get("name")) == name
+                and r.get("batch") == batch}
+        if rate.get("fp32") and rate.get("bf16"):
+            return rate["bf16"] / rate["fp32"]
+    return None
 
 
 def plan(scenario: Scenario = Scenario(), throughputs: Throughputs | None = None, *,
@@ -335,6 +425,8 @@ def plan(scenario: Scenario = Scenario(), throughputs: Throughputs | None = None
                     "window_samples": spec.window_samples, "window_seconds": spec.window_seconds,
                     "corpus_hop_seconds": spec.corpus_hop_seconds, "center": True,
                     "emb_dim": spec.emb_dim},
+        "machine": ({"type": tp.machine, "teacher_precision": tp.precision,
+                     **asdict(MACHINE_TYPES[tp.machine])} if tp.machine else None),
         "throughputs": {"teacher_windows_per_s_per_vcpu": tp.teacher_fps_per_vcpu,
                         "teacher_windows_per_s_per_gpu": gpu_fps,
                         "student_windows_per_s_per_vcpu": {str(k): v for k, v in student_fps.items()},
@@ -368,6 +460,9 @@ def format_report(r: dict) -> str:
     lines = [
         f"SEA capacity plan: {sc['sensors']} sensors x {sc['years']:g} years, one "
         f"{r['assumptions']['clip_seconds']:g}-s clip every {sc['clip_interval_s']:g} s, teacher {te['name']}",
+        *([f"  machine: {r['machine']['type']} ({r['machine']['bf16_flags']}; e.g. "
+           f"{r['machine']['examples']}), teacher in {r['machine']['teacher_precision']}"]
+          if r.get("machine") else []),
         f"  throughputs: {t['source']}",
         *[f"    note: {n}" for n in t["notes"]],
         f"    teacher {t['teacher_windows_per_s_per_vcpu']:.2f} windows/s/vCPU; "
@@ -425,6 +520,11 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--clip-interval-s", "--clip-interval", dest="clip_interval_s", type=float,
                     default=d.clip_interval_s, help="seconds between clips of one sensor")
     ap.add_argument("--teacher", default=d.teacher, choices=sorted(TEACHERS))
+    ap.add_argument("--machine", default=DEFAULT_MACHINE, choices=sorted(MACHINE_TYPES),
+                    help="CPU type the teacher runs on: " + "; ".join(
+                        f"{k}: {m.examples} ({m.precision}"
+                        + (", assumed speed-up" if m.assumed_speedup else ", measured") + ")"
+                        for k, m in MACHINE_TYPES.items()) + " (default %(default)s)")
     ap.add_argument("--gpu-speedup", type=float, default=d.gpu_speedup,
                     help="T4 windows/s divided by one vCPU's (assumed; default %(default)s)")
     ap.add_argument("--cost-cpu-hour", type=float, default=d.cost_cpu_hour, help="USD per vCPU-hour")
@@ -452,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
                   cost_cpu_hour=args.cost_cpu_hour, cost_gpu_hour=args.cost_gpu_hour,
                   select_fraction=args.select_fraction, train_emb_dims=dims, epochs=args.epochs,
                   steps_per_epoch=args.steps_per_epoch)
-    tp = load_throughputs(args.models_json or None, teacher=args.teacher)
+    tp = load_throughputs(args.models_json or None, teacher=args.teacher, machine=args.machine)
     report = plan(sc, tp)
     print(json.dumps(report, indent=2, sort_keys=True) if args.json else format_report(report))
     return 0

@@ -96,7 +96,8 @@ def _embed_stage(corpus: Path, out: Path, params: RunParams, beam_args: list[str
     from pipelines.embed_corpus import run as run_embed
 
     args = ["--input", str(corpus / "upstream"), "--output", str(out), "--teacher", params.teacher,
-            "--teacher-window", params.teacher_window]
+            "--teacher-window", params.teacher_window,
+            "--teacher-precision", params.teacher_precision]
     if (corpus / "spl").is_dir():
         args += ["--spl-sidecar", str(corpus / "spl")]
     if params.corpus_hop_seconds:
@@ -372,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher-window", default=RUN.teacher_window,
                         help="aisfx analysis window: 1s (default, the paper's student input: 1 s of "
                              "8-kHz audio, 64 x 50 log-mel) or 2.30s (aisfx's native block)")
+    parser.add_argument("--teacher-precision", default=RUN.teacher_precision,
+                        choices=("auto", "fp32", "bf16"),
+                        help="embed stage: bf16 on CPUs with AMX-BF16 / AVX512-BF16 (auto), or fp32")
     parser.add_argument("--emb-dim", type=int, default=RUN.emb_dim, choices=STUDENT_EMB_DIMS)
     parser.add_argument("--head", default=RUN.head, choices=("relu", "linear"))
     parser.add_argument("--sensors", type=int, default=RUN.sensors)
@@ -385,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=RUN.seed)
     args, beam_args = parser.parse_known_args(argv)
     params = replace(RUN, teacher=args.teacher, teacher_window=teacher_window_name(args.teacher_window),
+                     teacher_precision=args.teacher_precision,
                      emb_dim=args.emb_dim, head=args.head,
                      sensors=args.sensors, days=args.days, clips_per_day=args.clips_per_day,
                      labelled_clips=args.labelled_clips, fraction=args.fraction, method=args.method,

@@ -76,6 +76,9 @@ class TrainConfig:
     reduce_lr_factor: float = TRAIN.reduce_lr_factor
     register: bool = True
     progress: bool = True
+    precision: str = "fp32"
+    """'fp32' | 'bf16' | 'auto': bf16 = Keras mixed_bfloat16 per layer (float32 weights, front-end,
+    first conv, output layer and loss), see :func:`student_for_training`."""
 
     def __post_init__(self):
         def positive_int(name, allow_none=False):
@@ -339,6 +342,26 @@ def _load_checkpoint(directory: Path, model, optimizer) -> dict:
 
 
 # --------------------------------------------------------------------------- training
+def student_for_training(spec, precision: str):
+    """The student to train: float32, or bf16 compute with a float32 front-end, first conv and
+    output layer (from the last weighted layer on), so the loss sees float32 predictions.
+
+    Set per layer (:func:`sea_core.precision.apply_precision`): Keras' global policy is
+    untouched, and ``apply_precision(model, 'fp32')`` turns it back into the plain float32
+    model that is saved and exported.
+    """
+    from sea_core.models.layers import walk_layers
+    from sea_core.models.students import build_student
+    from sea_core.precision import apply_precision
+
+    model = build_student(spec, with_frontend=True)
+    if precision == "bf16":
+        leaves = list(walk_layers(model))
+        last = max(i for i, layer in enumerate(leaves) if layer.weights)
+        apply_precision(model, "bf16", keep_float32=tuple(layer.name for layer in leaves[last:]))
+    return model
+
+
 def make_train_step(model, optimizer, strategy=None):
     """The compiled training step: MSE loss, Adam update; returns (loss, MAE) of the batch.
 
@@ -371,7 +394,7 @@ def train(config: TrainConfig) -> dict:
     import keras
     import tensorflow as tf
 
-    from sea_core.models.students import build_student
+    from sea_core.precision import apply_precision, describe_cpu, resolve_precision
 
     if config.emb_dim not in STUDENT_EMB_DIMS:
         raise ParameterError(f"emb_dim must be one of {sorted(STUDENT_EMB_DIMS)}, got {config.emb_dim}")
@@ -403,8 +426,10 @@ def train(config: TrainConfig) -> dict:
     steps_per_epoch = epoch_steps(n_train, config.batch_size, config.steps_per_epoch)
     val_steps = config.validation_steps or max(1, math.ceil(n_val / config.batch_size))
 
+    precision = resolve_precision(config.precision)
+    log.info("training in %s (--precision %s; %s)", precision, config.precision, describe_cpu())
     with strategy.scope():
-        model = build_student(spec, with_frontend=True)
+        model = student_for_training(spec, precision)
         optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
         optimizer.build(model.trainable_variables)
     train_step = make_train_step(model, optimizer, strategy)
@@ -494,6 +519,7 @@ def train(config: TrainConfig) -> dict:
     (out / "history.json").write_text(json.dumps(state["history"], indent=2))
     # export the best weights
     model.load_weights(checkpoint_dir(out, BEST) / WEIGHTS_FILE)
+    apply_precision(model, "fp32")  # the saved / exported student is plain float32
     model.save(out / "model.keras")
     model.export(str(out / "saved_model"), verbose=False)
     summary = {"model": str(out / "model.keras"), "saved_model": str(out / "saved_model"),
@@ -501,7 +527,8 @@ def train(config: TrainConfig) -> dict:
                "stopped_early": state["stopped_early"], "best_val_loss": state["best_val_loss"],
                "train_rows": n_train, "validate_rows": n_val, "steps_per_epoch": steps_per_epoch,
                "window_samples": data.student_samples, "train_seconds": state["train_seconds"],
-               "teacher_id": data.card.get("teacher_id"), "history": state["history"]}
+               "teacher_id": data.card.get("teacher_id"), "history": state["history"],
+               "precision": precision}
     if config.register:
         from sea_core.models import store
         entry = store.register(out / "model.keras", emb_dim=config.emb_dim, head=config.head,
@@ -528,6 +555,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation-steps", type=int, default=None)
     parser.add_argument("--checkpoint-every", type=int, default=50)
     parser.add_argument("--seed", type=int, default=TRAIN.seed)
+    parser.add_argument("--precision", default=TrainConfig.precision, choices=("auto", "fp32", "bf16"),
+                        help="bf16: mixed_bfloat16 compute (float32 weights, output layer and loss); "
+                             "auto: bf16 on CPUs with AMX-BF16 / AVX512-BF16")
     parser.add_argument("--no-register", action="store_true", help="do not add the model to the store")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -536,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
                                 steps_per_epoch=args.steps_per_epoch,
                                 validation_steps=args.validation_steps,
                                 checkpoint_every=args.checkpoint_every, seed=args.seed,
+                                precision=args.precision,
                                 register=not args.no_register, progress=not args.quiet))
     print(f"sea train: best val_loss {summary['best_val_loss']:.5f} after {summary['epochs_run']} "
           f"epochs -> {summary['model']}" + (f" (registered {summary['model_id']})"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -185,6 +186,7 @@ def test_frames_rows_schema_and_values(corpus, reference, tiny_teacher):
     from sea_core.audio.framing import frame_audio
     from sea_core.audio.io import read_audio
     from sea_core.models.teachers import get_teacher
+    from sea_core.precision import resolve_precision
 
     root, good, _ = corpus
     out, s = reference
@@ -214,7 +216,10 @@ def test_frames_rows_schema_and_values(corpus, reference, tiny_teacher):
     # embeddings = the teacher on the same windows; student audio = 8-kHz int16 of them
     audio, _ = read_audio(good[4], target_sr=TINY_SR)
     windows, _ = frame_audio(audio, sr=TINY_SR, window_samples=TINY_SR, hop_seconds=1.0)
-    teacher = get_teacher(str(tiny_teacher), frontend="none", sample_rate=TINY_SR)
+    # (default --teacher-precision auto: the precision the summary records)
+    assert s["teacher_precision"] == resolve_precision("auto")
+    teacher = get_teacher(str(tiny_teacher), frontend="none", sample_rate=TINY_SR,
+                          precision=s["teacher_precision"])
     np.testing.assert_allclose(np.array([r["teacher_emb"] for r in rows]),
                                teacher.embed(windows), atol=1e-5)
     a8, _ = read_audio(good[4], target_sr=8000)
@@ -396,7 +401,8 @@ def test_l3_random_teacher_default_hop(tmp_path, caplog):
         s = run(["--input", str(up / "**" / "*.flac"), "--output", str(tmp_path / "o"),
                  "--teacher", "l3-random", "--batch-size", "4"])
     assert "prism" not in caplog.text.lower()
-    assert s["teacher_id"] == "l3-random(seed=0)" and s["runner"] == "FnApiRunner(in_memory)"
+    assert s["teacher_id"] == "l3-random(seed=0)"
+    assert s["runner"] == f"FnApiRunner(multi_threading, workers={os.cpu_count()})"  # default
     c = s["counts"]
     assert (c["inputs"], c["ok"], c["dead_lettered"], c["windows"]) == (3, 2, 1, 6)
     assert c["by_failure_kind"] == {"unreadable": 1}
@@ -415,7 +421,7 @@ def test_l3_random_teacher_default_hop(tmp_path, caplog):
     from pipelines.transforms.teacher import embed_fixed_batches
     from sea_core.models.teachers import get_teacher
 
-    teacher = get_teacher("l3-random")
+    teacher = get_teacher("l3-random", precision=s["teacher_precision"])
     alone = embed_fixed_batches(teacher, w[:1], 4)
     mixed = embed_fixed_batches(teacher, np.concatenate([w[1:], w[:1]]), 4)
     np.testing.assert_array_equal(alone[0], mixed[-1])
@@ -580,7 +586,16 @@ def test_cli_options_and_runner_defaults(capsys):
     assert (cfg.batch_size, cfg.teacher_options) == (4, (("seed", 3),))
     assert opts.view_as(DirectOptions).direct_num_workers == 2
     runner, label = select_runner(opts)
-    assert isinstance(runner, FnApiRunner) and label == "FnApiRunner(in_memory)"
+    # default local run: one thread worker per CPU (benchmarks/embed_pipeline.py runner_modes)
+    assert isinstance(runner, FnApiRunner)
+    assert label == "FnApiRunner(multi_threading, workers=2)"  # --direct_num_workers=2 given
+    assert select_runner(PipelineOptions([]))[1] == \
+        f"FnApiRunner(multi_threading, workers={os.cpu_count()})"
+    assert select_runner(PipelineOptions(["--direct_running_mode=in_memory"]))[1] == \
+        "FnApiRunner(in_memory)"  # an explicit mode wins, even Beam's own default
+    assert select_runner(PipelineOptions(["--direct_running_mode=multi_processing",
+                                          "--direct_num_workers=3"]))[1] == \
+        "FnApiRunner(multi_processing, workers=3)"
     assert isinstance(select_runner(PipelineOptions(["--runner=DirectRunner"]))[0], FnApiRunner)
     assert select_runner(PipelineOptions(["--runner=DaskRunner"]))[0].endswith("DaskRunner")
     with pytest.raises(ParameterError, match="--output"):
@@ -588,3 +603,74 @@ def test_cli_options_and_runner_defaults(capsys):
     with pytest.raises(ParameterError, match="--require-sidecar"):
         config_from_options(PipelineOptions(["--input", "x", "--output", "o",
                                              "--require-sidecar"]))
+
+
+# --------------------------------------------------------------------------- teacher precision
+def test_teacher_precision_recorded_and_incremental_mix_refused(corpus, tiny_teacher, tmp_path):
+    from pipelines.transforms.relevance import file_precision
+    from pipelines.transforms.manifest import read_manifest
+
+    src, _, _ = corpus
+    root = tmp_path / "c"
+    shutil.copytree(src, root)
+    c = (root, None, None)
+    out = tmp_path / "out"
+    s = run(app_args(c, tiny_teacher, out) + ["--teacher-precision", "fp32"])
+    assert (s["teacher_precision"], s["embed_config"]["teacher_precision"]) == ("fp32", "fp32")
+    assert s["settings"]["teacher_precision"] == "fp32"
+    parts = sorted((out / "frames").glob("*/*/part-00000.parquet"))
+    assert parts and {file_precision(str(p)) for p in parts} == {"fp32"}
+    bf = tmp_path / "bf16"
+    s16 = run(app_args(c, tiny_teacher, bf) + ["--teacher-precision", "bf16"])
+    assert s16["teacher_precision"] == "bf16" and s16["teacher_id"] == s["teacher_id"]
+    t32 = pq.read_table(out / "frames", partitioning=None)
+    t16 = pq.read_table(bf / "frames", partitioning=None)
+    a = np.stack(t32.column("teacher_emb").to_numpy(zero_copy_only=False))
+    b = np.stack(t16.column("teacher_emb").to_numpy(zero_copy_only=False))
+    assert a.shape == b.shape and not np.array_equal(a, b)  # the bf16 path ran
+    assert np.allclose(a, b, atol=0.05)
+
+    new = add_good(root, 11, ts=BASE + 600 * 7 + 60)  # sensor 2, first day: existing partition
+    with pytest.raises(ParameterError, match="teacher precision 'fp32'.*'bf16'.*"
+                                             "--allow-mixed-precision"):
+        run(app_args(c, tiny_teacher, out) + ["--incremental", "--teacher-precision", "bf16"])
+    s2 = run(app_args(c, tiny_teacher, out) + ["--incremental", "--teacher-precision", "bf16",
+                                               "--allow-mixed-precision"])
+    assert s2["counts"]["inputs"] == 1 and s2["teacher_precision"] == "bf16"
+    assert s2["teacher_precision_recorded"] == "bf16+fp32"
+    assert read_manifest(str(out / "manifest.parquet"))[1]["teacher_precision"] == "bf16+fp32"
+    t = pq.read_table(out / "frames", partitioning=None)
+    key = t.filter(pa.compute.equal(t.column("uri"), str(new)))
+    part = out / "frames" / frames_partition_dir(key.column("sensor")[0].as_py(),
+                                                 key.column("day")[0].as_py()) / "part-00000.parquet"
+    assert file_precision(str(part)) == "bf16+fp32"
+    assert {file_precision(str(p)) for p in parts if p != part} == {"fp32"}
+    # the mixed output keeps asking: a further bf16 refresh needs the flag again
+    add_good(root, 12, ts=BASE + 600 * 8 + 60)
+    with pytest.raises(ParameterError, match="teacher precision 'bf16\\+fp32'"):
+        run(app_args(c, tiny_teacher, out) + ["--incremental", "--teacher-precision", "bf16"])
+    with pytest.raises(ParameterError, match="--teacher-precision"):
+        run(app_args(c, tiny_teacher, out) + ["--teacher-precision", "half"])
+
+
+def test_tail_padding_quantum_only_when_rows_are_batch_invariant():
+    from pipelines.transforms.teacher import batch_invariant, embed_fixed_batches
+    from sea_core.models.teachers import get_teacher
+
+    rng = np.random.default_rng(7)
+    for precision in ("fp32", "bf16"):
+        teacher = get_teacher("l3-random", seed=1, precision=precision)
+        w = (0.1 * rng.standard_normal((13, teacher.spec.window_samples))).astype(np.float32)
+        sizes = []
+        embed = teacher.embed
+        teacher.embed = lambda x, batch_size=None: (sizes.append((len(x), batch_size)),
+                                                    embed(x, batch_size=batch_size))[1]
+        padded = embed_fixed_batches(teacher, w, 8)
+        short = embed_fixed_batches(teacher, w, 8, 2)
+        # 13 windows: one full pass of 8, then the tail of 5 padded to 8 or to 6
+        assert sizes == [(8, 8), (8, 8), (8, 8), (6, 6)]
+        del teacher.embed
+        if batch_invariant(teacher, 8, 2):
+            np.testing.assert_array_equal(padded, short)
+        else:  # the pipeline then pads to the full batch: nothing to compare
+            assert not np.array_equal(embed_fixed_batches(teacher, w[:6], 6)[:5], padded[8:])

@@ -153,3 +153,52 @@ def test_bad_scenarios(kwargs, match):
 def test_cli_bad_input_exits_2(capsys):
     assert cli.main(["plan", "--sensors", "0", "--models-json", ""]) == 2
     assert "sensors must be > 0" in capsys.readouterr().err
+
+
+def test_machine_types_pick_precision_rows_and_label_assumptions(tmp_path, capsys):
+    from sea_core.plan import MACHINE_TYPES
+
+    doc = {"created_at": "t", "machine": {"cpu_count": 2, "load_avg_1min_before": 1.0},
+           "results": [{"kind": "teacher", "name": "aisfx", "batch": 64, "precision": "fp32",
+                        "windows_per_s": 20.0},
+                       {"kind": "teacher", "name": "aisfx", "batch": 64, "precision": "bf16",
+                        "windows_per_s": 36.0}]
+                      + [{"kind": "student", "name": f"sea-{d}", "batch": 64, "windows_per_s": 600.0,
+                          "precision": p} for d in (512, 256, 128, 64) for p in ("fp32", "bf16")]}
+    path = tmp_path / "models.json"
+    path.write_text(json.dumps(doc))
+    no = load_throughputs(path, machine="no-bf16")
+    assert (no.teacher_fps_per_vcpu, no.precision, no.measured) == (10.0, "fp32", True)
+    avx = load_throughputs(path, machine="avx512-bf16")
+    assert (avx.teacher_fps_per_vcpu, avx.precision, avx.measured) == (18.0, "bf16", True)
+    amx = load_throughputs(path, machine="amx-bf16")
+    speedup = MACHINE_TYPES["amx-bf16"].assumed_speedup
+    assert amx.teacher_fps_per_vcpu == pytest.approx(10.0 * speedup)
+    assert not amx.measured and any("assumed" in n for n in amx.notes)
+    r = plan(Scenario(), amx)
+    assert r["machine"]["type"] == "amx-bf16" and "C3" in r["machine"]["examples"]
+    assert r["compute"]["teacher"]["vcpu_hours"] == pytest.approx(
+        r["corpus"]["windows"] / (10.0 * speedup) / 3600)
+    with pytest.raises(ParameterError, match="machine must be one of"):
+        load_throughputs(path, machine="quantum")
+    assert cli.main(["plan", "--models-json", str(path), "--machine", "no-bf16"]) == 0
+    out = capsys.readouterr().out
+    assert "machine: no-bf16" in out and "m6i" in out and "teacher 10.00 windows/s/vCPU" in out
+
+
+def test_bf16_rate_from_a_same_run_ratio_file(tmp_path):
+    fp32_only = {"created_at": "t", "machine": {"cpu_count": 2},
+                 "results": [{"kind": "teacher", "name": "aisfx", "batch": 64, "windows_per_s": 40.0}]
+                 + [{"kind": "student", "name": f"sea-{d}", "batch": 64, "windows_per_s": 600.0}
+                    for d in (512, 256, 128, 64)]}
+    (tmp_path / "models.json").write_text(json.dumps(fp32_only))
+    # no bf16 rows and no ratio file: the stated default, said so
+    tp = load_throughputs(tmp_path / "models.json", machine="avx512-bf16")
+    assert tp.teacher_fps_per_vcpu == CAPACITY.default_teacher_fps_per_vcpu and not tp.measured
+    loaded = {"created_at": "t2", "machine": {"cpu_count": 2},
+              "results": [{"kind": "teacher", "name": "aisfx", "batch": 64, "precision": p,
+                           "windows_per_s": v} for p, v in (("fp32", 4.0), ("bf16", 6.0))]}
+    (tmp_path / "models_bf16.json").write_text(json.dumps(loaded))
+    tp = load_throughputs(tmp_path / "models.json", machine="avx512-bf16")
+    assert tp.teacher_fps_per_vcpu == pytest.approx(20.0 * 1.5) and tp.precision == "bf16"
+    assert any("models_bf16.json" in n for n in tp.notes)

@@ -153,3 +153,30 @@ def test_empty_split_named(tmp_path):
         f.unlink()
     with pytest.raises(DataError, match="validate"):
         train(TrainConfig(data=str(root), out=str(tmp_path / "o"), emb_dim=DIM, progress=False))
+
+
+def test_bf16_training_two_processes_identical_and_exports_float32(dataset, tmp_path):
+    """mixed_bfloat16 training: still bit-identical across processes for the fixed precision;
+    the saved student is plain float32 (front-end, weights, every layer's policy)."""
+    import keras
+
+    from sea_core.models.layers import walk_layers
+
+    args = ["--data", str(dataset), "--emb-dim", str(DIM), "--lr", "1e-3", "--batch-size", "32",
+            "--epochs", "1", "--steps-per-epoch", "6", "--seed", "3", "--no-register", "--quiet",
+            "--precision", "bf16"]
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-m", "sea_core", "train", *args, "--out", str(tmp_path / name)],
+                       check=True, capture_output=True)
+    for wa, wb in zip(_weights(tmp_path / "a" / "model.keras"), _weights(tmp_path / "b" / "model.keras")):
+        np.testing.assert_array_equal(wa, wb)
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["precision"] == "bf16"
+    model = keras.models.load_model(tmp_path / "a" / "model.keras", compile=False)
+    assert {layer.dtype_policy.name for layer in walk_layers(model)} == {"float32"}
+    assert keras.mixed_precision.global_policy().name == "float32"
+    # and it really trained differently from fp32 (the bf16 path ran)
+    subprocess.run([sys.executable, "-m", "sea_core", "train", *args[:-2], "--precision", "fp32",
+                    "--out", str(tmp_path / "c")], check=True, capture_output=True)
+    assert any(not np.array_equal(wa, wc) for wa, wc in
+               zip(_weights(tmp_path / "a" / "model.keras"), _weights(tmp_path / "c" / "model.keras")))

@@ -35,6 +35,8 @@ __all__ = ["GroupByPartition", "ScoreRelevance", "ScoreConfig", "recordings_tabl
 class ScoreConfig:
     layout: OutputLayout
     teacher_id: str
+    teacher_precision: str | None = None
+    """Written to each frames file's metadata as ``sea.teacher_precision``."""
     relevance: RelevanceParams = RELEVANCE
 
 
@@ -85,6 +87,20 @@ def dead_letter_table(items: list[DeadLetter], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist([d.row() for d in items], schema=schema)
 
 
+PRECISION_META = b"sea.teacher_precision"
+
+
+def file_precision(uri: str) -> str:
+    """``sea.teacher_precision`` of a frames file ('fp32' for files written before it was recorded)."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    fs, path = fsspec.core.url_to_fs(uri)
+    with fs.open(path, "rb") as f:
+        meta = pq.read_schema(f).metadata or {}
+    return meta.get(PRECISION_META, b"fp32").decode()
+
+
 def score_table(table: pa.Table, params: RelevanceParams = RELEVANCE) -> pa.Table:
     """Recompute the ``relevance`` column over all rows of a frames partition."""
     from sea_core.audio.spl import relevance_scores
@@ -132,6 +148,13 @@ class _ScorePartition(beam.DoFn):
         table = pa.concat_tables(parts).combine_chunks() if len(parts) > 1 else new
         if key[0] == FRAMES_KIND:
             table = score_table(table, self._cfg.relevance)
+            if self._cfg.teacher_precision:
+                kinds = {self._cfg.teacher_precision}
+                if len(parts) > 1 and parts[0].num_rows:
+                    kinds |= set(file_precision(layout.path(key)).split("+"))
+                meta = dict(table.schema.metadata or {})
+                meta[PRECISION_META] = "+".join(sorted(kinds)).encode()
+                table = table.replace_schema_metadata(meta)
         table = sorted_table(table, key[0]).combine_chunks()
         self._ms.update(int((time.perf_counter() - t0) * 1000))
         yield key, table

@@ -224,6 +224,9 @@ class _FixedFrontend(keras.layers.Layer):
 
     def __init__(self, params, **kwargs):
         kwargs.setdefault("trainable", False)
+        # the STFT / mel / log stay float32 even under a mixed-precision policy (bf16 teacher,
+        # mixed_bfloat16 training): only the trunk after the front-end runs in bfloat16
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if isinstance(params, dict):
             params = _params_from_config(self._params_cls, params)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 from pathlib import Path
@@ -31,6 +32,8 @@ DEFAULT_BATCH_SIZE = 32
 
 FRONTENDS = ("none", "l3", "aisfx", "student")
 """Front-ends a user's Keras teacher can be given ('none': the model takes audio)."""
+
+log = logging.getLogger(__name__)
 
 _CACHE: dict[tuple, tuple] = {}
 _CACHE_LOCK = threading.RLock()  # re-entrant: a SparseTeacher builds its base inside
@@ -69,14 +72,22 @@ class Teacher:
         True when the weights are random (a stand-in, not a trained teacher).
     batch_size : int
         Default windows per forward pass.
+    precision : {'fp32', 'bf16'}
+        The arithmetic the network runs in. The constructors take ``'fp32'``
+        (default: exact), ``'bf16'`` or ``'auto'`` (resolved at creation: bf16 on
+        CPUs with AMX-BF16 / AVX512-BF16, see :mod:`sea_core.precision`; the
+        pipelines' default). Not part of ``teacher_id``: same network, same weights.
     """
 
     def __init__(self, *, spec: TeacherSpec, teacher_id: str, is_random: bool = False,
-                 batch_size: int = DEFAULT_BATCH_SIZE):
+                 batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "fp32"):
+        from sea_core.precision import resolve_precision
+
         self.spec = spec
         self.teacher_id = str(teacher_id)
         self.is_random = bool(is_random)
         self.batch_size = _check_batch_size(batch_size)
+        self.precision = resolve_precision(precision)
         self._model = None
         self._infer = None
 
@@ -86,7 +97,7 @@ class Teacher:
         raise NotImplementedError
 
     def _cache_key(self) -> tuple:
-        return (type(self).__qualname__, self.teacher_id, self.spec)
+        return (type(self).__qualname__, self.teacher_id, self.spec, self.precision)
 
     # -- public -------------------------------------------------------------------------------
     def keras_model(self):
@@ -146,6 +157,11 @@ class Teacher:
             hit = _CACHE.get(key)
             if hit is None:
                 model = self._build_model()
+                if self.precision != "fp32":
+                    from sea_core.precision import apply_precision
+                    apply_precision(model, self.precision)
+                log.info("teacher %s: %s network built (%s)", self.teacher_id, self.precision,
+                         _cpu_line())
                 hit = (model, _make_infer(model, self.spec.window_samples))
                 _CACHE[key] = hit
         self._model, self._infer = hit
@@ -162,7 +178,13 @@ class Teacher:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(teacher_id={self.teacher_id!r}, "
                 f"sample_rate={self.spec.sample_rate}, window_samples={self.spec.window_samples}, "
-                f"emb_dim={self.spec.emb_dim}, is_random={self.is_random})")
+                f"emb_dim={self.spec.emb_dim}, is_random={self.is_random}, "
+                f"precision={self.precision!r})")
+
+
+def _cpu_line() -> str:
+    from sea_core.precision import describe_cpu
+    return describe_cpu()
 
 
 def _check_batch_size(batch_size) -> int:
@@ -177,7 +199,7 @@ def _make_infer(model, window_samples: int):
     @tf.function(input_signature=[tf.TensorSpec([None, window_samples], tf.float32)],
                  reduce_retracing=True)
     def infer(x):
-        return model(x, training=False)
+        return tf.cast(model(x, training=False), tf.float32)  # bf16 networks: float32 out
 
     return lambda x: infer(tf.constant(x)).numpy()
 
@@ -200,7 +222,8 @@ class AisfxTeacher(Teacher):
     """
 
     def __init__(self, *, weights: str | os.PathLike | None = None,
-                 batch_size: int = DEFAULT_BATCH_SIZE, window: str | float = AISFX_NATIVE_WINDOW):
+                 batch_size: int = DEFAULT_BATCH_SIZE, window: str | float = AISFX_NATIVE_WINDOW,
+                 precision: str = "fp32"):
         from sea_core.models import aisfx
 
         spec = aisfx_teacher_spec(teacher_window_name(window))
@@ -209,7 +232,7 @@ class AisfxTeacher(Teacher):
         digest = aisfx.arrays_sha256(arrays)
         tid = (AISFX_WEIGHTS.teacher_id if digest == AISFX_WEIGHTS.arrays_sha256
                else f"aisfx(weights=sha256:{digest[:12]})") + f"/{spec.block_frames}f"
-        super().__init__(spec=spec, teacher_id=tid, batch_size=batch_size)
+        super().__init__(spec=spec, teacher_id=tid, batch_size=batch_size, precision=precision)
         self.weights_path = str(npz)
         self.weights_sha256 = digest
         self._user_weights = weights is not None
@@ -266,7 +289,7 @@ class L3Teacher(Teacher):
 
     def __init__(self, *, weights: str | os.PathLike | None = None, seed: int | None = None,
                  content_type: str = OPENL3_WEIGHTS.default_content_type,
-                 batch_size: int = DEFAULT_BATCH_SIZE):
+                 batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "fp32"):
         from sea_core.models import l3
 
         if seed is not None:
@@ -275,7 +298,7 @@ class L3Teacher(Teacher):
             if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
                 raise ParameterError(f"seed must be an int, got {seed!r}")
             super().__init__(spec=L3_TEACHER, teacher_id=f"l3-random(seed={int(seed)})",
-                             is_random=True, batch_size=batch_size)
+                             is_random=True, batch_size=batch_size, precision=precision)
             self.seed = int(seed)
             self.weights_path = None
             return
@@ -283,7 +306,7 @@ class L3Teacher(Teacher):
         l3.validate_openl3_file(path)
         digest = _sha256(path)
         super().__init__(spec=L3_TEACHER, teacher_id=f"l3({path.name}@sha256:{digest[:12]})",
-                         batch_size=batch_size)
+                         batch_size=batch_size, precision=precision)
         self.seed = None
         self.weights_path = str(path)
         self.weights_sha256 = digest
@@ -402,7 +425,8 @@ class KerasFileTeacher(Teacher):
 
     def __init__(self, path: str | os.PathLike, *, frontend: str | os.PathLike | None = None,
                  sample_rate: int | None = None, window_samples: int | None = None,
-                 name: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE):
+                 name: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                 precision: str = "fp32"):
         path = Path(path)
         if not path.exists():
             raise ModelNotFoundError(f"{path}: no such teacher model (expected a .keras / .h5 "
@@ -458,7 +482,11 @@ class KerasFileTeacher(Teacher):
                            emb_dim=int(out_shape[0]))
         tid = f"keras:{path.name}@sha256:{digest[:12]}" + ("" if frontend == "none"
                                                            else f"+{frontend}")
-        super().__init__(spec=spec, teacher_id=tid, batch_size=batch_size)
+        if path.is_dir() and precision not in ("auto", "fp32"):
+            raise ParameterError(f"{path}: a SavedModel teacher runs in fp32 only (its graph is "
+                                 f"fixed); got precision={precision!r}")
+        super().__init__(spec=spec, teacher_id=tid, batch_size=batch_size,
+                         precision="fp32" if path.is_dir() else precision)
         self.path = str(path)
         self.frontend = frontend
         self.weights_sha256 = digest
@@ -519,7 +547,8 @@ def get_teacher(name_or_path: str | os.PathLike, **options) -> Teacher:
         SavedModel directory (options ``frontend``, ``sample_rate``,
         ``window_samples``, ``name``; see :class:`KerasFileTeacher`).
     **options
-        Keyword options as above, plus ``batch_size`` for all.
+        Keyword options as above, plus ``batch_size`` and ``precision``
+        (``'fp32'`` default, ``'bf16'``, ``'auto'``) for all.
 
     Returns
     -------
@@ -535,9 +564,9 @@ def get_teacher(name_or_path: str | os.PathLike, **options) -> Teacher:
         Weights that do not match the network.
     """
     allowed = {
-        "aisfx": {"weights", "batch_size", "window"},
-        "l3": {"weights", "content_type", "batch_size"},
-        "l3-random": {"seed", "batch_size"},
+        "aisfx": {"weights", "batch_size", "window", "precision"},
+        "l3": {"weights", "content_type", "batch_size", "precision"},
+        "l3-random": {"seed", "batch_size", "precision"},
     }
     key = str(name_or_path)
     if key in allowed:
@@ -554,10 +583,12 @@ def get_teacher(name_or_path: str | os.PathLike, **options) -> Teacher:
         return L3Teacher(seed=options.pop("seed", 0), **options)
     path = Path(key)
     if path.suffix.lower() in (".keras", ".h5", ".hdf5") or path.is_dir():
-        unknown = set(options) - {"frontend", "sample_rate", "window_samples", "name", "batch_size"}
+        unknown = set(options) - {"frontend", "sample_rate", "window_samples", "name", "batch_size",
+                                  "precision"}
         if unknown:
             raise ParameterError(f"a Keras-file teacher takes options frontend, sample_rate, "
-                                 f"window_samples, name, batch_size; got {sorted(unknown)}")
+                                 f"window_samples, name, batch_size, precision; got "
+                                 f"{sorted(unknown)}")
         return KerasFileTeacher(path, **options)
     raise ParameterError(f"unknown teacher {key!r}: use 'aisfx', 'l3', 'l3-random' or a path to a "
                          ".keras / .h5 model file or SavedModel directory")
