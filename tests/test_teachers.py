@@ -108,7 +108,8 @@ def test_mixed_teacher_windows_refused(tmp_path):
     import soundfile as sf
 
     from pipelines.embed_corpus import EmbedConfig, _resolve, plan, run
-    from pipelines.fit_pca import selected_embeddings
+    from pipelines.fit_pca import fit_pca
+    from pipelines.select import run as run_select
     from sea_core.errors import DataError
 
     inputs = []
@@ -131,25 +132,17 @@ def test_mixed_teacher_windows_refused(tmp_path):
         _resolve(EmbedConfig(input=inputs[0], output=str(tmp_path / "x"), teacher="l3-random",
                              teacher_window="2.30s"))
     # both outputs' files in one frames dataset: a PCA over windows of both is refused
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from pipelines.frames_io import list_partitions, read_partition, window_ids
-    merged, sel = tmp_path / "merged", tmp_path / "sel"
-    sel.mkdir()
+    merged = tmp_path / "merged"
     for i, src in enumerate(("w1", "w23")):
         for f in sorted((tmp_path / src / "frames").rglob("*.parquet")):
             dst = (merged / "frames" / f.relative_to(tmp_path / src / "frames")).with_name(
                 f"part-{i:05d}.parquet")
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(f, dst)
-    got = [str(i) for p in list_partitions(str(merged))
-           for i in window_ids(read_partition(p, ["recording_id", "window_index"]))]
-    assert len(got) == len(set(got)) > 0
-    pq.write_table(pa.table({"window_id": got, "sensor": ["b827eb000001"] * len(got)}),
-                   sel / "selection.parquet")
+    run_select(["--frames", str(merged), "--method", "random", "--fraction", "1.0",
+                "--output", str(tmp_path / "sel")])
     with pytest.raises(DataError, match="2 teachers"):
-        selected_embeddings(str(merged), str(sel))
+        fit_pca(frames=str(merged), selection=str(tmp_path / "sel"), output=str(tmp_path / "pca"))
 
 
 def test_aisfx_checkpoint_sha_mismatch(tmp_path):
