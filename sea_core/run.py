@@ -9,7 +9,7 @@ finished stages, so an interrupted run resumes where it stopped):
 4. ``pca``      scaler + PCA artifact
    ``compare``  quick sampling comparison: every method's PCA judged on all windows
 5. ``trainset`` Beam: PCA targets -> Parquet training shards
-6. ``train``    the SEA student (registered in the model store)
+6. ``train``    the SEA student (registered in the local model store for a local --out)
 7. ``quantize`` full-int8 TFLite, TFLite-Micro verification, C export, budget report
 8. ``evaluate`` downstream AUPRC of teacher, float student and int8 student
 9. ``report``   ``OUT/report.json`` + ``OUT/report.html``

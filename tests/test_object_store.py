@@ -5,6 +5,11 @@ outputs on ``--runner=DaskRunner`` (2 worker processes), and must equal the same
 stages run on local paths: frames, selection, PCA (1e-6) and training set.
 Nothing may be written to local disk outside temp dirs (the test runs from an
 empty working directory and checks it stays empty).
+
+The second test runs the whole ``sea run --corpus s3://... --out s3://...
+--runner=DaskRunner`` and checks the bucket holds every stage's output and the
+report, that nothing local changed outside temp dirs, and that its data stages
+equal a local-path run.
 """
 from __future__ import annotations
 
