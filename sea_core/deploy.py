@@ -127,6 +127,10 @@ def load_trunk(model_or_path, *, include_frontend: bool = False):
 
 # --------------------------------------------------------------------------- data
 def _split_files(data_dir: Path, split: str) -> list[str]:
+    from sea_core import storage
+
+    if storage.is_url(data_dir):  # a training set on an object store (sea run --out s3://...)
+        return storage.glob(storage.join(data_dir, split, "part-*.parquet"))
     return sorted(glob.glob(str(Path(data_dir) / split / "part-*.parquet")))
 
 
@@ -143,6 +147,7 @@ def read_student_audio(data_dir, split: str, n: int, *, seed: int, exclude: int 
     SchemaError
         The files are not a training set of the supported version.
     """
+    import fsspec
     import pyarrow.parquet as pq
 
     from sea_core.schema import TRAINING_SCHEMA_VERSION, check_schema
@@ -152,7 +157,7 @@ def read_student_audio(data_dir, split: str, n: int, *, seed: int, exclude: int 
         raise DataError(f"{data_dir}/{split}: no part-*.parquet files (is this a training set?)")
     chunks = []
     for f in files:
-        pf = pq.ParquetFile(f)
+        pf = pq.ParquetFile(fsspec.open(f, "rb").open() if "://" in f else f)
         check_schema(pf.schema_arrow, "training", TRAINING_SCHEMA_VERSION, where=f,
                      required=["student_audio"])
         col = pf.read(columns=["student_audio"]).column("student_audio").combine_chunks()

@@ -9,10 +9,17 @@ finished stages, so an interrupted run resumes where it stopped):
 4. ``pca``      scaler + PCA artifact
    ``compare``  quick sampling comparison: every method's PCA judged on all windows
 5. ``trainset`` Beam: PCA targets -> Parquet training shards
-6. ``train``    the SEA student (registered in the model store)
+6. ``train``    the SEA student (registered in the local model store for a local --out)
 7. ``quantize`` full-int8 TFLite, TFLite-Micro verification, C export, budget report
 8. ``evaluate`` downstream AUPRC of teacher, float student and int8 student
 9. ``report``   ``OUT/report.json`` + ``OUT/report.html``
+
+``--out`` and ``--corpus`` may be fsspec URLs (``s3://``, ``gs://``...): the Beam
+stages read and write the store directly; the stages that need local files
+(synthesis, training, TFLite conversion, TFLM, evaluation) run in a local
+temporary directory (removed afterwards) and their outputs are published to
+``--out`` through :mod:`sea_core.storage`. The stage records, the config lock and
+the report go through fsspec. A local ``--out`` keeps the same layout.
 
 ``report.json`` schema (``REPORT_SCHEMA_VERSION``): ``schema_version``,
 ``config``, ``stages`` (name -> ``{seconds, counts}``), ``corpus``, ``embed``
@@ -27,9 +34,12 @@ import json
 import logging
 import math
 import os
+import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+
+from sea_core import storage
 
 from sea_core.errors import DataError, ParameterError
 from sea_core.params import (BOARDS, DOWNSTREAM_QUICK, EXPERIMENT, RUN, STUDENT_EMB_DIMS, STUDENT_MEL64,
@@ -53,16 +63,17 @@ class StageLog:
     stage leaves nothing that would refuse the corrected rerun).
     """
 
-    def __init__(self, out: Path, on_first_record=None):
-        self.dir = out / "stages"
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, out, on_first_record=None):
+        self.dir = storage.join(out, "stages")
+        if not storage.is_url(self.dir):
+            Path(self.dir).mkdir(parents=True, exist_ok=True)
         self.records: dict[str, dict] = {}
         self._on_first_record = on_first_record
 
     def run(self, name: str, fn) -> dict:
-        path = self.dir / f"{name}.json"
-        if path.is_file():
-            record = json.loads(path.read_text())
+        path = storage.join(self.dir, f"{name}.json")
+        if storage.isfile(path):
+            record = storage.read_json(path)
             log.info("[%s] done earlier (%.1f s), skipped", name, record["seconds"])
         else:
             log.info("[%s] started", name)
@@ -72,9 +83,7 @@ class StageLog:
             if self._on_first_record is not None:
                 self._on_first_record()
                 self._on_first_record = None
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(record, indent=2, default=str))
-            os.replace(tmp, path)
+            storage.publish_text(path, json.dumps(record, indent=2, default=str))
             log.info("[%s] finished in %.1f s: %s", name, record["seconds"], record.get("counts"))
         self.records[name] = record
         return record
@@ -92,18 +101,18 @@ def _corpus_stage(corpus: Path, params: RunParams) -> dict:
             "summary": {k: v for k, v in summary.items() if k != "card"}}
 
 
-def _embed_stage(corpus: Path, out: Path, params: RunParams, beam_args: list[str]) -> dict:
+def _embed_stage(corpus, out, params: RunParams, beam_args: list[str]) -> dict:
     from pipelines.embed_corpus import run as run_embed
 
-    args = ["--input", str(corpus / "upstream"), "--output", str(out), "--teacher", params.teacher,
+    args = ["--input", storage.join(corpus, "upstream"), "--output", str(out), "--teacher", params.teacher,
             "--teacher-window", params.teacher_window,
             "--teacher-precision", params.teacher_precision]
-    if (corpus / "spl").is_dir():
-        args += ["--spl-sidecar", str(corpus / "spl")]
+    if storage.isdir(storage.join(corpus, "spl")):
+        args += ["--spl-sidecar", storage.join(corpus, "spl")]
     if params.corpus_hop_seconds:
         args += ["--hop-seconds", str(params.corpus_hop_seconds)]
     run_embed(args + beam_args)
-    summary = json.loads((out / "run_summary.json").read_text())
+    summary = storage.read_json(storage.join(out, "run_summary.json"))
     counts = summary["counts"]
     if counts["inputs"] != counts["ok"] + counts["dead_lettered"]:
         raise DataError(f"{out}: inputs {counts['inputs']} != ok {counts['ok']} + dead "
@@ -154,10 +163,10 @@ def _trainset_stage(frames: Path, pca: Path, out: Path, params: RunParams, beam_
     return {"counts": card["counts"], "card": card}
 
 
-def _train_stage(data: Path, out: Path, params: RunParams) -> dict:
+def _train_stage(data, out: Path, params: RunParams, register: bool = True) -> dict:
     from sea_core.train import TrainConfig, train
 
-    summary = train(TrainConfig(data=str(data), out=str(out), emb_dim=params.emb_dim,
+    summary = train(TrainConfig(data=str(data), out=str(out), register=register, emb_dim=params.emb_dim,
                                 head=params.head, learning_rate=params.learning_rate,
                                 batch_size=params.batch_size, epochs=params.epochs,
                                 seed=params.seed, progress=False))
@@ -195,37 +204,34 @@ def _evaluate_stage(annotations: Path, audio_dir: Path, models: dict, out: Path,
             "micro_auprc_test": micro, "results": results}
 
 
-def _check_same_config(out: Path, config: dict):
+def _check_same_config(out, config: dict):
     """A rerun resumes only with the settings the finished stages were made with.
 
     Returns a function that records ``config`` (written atomically once the first
     stage has finished), or None when it is recorded already.
     """
-    path = out / "stages" / "config.json"
+    path = storage.join(out, "stages", "config.json")
     config = json.loads(json.dumps(config, default=str))
-    if path.is_file():
-        previous = json.loads(path.read_text())
+    if storage.isfile(path):
+        previous = storage.read_json(path)
         changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
         if changed:
             raise ParameterError(f"{out}: holds a run made with other settings ({', '.join(changed)}); "
                                  f"use another --out, the same settings to resume, or delete "
-                                 f"{out / 'stages'} to start over")
+                                 f"{storage.join(out, 'stages')} to start over")
         return None
 
     def record() -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(config, indent=2, sort_keys=True))
-        os.replace(tmp, path)
+        storage.publish_text(path, json.dumps(config, indent=2, sort_keys=True))
 
     return record
 
 
-def _validate(params: RunParams, out: Path, corpus, annotations, audio_dir) -> None:
+def _validate(params: RunParams, out, corpus, annotations, audio_dir) -> None:
     """Every setting checked before anything is written (a failed run must not lock --out)."""
     from sea_core.sampling import METHODS, MODES
 
-    if out.exists() and not out.is_dir():
+    if storage.isfile(out):
         raise ParameterError(f"--out {out}: exists and is not a directory")
     if params.emb_dim not in STUDENT_EMB_DIMS:
         raise ParameterError(f"--emb-dim must be one of {STUDENT_EMB_DIMS}")
@@ -250,13 +256,13 @@ def _validate(params: RunParams, out: Path, corpus, annotations, audio_dir) -> N
     if not (isinstance(params.seed, int) and params.seed >= 0):
         raise ParameterError(f"--seed must be a non-negative integer, got {params.seed!r}")
     if corpus is not None:
-        c = Path(corpus)
-        if not c.is_dir():
+        c = storage.absolute(corpus)
+        if not storage.isdir(c):
             raise DataError(f"{c}: corpus directory not found")
-        if not (c / "upstream").is_dir():
+        if not storage.isdir(storage.join(c, "upstream")):
             raise DataError(f"{c}: expected upstream/sensor_<id>/<YYYY-MM-DD>/<ts>.<ext>")
     for flag, p in (("--annotations", annotations), ("--audio-dir", audio_dir)):
-        if p is not None and not Path(p).exists():
+        if p is not None and not storage.exists(p):
             raise DataError(f"{flag} {p}: not found")
 
 
@@ -284,53 +290,127 @@ def check_report(report: dict) -> list[str]:
 
 def run(out: str | os.PathLike, *, corpus: str | None = None, annotations: str | None = None,
         audio_dir: str | None = None, params: RunParams = RUN, beam_args: list[str] | None = None) -> dict:
-    """Run every stage (skipping finished ones); returns the report dict."""
-    out = Path(out)
+    """Run every stage (skipping finished ones); returns the report dict.
+
+    ``out`` (and ``corpus``, ``annotations``, ``audio_dir``) may be fsspec URLs; the
+    stages that need local files then work in a temporary directory that is removed
+    when the run ends (their outputs are published to ``out``).
+    """
+    if storage.is_url(out):
+        with tempfile.TemporaryDirectory(prefix="sea-run-") as work:
+            return _run(str(out).rstrip("/"), Path(work), corpus=corpus, annotations=annotations,
+                        audio_dir=audio_dir, params=params, beam_args=beam_args)
+    return _run(Path(out), None, corpus=corpus, annotations=annotations, audio_dir=audio_dir,
+                params=params, beam_args=beam_args)
+
+
+def _run(out, work: Path | None, *, corpus, annotations, audio_dir, params: RunParams, beam_args) -> dict:
+    """``out``: a local Path (``work`` None) or a URL with a local temporary ``work`` directory."""
     beam_args = list(beam_args or [])
     _validate(params, out, corpus, annotations, audio_dir)
     started = time.perf_counter()
     lock = _check_same_config(out, {**asdict(params), "corpus": corpus, "annotations": annotations,
                                     "audio_dir": audio_dir, "beam_args": beam_args})
-    out.mkdir(parents=True, exist_ok=True)
+    if work is None:
+        out.mkdir(parents=True, exist_ok=True)
+
+    def at(*parts: str):
+        """Where an output lives in --out (a Path for a local run, else a URL)."""
+        return out.joinpath(*parts) if work is None else storage.join(out, *parts)
+
+    def local(*parts: str) -> Path:
+        """Where a stage that needs local files writes (the temp dir for a remote --out)."""
+        return out.joinpath(*parts) if work is None else work.joinpath(*parts)
+
+    def local_copy(url, *parts: str) -> Path:
+        """A local file for ``url`` (itself when local; fetched into the temp dir when remote)."""
+        if not storage.is_url(url):
+            return Path(url)
+        return Path(storage.fetch(url, work.joinpath("inputs", *parts)))
+
+    def published(name: str, fn):
+        """Run a local-file stage; for a remote --out publish ``local(name)`` to ``at(name)`` and
+        record the published locations instead of the temporary ones."""
+        if work is None:
+            return fn
+
+        def go() -> dict:
+            record = fn()
+            storage.publish_tree(local(name), at(name))
+            return json.loads(json.dumps(record, default=str).replace(str(work), out))
+        return go
+
     stages = StageLog(out, on_first_record=lock)
     if corpus is None:
-        corpus_dir = out / "corpus"
-        corpus_rec = stages.run("corpus", lambda: _corpus_stage(corpus_dir, params))
+        corpus_dir = at("corpus")
+        corpus_rec = stages.run("corpus", published("corpus", lambda: _corpus_stage(local("corpus"), params)))
     else:
-        corpus_dir = Path(corpus)
-        if not corpus_dir.is_dir():
+        corpus_dir = Path(corpus) if not storage.is_url(corpus) else str(corpus).rstrip("/")
+        if not storage.isdir(corpus_dir):
             raise DataError(f"{corpus_dir}: corpus directory not found")
         corpus_rec = {"counts": {}, "card": {"path": str(corpus_dir)}}
-        if not (corpus_dir / "upstream").is_dir():
+        if not storage.isdir(storage.join(corpus_dir, "upstream")):
             raise DataError(f"{corpus_dir}: expected upstream/sensor_<id>/<YYYY-MM-DD>/<ts>.<ext>")
-    annotations = Path(annotations) if annotations else corpus_dir / "downstream" / "annotations.csv"
-    audio_dir = Path(audio_dir) if audio_dir else corpus_dir / "downstream" / "audio"
+    if work is None:
+        corpus_dir = Path(corpus_dir)
+        annotations = Path(annotations) if annotations else corpus_dir / "downstream" / "annotations.csv"
+        audio_dir = Path(audio_dir) if audio_dir else corpus_dir / "downstream" / "audio"
+    else:
+        corpus_dir = str(corpus_dir)
+        annotations = annotations or storage.join(corpus_dir, "downstream", "annotations.csv")
+        audio_dir = audio_dir or storage.join(corpus_dir, "downstream", "audio")
 
-    embed = stages.run("embed", lambda: _embed_stage(corpus_dir, out / "embed", params, beam_args))
-    frames = out / "embed"
-    selection = stages.run("select", lambda: _select_stage(frames, out / "selection", params, beam_args))
-    pca = stages.run("pca", lambda: _pca_stage(frames, out / "selection", out / "pca", params,
+    embed = stages.run("embed", lambda: _embed_stage(corpus_dir, at("embed"), params, beam_args))
+    frames = at("embed")
+    selection = stages.run("select", lambda: _select_stage(frames, at("selection"), params, beam_args))
+    pca = stages.run("pca", lambda: _pca_stage(frames, at("selection"), at("pca"), params,
                                                       beam_args))
     compare = stages.run("compare", lambda: _compare_stage(frames, selection["counts"]["selected"],
                                                            params))
-    trainset = stages.run("trainset", lambda: _trainset_stage(frames, out / "pca", out / "trainset",
+    trainset = stages.run("trainset", lambda: _trainset_stage(frames, at("pca"), at("trainset"),
                                                               params, beam_args))
-    trained = stages.run("train", lambda: _train_stage(out / "trainset", out / "train", params))
-    deploy = stages.run("quantize", lambda: _quantize_stage(out / "train" / "model.keras",
-                                                            out / "trainset", out / "deploy", params))
-    int8_path = deploy["report"].get("tflite_path") or str(next((out / "deploy").glob("*.tflite")))
-    evaluation = stages.run("evaluate", lambda: _evaluate_stage(
-        annotations, audio_dir, {"student": out / "train" / "model.keras", "int8": int8_path,
-                                 "window_samples": trainset["card"]["student_samples"]},
-        out / "evaluation", params))
+    # a remote run is not registered in the LOCAL model store (it writes nothing local);
+    # its model is published to OUT/train/model.keras
+    trained = stages.run("train", published("train", lambda: _train_stage(at("trainset"), local("train"),
+                                                                          params, register=work is None)))
+
+    def model_file() -> Path:
+        if work is None or local("train", "model.keras").is_file():
+            return local("train", "model.keras")
+        return local_copy(at("train", "model.keras"), "train", "model.keras")
+    deploy = stages.run("quantize", published("deploy", lambda: _quantize_stage(
+        model_file(), at("trainset"), local("deploy"), params)))
+    if work is None:
+        int8_path = deploy["report"].get("tflite_path") or str(next((out / "deploy").glob("*.tflite")))
+    else:
+        int8_path = deploy["report"].get("tflite_path") or storage.glob(at("deploy", "*.tflite"))[0]
+
+    def int8_file() -> str:
+        if work is None:
+            return int8_path
+        name = str(int8_path).rsplit("/", 1)[-1]
+        if local("deploy", name).is_file():
+            return str(local("deploy", name))
+        return str(local_copy(int8_path, "deploy", name))
+    evaluation = stages.run("evaluate", published("evaluation", lambda: _evaluate_stage(
+        local_copy(annotations, "annotations.csv"), local_copy(audio_dir, "audio"),
+        {"student": model_file(), "int8": int8_file(),
+         "window_samples": trainset["card"]["student_samples"]},
+        local("evaluation"), params)))
 
     window_seconds = trainset["card"]["student_samples"] / STUDENT_MEL64.sample_rate
     dead = []
-    dl_dir = out / "embed" / "dead_letter"
-    if dl_dir.is_dir():
+    dl_dir = at("embed", "dead_letter")
+    if work is None and dl_dir.is_dir():
         import pyarrow.parquet as pq
         for f in sorted(dl_dir.rglob("*.parquet")):
             dead += pq.read_table(f).to_pylist()
+    elif work is not None and storage.isdir(dl_dir):
+        import pyarrow.parquet as pq
+        fs, root = storage.url_to_fs(dl_dir)
+        for f in sorted(f for f in fs.find(root) if f.endswith(".parquet")):
+            with fs.open(f, "rb") as fh:
+                dead += pq.read_table(fh).to_pylist()
     report = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "config": {**asdict(params), "corpus": str(corpus_dir), "annotations": str(annotations),
@@ -348,8 +428,8 @@ def run(out: str | os.PathLike, *, corpus: str | None = None, annotations: str |
         "train": {**trained["summary"], "window_seconds": window_seconds},
         "deploy": {**deploy["report"], "window_seconds": window_seconds},
         "evaluation": evaluation["results"],
-        "model_sizes": {"student_keras_bytes": (out / "train" / "model.keras").stat().st_size,
-                        "int8_tflite_bytes": Path(int8_path).stat().st_size},
+        "model_sizes": {"student_keras_bytes": storage.size(at("train", "model.keras")),
+                        "int8_tflite_bytes": storage.size(int8_path)},
         "wall_seconds": sum(rec["seconds"] for rec in stages.records.values()),
         "this_invocation_seconds": time.perf_counter() - started,
     }
@@ -400,5 +480,5 @@ def main(argv: list[str] | None = None) -> int:
     dep = report["deploy"]
     print(f"int8 student: flash {dep.get('flash_bytes')} B, RAM {dep.get('ram_bytes')} B "
           f"({dep.get('verdict', '')}); wall {report['wall_seconds']:.0f} s; "
-          f"report: {Path(args.out) / 'report.html'}")
+          f"report: {storage.join(storage.absolute(args.out), 'report.html')}")
     return 0

@@ -28,7 +28,7 @@ import fsspec
 
 __all__ = ["url_to_fs", "join", "is_url", "exists", "isfile", "isdir", "glob", "read_bytes",
            "read_text", "read_json", "publish_bytes", "publish_text", "publish_json",
-           "publish_parquet", "mark_success", "SUCCESS_NAME", "absolute", "size", "rm"]
+           "publish_parquet", "mark_success", "SUCCESS_NAME", "absolute", "size", "rm", "publish_tree", "fetch"]
 
 SUCCESS_NAME = "_SUCCESS"
 
@@ -160,3 +160,37 @@ def publish_parquet(table, url, **options) -> int:
 def mark_success(directory) -> None:
     """Write ``<directory>/_SUCCESS`` (call it last: the output is complete)."""
     publish_bytes(join(directory, SUCCESS_NAME), b"")
+
+
+def publish_tree(local_dir, url) -> int:
+    """Publish every file under the local directory ``local_dir`` to ``url/<relative path>``
+    (each through :func:`publish_bytes`). Returns the bytes written."""
+    from pathlib import Path
+
+    root = Path(local_dir)
+    total = 0
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            total += publish_bytes(join(url, p.relative_to(root).as_posix()), p.read_bytes())
+    return total
+
+
+def fetch(url, local) -> str:
+    """A local copy of the file or directory ``url`` at the local path ``local`` (kept if present)."""
+    from pathlib import Path
+
+    dst = Path(local)
+    if dst.exists():
+        return str(dst)
+    fs, path = url_to_fs(url)
+    if fs.isdir(path):
+        root = path.rstrip("/")
+        for f in sorted(fs.find(root)):
+            target = dst / f[len(root):].lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fs.get_file(f, str(target))
+        dst.mkdir(parents=True, exist_ok=True)
+    else:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(path, str(dst))
+    return str(dst)

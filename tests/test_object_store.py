@@ -5,6 +5,11 @@ outputs on ``--runner=DaskRunner`` (2 worker processes), and must equal the same
 stages run on local paths: frames, selection, PCA (1e-6) and training set.
 Nothing may be written to local disk outside temp dirs (the test runs from an
 empty working directory and checks it stays empty).
+
+The second test runs the whole ``sea run --corpus s3://... --out s3://...
+--runner=DaskRunner`` and checks the bucket holds every stage's output and the
+report, that nothing local changed outside temp dirs, and that its data stages
+equal a local-path run.
 """
 from __future__ import annotations
 
@@ -162,3 +167,123 @@ def test_stages_on_s3_with_dask_equal_a_local_run(s3, tiny_teacher, tmp_path_fac
     from sea_core.train import _read_batches
     got = sum(len(a) for a, _ in _read_batches(files[0], "target_8", 64))
     assert got == pq.ParquetFile(io.BytesIO(fs.cat(files[0]))).metadata.num_rows
+
+
+# --- `sea run` end to end with --corpus and --out on s3:// and --runner=DaskRunner -------------
+
+RUN_SYNTH = dict(sensors=2, days=3, clips_per_day=7, labelled_clips=24, labelled_sensors=4, seed=3)
+
+
+def _tree(root) -> dict[str, tuple[int, int]]:
+    """{relative path: (size, mtime_ns)} of every file under ``root`` (caches and .git aside)."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in (".git", "__pycache__", ".pytest_cache")]
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            try:
+                st = os.stat(p)
+            except FileNotFoundError:
+                continue
+            out[os.path.relpath(p, root)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+@pytest.mark.dask
+@pytest.mark.slow
+def test_sea_run_on_s3_with_dask_equals_a_local_run(s3, tmp_path_factory, monkeypatch):
+    """`sea run --corpus s3://... --out s3://... --runner=DaskRunner` (2 worker processes):
+    every output lands in the bucket, nothing is written locally outside temp dirs, and
+    frames, selection, PCA and training set equal a local-path run of the same corpus."""
+    import glob
+    import tempfile
+    from dataclasses import replace
+    from pathlib import Path
+
+    from sea_core.params import RUN, SYNTH
+    from sea_core.run import check_report, main as sea_run_main
+    from sea_core.synth import synthesize
+
+    fs, _ = s3
+    corpus = tmp_path_factory.mktemp("run_corpus") / "corpus"
+    synthesize(corpus, replace(SYNTH, **RUN_SYNTH))
+    fs.put(str(corpus), f"{BUCKET}/runcorpus", recursive=True)
+    assert fs.isdir(f"{BUCKET}/runcorpus/upstream") and fs.isfile(f"{BUCKET}/runcorpus/downstream/annotations.csv")
+    params = replace(RUN, emb_dim=64, epochs=1, fraction=0.2, seed=0)
+
+    from sea_core.paths import cache_dir
+    weights = cache_dir()   # the teacher weights cache (read only once populated)
+    sea_home = tmp_path_factory.mktemp("sea_home")
+    monkeypatch.setenv("SEA_HOME", str(sea_home))
+    monkeypatch.setenv("SEA_CACHE_DIR", str(weights))
+    # the local-path reference: sea run's own stage functions for the data stages (the full
+    # local `sea run` is tests/test_run.py; train/quantize/evaluate would double this test's time)
+    from sea_core import run as sea_run
+    local_out = tmp_path_factory.mktemp("local_sea_run") / "out"
+    lembed = sea_run._embed_stage(corpus, local_out / "embed", params, [])
+    lsel = sea_run._select_stage(local_out / "embed", local_out / "selection", params, [])
+    sea_run._pca_stage(local_out / "embed", local_out / "selection", local_out / "pca", params, [])
+    lcard = sea_run._trainset_stage(local_out / "embed", local_out / "pca", local_out / "trainset", params, [])
+
+    cwd = tmp_path_factory.mktemp("empty_cwd_run")
+    monkeypatch.chdir(cwd)
+    repo = Path(__file__).resolve().parents[1]
+    before_repo, before_home = _tree(repo), _tree(sea_home)
+    before_tmp = set(glob.glob(os.path.join(tempfile.gettempdir(), "sea-run-*")))
+    out = f"s3://{BUCKET}/searun"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        argv = ["--corpus", f"s3://{BUCKET}/runcorpus", "--out", out,
+                "--emb-dim", "64", "--epochs", "1", "--fraction", "0.2", "--seed", "0",
+                "--runner=DaskRunner", f"--dask_client_address={cluster.scheduler_address}"]
+        assert sea_run_main(argv) == 0
+    # nothing written locally outside temp dirs: cwd empty, repo and SEA_HOME unchanged,
+    # the run's own temp dir removed
+    assert list(cwd.iterdir()) == []
+    assert _tree(repo) == before_repo
+    assert _tree(sea_home) == before_home
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "sea-run-*"))) == before_tmp
+
+    # the bucket holds every stage record, the stage outputs and the report
+    root = out[len("s3://"):]
+    for name in ("corpus", "embed", "select", "pca", "compare", "trainset", "train", "quantize", "evaluate"):
+        if name != "corpus":
+            assert fs.isfile(f"{root}/stages/{name}.json"), name
+    assert fs.isfile(f"{root}/stages/config.json")
+    for key in ("embed/_SUCCESS", "embed/run_summary.json", "selection/_SUCCESS", "pca/reduction.npz",
+                "trainset/_SUCCESS", "train/model.keras", "train/summary.json", "deploy/model.tflite",
+                "deploy/deploy_report.json", "deploy/model_data.cc", "evaluation/evaluation.json",
+                "report.json", "report.html"):
+        assert fs.isfile(f"{root}/{key}"), key
+    assert not [k for k in fs.find(root) if ".tmp-" in k]   # every publish completed
+    import json
+    srep = json.loads(fs.cat(f"{root}/report.json"))
+    assert not check_report(srep) and not srep["consistency_problems"]
+    assert srep["deploy"]["tflite_path"].startswith(out)   # published locations, not temp ones
+    assert "sea-run-" not in json.dumps(srep)
+    assert srep["model_sizes"]["student_keras_bytes"] == fs.size(f"{root}/train/model.keras")
+    assert fs.cat(f"{root}/report.html").startswith(b"<!")
+
+    # same data as the local run
+    assert srep["embed"]["counts"] == lembed["counts"]
+    assert srep["selection"]["counts"] == lsel["counts"]
+    assert _frames(out + "/embed").equals(_frames(local_out / "embed"))
+    s_sel = _parquet_dir(fs, f"{root}/selection/selection.parquet/*.parquet")
+    l_sel = {p.name: pq.read_table(p) for p in sorted((local_out / "selection" / "selection.parquet")
+                                                       .glob("*.parquet"))}
+    assert s_sel.keys() == l_sel.keys() and all(s_sel[k].equals(l_sel[k]) for k in s_sel)
+    loaded, local_art = ReductionArtifact.load(out + "/pca"), ReductionArtifact.load(local_out / "pca")
+    for name in ("mean", "scale", "components", "explained_variance", "explained_variance_ratio"):
+        a, b = getattr(loaded, name), getattr(local_art, name)
+        assert np.max(np.abs(a - b)) <= 1e-6 * np.max(np.abs(b)), name
+    assert srep["dataset_card"]["counts"] == lcard["counts"]
+    for split in ("train", "validate", "test"):
+        s_ts = _parquet_dir(fs, f"{root}/trainset/{split}/*.parquet")
+        l_ts = {p.name: pq.read_table(p) for p in sorted((local_out / "trainset" / split).glob("*.parquet"))}
+        assert s_ts.keys() == l_ts.keys()
+        for k in s_ts:
+            a, b = s_ts[k], l_ts[k]
+            assert a.column("window_id").equals(b.column("window_id"))
+            assert a.column("student_audio").equals(b.column("student_audio"))
+            np.testing.assert_allclose(np.asarray(a.column("target_64").to_pylist()),
+                                       np.asarray(b.column("target_64").to_pylist()), rtol=1e-5, atol=1e-5)
