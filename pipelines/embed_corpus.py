@@ -78,6 +78,8 @@ class EmbedConfig:
     incremental: bool = False
     allow_removals: bool = False
     max_seconds: float = AUDIO_LIMITS.max_seconds
+    sensors_csv: str | None = None
+    """Per-sensor calibration (issue 18); None: ``sensors.csv`` next to the corpus, if any."""
 
     def __post_init__(self):
         if not self.input:
@@ -136,7 +138,8 @@ def config_from_options(options: PipelineOptions) -> EmbedConfig:
                        require_sidecar=bool(o.require_sidecar), incremental=bool(o.incremental),
                        allow_removals=bool(o.allow_removals),
                        max_seconds=(AUDIO_LIMITS.max_seconds if o.max_seconds is None
-                                    else o.max_seconds))
+                                    else o.max_seconds),
+                       sensors_csv=_absolute(getattr(o, "sensors_csv", None)))
 
 
 @dataclass(frozen=True)
@@ -158,11 +161,15 @@ class _Resolved:
                 "calibration_db": self.spl.calibration_db, "timezone": f.relevance.timezone,
                 "bin_hours": f.relevance.bin_hours, "per_sensor": f.relevance.per_sensor,
                 "frames_schema_version": FRAMES_SCHEMA_VERSION,
-                "dead_letter_schema_version": DEAD_LETTER_SCHEMA_VERSION}
+                "dead_letter_schema_version": DEAD_LETTER_SCHEMA_VERSION,
+                # per-sensor calibration (issue 18): only when a sensors.csv gave one
+                **({"calibration_db_by_sensor": dict(self.spl.calibration_by_sensor)}
+                   if self.spl.calibration_by_sensor else {})}
 
 
 def _resolve(cfg: EmbedConfig) -> _Resolved:
     from sea_core.models.teachers import get_teacher
+    from sea_core.sensors import embed_calibration
 
     teacher = get_teacher(cfg.teacher, **dict(cfg.teacher_options))  # config only: no network yet
     spec = teacher.spec
@@ -172,7 +179,8 @@ def _resolve(cfg: EmbedConfig) -> _Resolved:
                             relevance=RELEVANCE, max_seconds=float(cfg.max_seconds))
     spl = SplConfig(teacher_sr=spec.sample_rate, window_seconds=framing.window_seconds,
                     sidecar_dir=cfg.spl_sidecar, require_sidecar=cfg.require_sidecar,
-                    calibration_db=SPL.calibration_db)
+                    calibration_db=SPL.calibration_db,
+                    calibration_by_sensor=embed_calibration(cfg.sensors_csv, cfg.input))
     return _Resolved(teacher_id=teacher.teacher_id, framing=framing, spl=spl,
                      teacher=TeacherConfig(name=str(cfg.teacher), options=cfg.teacher_options,
                                            batch_size=cfg.batch_size),

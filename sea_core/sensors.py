@@ -283,3 +283,12 @@ def filter_partitions(parts: list, *, frames, k: int | None, sensors_csv=None,
     kept = [p for p in parts if normalise_id(p.sensor) in keep]
     record["windows_all_sensors"] = int(sum(p.rows for p in parts))
     return kept, record
+
+
+def embed_calibration(sensors_csv=None, corpus_input=None, params: SensorParams = SENSORS) -> tuple:
+    """The embed stage's per-sensor calibration: ``((sensor, calibration_db), ...)`` from
+    ``sensors_csv`` (or the ``sensors.csv`` next to ``corpus_input``); ``()`` when there is none."""
+    path = Path(sensors_csv) if sensors_csv else find_sensors_csv(corpus_input, params)
+    if path is None:
+        return ()
+    return calibration_map(read_sensors_csv(path))
