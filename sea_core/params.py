@@ -498,6 +498,9 @@ class SynthParams:
     calibration_db: float = SPL.calibration_db
     """dB SPL of 0 dBFS used to scale the synthetic levels and the SPL sidecars."""
     classes: tuple[str, ...] = SONYC_COARSE_CLASSES
+    upstream_held_out: tuple[str, ...] = ()
+    """Classes that never occur in the upstream (unlabelled) corpus but do in the labelled set:
+    out-of-domain classes for ``sea experiment specialisation`` (issue 18)."""
     class_prevalence: tuple[float, ...] = (0.55, 0.12, 0.12, 0.10, 0.22, 0.10, 0.35, 0.07)
     """Daytime probability that a clip holds each class (same order as ``classes``);
     modulated by hour of day (works by day, music/voices in the evening)."""

@@ -663,6 +663,9 @@ def _validate(p: SynthParams) -> None:
             bad(name, f"must be >= 0, got {getattr(p, name)}")
     if p.labelled_sensors < 1:
         bad("labelled_sensors", f"must be >= 1, got {p.labelled_sensors}")
+    unknown = [c for c in p.upstream_held_out if c not in p.classes]
+    if unknown:
+        bad("upstream_held_out", f"unknown class(es) {unknown}; classes are {list(p.classes)}")
     if p.sample_rate < 8000:
         bad("sample_rate", f"must be >= 8000 Hz, got {p.sample_rate}")
     if not 1.0 <= p.clip_seconds <= 600.0:
@@ -875,6 +878,7 @@ def _generate(root: Path, params: SynthParams) -> dict:
     bytes_by = {"upstream": 0, "spl": 0, "downstream": 0}
     # ---------------------------------------------------------------- upstream
     ids = upstream_sensor_ids(params.sensors)
+    held_out = np.array([c in params.upstream_held_out for c in params.classes])
     bytes_by["sensors"] = _write_bytes(root / SENSORS_NAME, _sensors_csv(params, ids))
     first_day = dt.date.fromisoformat(params.start_date)
     per_sensor_day: dict[str, dict[str, int]] = {}
@@ -894,6 +898,7 @@ def _generate(root: Path, params: SynthParams) -> dict:
                 hour = local.hour + local.minute / 60.0 + local.second / 3600.0
                 rng = np.random.default_rng([params.seed, _S_UP_CLIP, s, d, c])
                 present = rng.random(n_cls) < _class_probabilities(params, hour, local.weekday())
+                present &= ~held_out  # out-of-domain classes never occur upstream (issue 18)
                 pcm, info = _render(rng, params, prof, hour, present, lev)
                 up_present += present
                 up_empty += int(not present.any())
@@ -991,11 +996,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=d.seed, help="random seed (%(default)s)")
     ap.add_argument("--start-date", default=d.start_date, help="first local day (%(default)s)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing corpus in --out")
+    ap.add_argument("--hold-out-classes", default="",
+                    help="comma-separated classes absent from the upstream corpus (out-of-domain)")
     args = ap.parse_args(argv)
     params = dataclasses.replace(
         d, sensors=args.sensors, days=args.days, clips_per_day=args.clips_per_day,
         labelled_clips=args.labelled_clips, labelled_sensors=args.labelled_sensors,
-        seed=args.seed, start_date=args.start_date)
+        seed=args.seed, start_date=args.start_date,
+        upstream_held_out=tuple(c for c in args.hold_out_classes.split(",") if c))
     s = synthesize(args.out, params, overwrite=args.overwrite)
     c = s["counts"]
     print(f"sea synth: {s['out_dir']}\n"
