@@ -109,7 +109,7 @@ def small_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("poster")
     corpus = root / "corpus"
-    synthesize(corpus, replace(SYNTH, sensors=3, days=2, clips_per_day=6, labelled_clips=30,
+    synthesize(corpus, replace(SYNTH, sensors=3, days=3, clips_per_day=6, labelled_clips=30,
                                labelled_sensors=6, seed=3, upstream_held_out=("music",)))
     out = root / "out"
     report = run(out, corpus=str(corpus), params=replace(RUN, emb_dim=64, epochs=1, fraction=0.1, seed=0,
