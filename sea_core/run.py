@@ -233,6 +233,10 @@ def _validate(params: RunParams, out: Path, corpus, annotations, audio_dir) -> N
                              f"loads the teacher by name), got {params.teacher!r}")
     if params.head not in ("relu", "linear"):
         raise ParameterError(f"--head must be 'relu' or 'linear', got {params.head!r}")
+    if params.sensors_select is not None and (isinstance(params.sensors_select, bool)
+                                              or not isinstance(params.sensors_select, int)
+                                              or params.sensors_select < 1):
+        raise ParameterError(f"--sensors-select must be an integer >= 1, got {params.sensors_select!r}")
     if params.method not in METHODS:
         raise ParameterError(f"--method must be one of {METHODS}, got {params.method!r}")
     if params.mode not in MODES:

@@ -190,3 +190,9 @@ def test_synth_writes_sensors_csv(tmp_path):
     assert 0.1 <= d[1, 2] <= 0.3 + 1e-6          # every third sensor is clustered with the previous one
     assert d[0, 1] < 15 and all(i.calibration_db == params.calibration_db for i in infos.values())
     assert S.find_sensors_csv(tmp_path / "c" / "upstream") == tmp_path / "c" / "sensors.csv"
+
+
+def test_run_refuses_bad_sensors_select_before_writing(tmp_path, capsys):
+    rc = cli_main(["run", "--out", str(tmp_path / "o"), "--sensors-select", "0"])
+    assert rc == 2 and "--sensors-select must be an integer >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
