@@ -87,6 +87,8 @@ class EmbedConfig:
     teacher_precision: str = "auto"
     """'auto' | 'fp32' | 'bf16' (auto: bf16 on a CPU with AMX-BF16 / AVX512-BF16)."""
     allow_mixed_precision: bool = False
+    sensors_csv: str | None = None
+    """Per-sensor calibration (issue 18); None: ``sensors.csv`` next to the corpus, if any."""
 
     def __post_init__(self):
         if not self.input:
@@ -155,7 +157,8 @@ def config_from_options(options: PipelineOptions) -> EmbedConfig:
                                     else o.max_seconds),
                        teacher_window=o.teacher_window,
                        teacher_precision=o.teacher_precision or "auto",
-                       allow_mixed_precision=bool(o.allow_mixed_precision))
+                       allow_mixed_precision=bool(o.allow_mixed_precision),
+                       sensors_csv=_absolute(getattr(o, "sensors_csv", None)))
 
 
 def _teacher_options(cfg: EmbedConfig) -> tuple:
@@ -194,11 +197,15 @@ class _Resolved:
                 "bin_hours": f.relevance.bin_hours, "per_sensor": f.relevance.per_sensor,
                 "teacher_precision": self.recorded_precision or self.precision,
                 "frames_schema_version": FRAMES_SCHEMA_VERSION,
-                "dead_letter_schema_version": DEAD_LETTER_SCHEMA_VERSION}
+                "dead_letter_schema_version": DEAD_LETTER_SCHEMA_VERSION,
+                # per-sensor calibration (issue 18): only when a sensors.csv gave one
+                **({"calibration_db_by_sensor": dict(self.spl.calibration_by_sensor)}
+                   if self.spl.calibration_by_sensor else {})}
 
 
 def _resolve(cfg: EmbedConfig) -> _Resolved:
     from sea_core.models.teachers import get_teacher
+    from sea_core.sensors import embed_calibration
 
     options = _teacher_options(cfg)
     # config only: no network yet; 'auto' is resolved here, on the machine that launches the run,
@@ -216,7 +223,8 @@ def _resolve(cfg: EmbedConfig) -> _Resolved:
                             relevance=RELEVANCE, max_seconds=float(cfg.max_seconds))
     spl = SplConfig(teacher_sr=spec.sample_rate, window_seconds=framing.window_seconds,
                     sidecar_dir=cfg.spl_sidecar, require_sidecar=cfg.require_sidecar,
-                    calibration_db=SPL.calibration_db)
+                    calibration_db=SPL.calibration_db,
+                    calibration_by_sensor=embed_calibration(cfg.sensors_csv, cfg.input))
     return _Resolved(teacher_id=teacher.teacher_id, precision=teacher.precision, framing=framing,
                      spl=spl,
                      teacher=TeacherConfig(name=str(cfg.teacher), options=options,

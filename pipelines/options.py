@@ -71,6 +71,9 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     _add(parser, "--max-seconds", "--max_seconds", dest="max_seconds", type=float, default=None,
          help="longest recording accepted, seconds (default 600); longer ones, and files "
               "below 8 kHz, are dead letters (checked from the header before decoding)")
+    _add(parser, "--sensors-csv", "--sensors_csv", dest="sensors_csv", default=None,
+         help="per-sensor calibration_db (sensor,lat,lon,calibration_db); default: sensors.csv "
+              "next to the corpus if present, else 120 dB for every sensor")
 
 
 class EmbedOptions(PipelineOptions):

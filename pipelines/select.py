@@ -46,7 +46,9 @@ class SelectConfig:
     def __init__(self, *, frames: str, output: str, method: str, fraction: float | None = None,
                  k: int | None = None, mode: str = "scalable", period: str = SAMPLING.period,
                  seed: int = SAMPLING.dpp_seed, policy: str = SAMPLING.small_group_policy,
-                 per_sensor_budget: bool = False, max_group_windows: int = SAMPLING.max_group_windows):
+                 per_sensor_budget: bool = False, max_group_windows: int = SAMPLING.max_group_windows,
+                 sensors: int | None = None, sensors_csv: str | None = None,
+                 sensor_method: str = "kdpp"):
         if method not in METHODS:
             raise ParameterError(f"--method must be one of {METHODS}, got {method!r}")
         if mode not in MODES:
@@ -68,6 +70,8 @@ class SelectConfig:
             raise ParameterError(f"--max-group-windows must be >= 1, got {max_group_windows}")
         self.policy, self.per_sensor_budget = policy, per_sensor_budget
         self.max_group_windows = int(max_group_windows)
+        # sensor selection by DPP (issue 18, sea_core/sensors.py)
+        self.sensors, self.sensors_csv, self.sensor_method = sensors, sensors_csv, sensor_method
 
 
 def plan_groups(parts: list[Partition], cfg: SelectConfig) -> tuple[list[tuple], dict]:
@@ -202,7 +206,15 @@ def _clear_output(output: str) -> None:
 
 def build(p: beam.Pipeline, cfg: SelectConfig):
     """Add the selection stages to ``p``; returns the summary PCollection."""
-    plan, budget = plan_groups(list_partitions(cfg.frames), cfg)
+    parts = list_partitions(cfg.frames)
+    # sensor selection by DPP (issue 18): keep only the chosen sensors' partitions
+    from sea_core.sensors import filter_partitions
+    parts, sensor_record = filter_partitions(parts, frames=cfg.frames, k=cfg.sensors,
+                                             sensors_csv=cfg.sensors_csv, method=cfg.sensor_method,
+                                             seed=cfg.seed)
+    plan, budget = plan_groups(parts, cfg)
+    if sensor_record is not None:
+        budget["sensor_selection"] = sensor_record
     _clear_output(cfg.output)
     log.info("select: %d windows in %d groups, total %d (%s/%s)", budget["windows"], len(plan),
              budget["total_requested"], cfg.method, cfg.mode)
@@ -234,13 +246,19 @@ def run(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-group-windows", type=int, default=SAMPLING.max_group_windows,
                         help="split larger (sensor, period) groups into time blocks (bounds "
                              "a worker's memory; default %(default)s)")
+    # sensor selection by DPP (issue 18)
+    parser.add_argument("--sensors", type=int, help="first choose this many sensors (k-DPP over sensors.csv)")
+    parser.add_argument("--sensors-csv", help="sensor coordinates (default: sensors.csv next to the corpus)")
+    parser.add_argument("--sensor-method", default="kdpp", choices=("kdpp", "greedy"))
     args, beam_args = parser.parse_known_args(argv)
     fraction = args.fraction if (args.fraction is not None or args.k is not None) \
         else SAMPLING.default_fraction
     cfg = SelectConfig(frames=args.frames, output=args.output, method=args.method, mode=args.mode,
                        fraction=fraction, k=args.k, period=args.period, seed=args.seed,
                        policy=args.policy, per_sensor_budget=args.per_sensor_budget,
-                       max_group_windows=args.max_group_windows)
+                       max_group_windows=args.max_group_windows,
+                       sensors=args.sensors, sensors_csv=args.sensors_csv,
+                       sensor_method=args.sensor_method)
     options = PipelineOptions(beam_args)
     runner, _ = select_runner(options)
     p = beam.Pipeline(runner=runner, options=options)

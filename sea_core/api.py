@@ -151,6 +151,9 @@ def load_embedder(*, model_type: str = API.default_model_type, emb_dim: int = AP
                 return _keras_embedder(load_keras_student(path), str(path), batch_size)
             from sea_core.models import store
             entry = store.get_entry(str(model))
+            if entry.extra.get("kind") == "sparse":  # `sea prune` output (issue 18)
+                from sea_core.prune import load_sparse_teacher
+                return _teacher_embedder(load_sparse_teacher(entry), batch_size)
             return _keras_embedder(store.load_student(entry), entry.model_id, batch_size)
         if hasattr(model, "predict") and hasattr(model, "input_shape"):
             return _keras_embedder(model, getattr(model, "name", "keras-model"), batch_size)
@@ -171,6 +174,10 @@ def load_embedder(*, model_type: str = API.default_model_type, emb_dim: int = AP
             s = None
         if s is None or s not in SPARSE_L3_SPARSITIES:
             raise ParameterError(f"sparsity must be one of {SPARSE_L3_SPARSITIES}, got {sparsity!r}")
+        from sea_core.prune import latest_sparse, load_sparse_teacher
+        stored = latest_sparse(s)  # newest `sea prune` result of this sparsity (issue 18)
+        if stored is not None:
+            return _teacher_embedder(load_sparse_teacher(stored), batch_size)
         from sea_core.models.sparse import sparse_teacher
         return _teacher_embedder(sparse_teacher(_l3_teacher("sparse", teacher_weights), s),
                                  batch_size)

@@ -30,6 +30,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("pipeline embed", "pipelines.embed_corpus", "Beam: corpus -> teacher embeddings + SPL + relevance (Parquet)"),
     ("experiment", "sea_core.experiment",
      "the paper's tables on a finished run: `experiment sampling` / `experiment students`"),
+    ("prune", "sea_core.prune", "sparse teacher: magnitude pruning + optional distillation (--retrain kd)"),
     ("plan", "sea_core.plan", "capacity model: windows, bytes, CPU/GPU hours and cost of a corpus"),
 ]
 

@@ -417,7 +417,10 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--mode", default=EXPERIMENT.mode, choices=("reference", "exact", "scalable"))
         else:
             p.add_argument("--dims", default=",".join(map(str, EXPERIMENT.student_dims)))
+    _add_poster_parsers(sub)  # issue 18: data / convergence / specialisation
     args, beam_args = parser.parse_known_args(argv)
+    if args.which in ("data", "convergence", "specialisation"):
+        return _run_poster(args)
     params = replace(EXPERIMENT, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                      downstream_epochs=args.downstream_epochs)
     try:
@@ -430,5 +433,53 @@ def main(argv: list[str] | None = None) -> int:
             result = students_experiment(args.run, params=params, beam_args=beam_args)
     except ValueError as exc:
         raise ParameterError(f"sea experiment {args.which}: {exc}") from exc
+    print(result["markdown"])
+    return 0
+
+
+# ----------------------------------------------------------------------------- the poster's claims (issue 18)
+def _add_poster_parsers(sub) -> None:
+    """``sea experiment data|convergence|specialisation`` (``sea_core/experiment_poster.py``)."""
+    p = sub.add_parser("data", help="less training data: 10/30/100 %% of the windows, AUPRC mean ± std")
+    p.add_argument("--fractions", default="0.1,0.3,1.0")
+    p.add_argument("--seeds", default="0,1,2")
+    p = sub.add_parser("convergence", help="epochs to 95 %% of the val-loss improvement at lr 1e-5 / 1e-4, "
+                                           "SEA vs raw-512-d baseline")
+    p.add_argument("--learning-rates", default="1e-5,1e-4")
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("specialisation", help="student / teacher AUPRC, in- vs out-of-domain classes")
+    for name in ("data", "convergence", "specialisation"):
+        p = sub.choices[name]
+        p.add_argument("--run", required=True, help="a finished `sea run --out` directory")
+        if name != "specialisation":
+            p.add_argument("--epochs", type=int, default=EXPERIMENT.epochs)
+            p.add_argument("--steps-per-epoch", type=int, default=EXPERIMENT.steps_per_epoch)
+            p.add_argument("--downstream-epochs", type=int, default=EXPERIMENT.downstream_epochs)
+
+
+def _floats(text: str, flag: str) -> tuple:
+    try:
+        return tuple(float(v) for v in text.split(",") if v)
+    except ValueError:
+        raise ParameterError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
+
+
+def _run_poster(args) -> int:
+    from sea_core import experiment_poster as ep
+
+    if args.which == "specialisation":
+        result = ep.specialisation_experiment(args.run)
+    else:
+        params = replace(EXPERIMENT, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                         downstream_epochs=args.downstream_epochs)
+        if args.which == "data":
+            result = ep.data_experiment(args.run, fractions=_floats(args.fractions, "--fractions"),
+                                        seeds=tuple(int(s) for s in _floats(args.seeds, "--seeds")),
+                                        params=params)
+        else:
+            result = ep.convergence_experiment(args.run, epochs=args.epochs, seed=args.seed,
+                                               learning_rates=_floats(args.learning_rates,
+                                                                      "--learning-rates"),
+                                               params=params)
     print(result["markdown"])
     return 0

@@ -584,6 +584,9 @@ class SynthParams:
     calibration_db: float = SPL.calibration_db
     """dB SPL of 0 dBFS used to scale the synthetic levels and the SPL sidecars."""
     classes: tuple[str, ...] = SONYC_COARSE_CLASSES
+    upstream_held_out: tuple[str, ...] = ()
+    """Classes that never occur in the upstream (unlabelled) corpus but do in the labelled set:
+    out-of-domain classes for ``sea experiment specialisation`` (issue 18)."""
     class_prevalence: tuple[float, ...] = (0.55, 0.12, 0.12, 0.10, 0.22, 0.10, 0.35, 0.07)
     """Daytime probability that a clip holds each class (same order as ``classes``);
     modulated by hour of day (works by day, music/voices in the evening)."""
@@ -807,6 +810,8 @@ class RunParams:
     """Higher than the reference's 1e-4: the demo set is small and the CPU budget tight."""
     board: str = DEFAULT_BOARD
     seed: int = 0
+    sensors_select: int | None = None
+    """Choose this many sensors by k-DPP over ``sensors.csv`` before selecting windows (issue 18)."""
 
 
 RUN = RunParams()
@@ -874,3 +879,31 @@ class ReportParams:
 
 REPORT = ReportParams()
 __all__ += ["ReportParams", "REPORT"]
+
+
+# --------------------------------------------------------------------------- sensors (issue 18)
+@dataclass(frozen=True, kw_only=True)
+class SensorParams:
+    """Sensor selection by DPP over coordinates and per-sensor calibration (``sea_core/sensors.py``)."""
+
+    csv_name: str = "sensors.csv"
+    """Optional file next to the corpus (its root, or the parent of ``upstream/``)."""
+    kernel: str = "exponential"
+    """``exponential``: ``L_ij = exp(-d_ij / length_km)`` on the haversine distance (positive
+    definite on the sphere). ``inverse``: the authors' ``1 / (d_ij + eps_km)`` (also positive
+    definite, but nearly ``I / eps`` for small ``eps``: close to uniform sampling)."""
+    length_km: float = 1.0
+    eps_km: float = 1e-3
+    """``eps`` of the ``inverse`` kernel, in km (the authors used 1e-15 in unknown units)."""
+    jitter: float = 1e-9
+    """Added to the diagonal of the exponential kernel (keeps Cholesky stable for co-located sensors)."""
+    method: str = "kdpp"
+    """``kdpp`` (exact k-DPP sample, seeded) or ``greedy`` (greedy MAP)."""
+    seed: int = 20180123
+    earth_radius_km: float = 6371.0088
+    baseline_subsets: int = 200
+    """Random K-subsets whose log det median is recorded next to the chosen set's."""
+
+
+SENSORS = SensorParams()
+__all__ += ["SensorParams", "SENSORS"]

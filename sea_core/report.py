@@ -565,6 +565,16 @@ def _dead_letters_html(records: list[dict]) -> str:
     return _table(cols, rows) + more
 
 
+_POSTER_EXPERIMENTS = (
+    ("data_experiment", "data-experiment", "Less training data (sea experiment data)",
+     "student micro-AUPRC (mean ± std over seeds)"),
+    ("convergence_experiment", "convergence-experiment", "Faster convergence (sea experiment convergence)",
+     "baseline epochs / SEA epochs to 95 % of the val-loss improvement"),
+    ("specialisation_experiment", "specialisation-experiment",
+     "Specialisation (sea experiment specialisation)", "student AUPRC / teacher AUPRC (mean ± std)"),
+)
+
+
 # --------------------------------------------------------------------------- page
 def render_html(report: dict, targets: DeployTargets = DEPLOY_TARGETS) -> str:
     """The whole page as one string (see the module docstring)."""
@@ -627,6 +637,18 @@ def render_html(report: dict, targets: DeployTargets = DEPLOY_TARGETS) -> str:
                          _table(["model", "emb. dim", "params", "size (MB)", "act. mem. (MB)",
                                  "micro-AUPRC test", "validate"], rows, num={1, 2, 3, 4, 5, 6}) +
                          f"<p class=note>{_e(st.get('metric', ''))}</p>"))
+    for key, sid, title, xlabel in _POSTER_EXPERIMENTS:  # issue 18: the poster's claims
+        exp = report.get(key) or {}
+        if exp.get("html_table"):
+            fig = _mean_std_plot(exp.get("table"), xlabel=xlabel, title=exp.get("metric", ""))
+            vals = [r["mean"] + (r.get("std") or 0) for r in exp.get("table") or [] if _is_num(r.get("mean"))]
+            if fig is not None and vals and max(vals) > 1:  # ratios may exceed 1
+                fig.axes[0].set_xlim(0.0, 1.1 * max(vals))
+            t = exp["html_table"]
+            sections.append((sid, title, (_img(title, fig) if fig is not None else "") +
+                             _table(t["columns"], [[_e(c) for c in r] for r in t["rows"]],
+                                    num=set(range(1, len(t["columns"])))) +
+                             f"<p class=note>{_e(exp.get('metric', ''))}</p>"))
     fig = _training_plot((report.get("train") or {}).get("history"))
     if fig is not None:
         sections.append(("training", "Student training", _img("Training curves", fig)))

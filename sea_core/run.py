@@ -130,9 +130,13 @@ def _select_stage(frames: Path, out: Path, params: RunParams, beam_args: list[st
         raise DataError(f"{frames}: {windows} windows cannot give a PCA fitting set of {k} "
                         f"(>= {params.min_fit_per_dim} x emb_dim {params.emb_dim}); use a larger corpus")
     summary = run_select(["--frames", str(frames), "--output", str(out), "--method", params.method,
-                          "--mode", params.mode, "--k", str(k), "--seed", str(params.seed)] + beam_args)
-    return {"counts": {"windows": summary["windows"], "selected": summary["n_selected"],
-                       "groups": summary["groups"]},
+                          "--mode", params.mode, "--k", str(k), "--seed", str(params.seed)]
+                         + (["--sensors", str(params.sensors_select)] if params.sensors_select else [])
+                         + beam_args)
+    sensors = summary.get("sensor_selection") or {}  # issue 18: --sensors-select K
+    return {"counts": {"windows": sensors.get("windows_all_sensors", summary["windows"]),
+                       "selected": summary["n_selected"], "groups": summary["groups"],
+                       **({"sensors_chosen": len(sensors["chosen"])} if sensors else {})},
             "summary": {k: v for k, v in summary.items() if k != "groups_detail"}}
 
 
@@ -243,6 +247,10 @@ def _validate(params: RunParams, out, corpus, annotations, audio_dir) -> None:
     teacher_spec(params.teacher, params.teacher_window)   # ParameterError for a window it lacks
     if params.head not in ("relu", "linear"):
         raise ParameterError(f"--head must be 'relu' or 'linear', got {params.head!r}")
+    if params.sensors_select is not None and (isinstance(params.sensors_select, bool)
+                                              or not isinstance(params.sensors_select, int)
+                                              or params.sensors_select < 1):
+        raise ParameterError(f"--sensors-select must be an integer >= 1, got {params.sensors_select!r}")
     if params.method not in METHODS:
         raise ParameterError(f"--method must be one of {METHODS}, got {params.method!r}")
     if params.mode not in MODES:
@@ -467,13 +475,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=RUN.epochs)
     parser.add_argument("--board", default=RUN.board, choices=sorted(BOARDS))
     parser.add_argument("--seed", type=int, default=RUN.seed)
+    parser.add_argument("--sensors-select", type=int, default=RUN.sensors_select,
+                        help="select the PCA fitting set from K sensors chosen by a k-DPP over sensors.csv")
     args, beam_args = parser.parse_known_args(argv)
     params = replace(RUN, teacher=args.teacher, teacher_window=teacher_window_name(args.teacher_window),
                      teacher_precision=args.teacher_precision,
                      emb_dim=args.emb_dim, head=args.head,
                      sensors=args.sensors, days=args.days, clips_per_day=args.clips_per_day,
                      labelled_clips=args.labelled_clips, fraction=args.fraction, method=args.method,
-                     epochs=args.epochs, board=args.board, seed=args.seed)
+                     epochs=args.epochs, board=args.board, seed=args.seed,
+                     sensors_select=args.sensors_select)
     report = run(args.out, corpus=args.corpus, annotations=args.annotations, audio_dir=args.audio_dir,
                  params=params, beam_args=beam_args)
     print(report["evaluation"]["markdown"])

@@ -76,6 +76,33 @@ _PEAK_LIMIT = 0.9
 
 # random streams: (seed, stream, ...) -> an independent generator
 _S_UP_SENSOR, _S_UP_CLIP, _S_DOWN_PLAN, _S_DOWN_SENSOR, _S_DOWN_CLIP, _S_UP_TIMES = range(6)
+_S_SENSOR_XY = 6
+SENSORS_NAME = "sensors.csv"
+_CITY_CENTRE = (40.7300, -73.9950)   # lat, lon (Manhattan), degrees
+_CITY_HALF_KM = 5.0                  # sensors spread over a 10 km x 10 km square
+
+
+def _sensors_csv(params: SynthParams, ids: list[str]) -> bytes:
+    """``sensors.csv`` (sensor, lat, lon, calibration_db): spread over a city, every third sensor
+    within 100-300 m of the previous one (clusters), all at ``params.calibration_db``."""
+    rng = np.random.default_rng([params.seed, _S_SENSOR_XY])
+    km_lat = 111.32
+    km_lon = km_lat * np.cos(np.radians(_CITY_CENTRE[0]))
+    rows, xy = [], []
+    for i, sid in enumerate(ids):
+        if i % 3 == 2:
+            ang, r = rng.uniform(0, 2 * np.pi), rng.uniform(0.1, 0.3)
+            x, y = xy[-1][0] + r * np.cos(ang), xy[-1][1] + r * np.sin(ang)
+        else:
+            x, y = rng.uniform(-_CITY_HALF_KM, _CITY_HALF_KM, 2)
+        xy.append((x, y))
+        rows.append((sid, _CITY_CENTRE[0] + y / km_lat, _CITY_CENTRE[1] + x / km_lon))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["sensor", "lat", "lon", "calibration_db"])
+    for sid, lat, lon in rows:
+        w.writerow([sid, f"{lat:.6f}", f"{lon:.6f}", f"{params.calibration_db:g}"])
+    return buf.getvalue().encode()
 
 
 def presence_column(index: int, name: str) -> str:
@@ -636,6 +663,9 @@ def _validate(p: SynthParams) -> None:
             bad(name, f"must be >= 0, got {getattr(p, name)}")
     if p.labelled_sensors < 1:
         bad("labelled_sensors", f"must be >= 1, got {p.labelled_sensors}")
+    unknown = [c for c in p.upstream_held_out if c not in p.classes]
+    if unknown:
+        bad("upstream_held_out", f"unknown class(es) {unknown}; classes are {list(p.classes)}")
     if p.sample_rate < 8000:
         bad("sample_rate", f"must be >= 8000 Hz, got {p.sample_rate}")
     if not 1.0 <= p.clip_seconds <= 600.0:
@@ -848,6 +878,8 @@ def _generate(root: Path, params: SynthParams) -> dict:
     bytes_by = {"upstream": 0, "spl": 0, "downstream": 0}
     # ---------------------------------------------------------------- upstream
     ids = upstream_sensor_ids(params.sensors)
+    held_out = np.array([c in params.upstream_held_out for c in params.classes])
+    bytes_by["sensors"] = _write_bytes(root / SENSORS_NAME, _sensors_csv(params, ids))
     first_day = dt.date.fromisoformat(params.start_date)
     per_sensor_day: dict[str, dict[str, int]] = {}
     up_present = np.zeros(n_cls, dtype=np.int64)
@@ -866,6 +898,7 @@ def _generate(root: Path, params: SynthParams) -> dict:
                 hour = local.hour + local.minute / 60.0 + local.second / 3600.0
                 rng = np.random.default_rng([params.seed, _S_UP_CLIP, s, d, c])
                 present = rng.random(n_cls) < _class_probabilities(params, hour, local.weekday())
+                present &= ~held_out  # out-of-domain classes never occur upstream (issue 18)
                 pcm, info = _render(rng, params, prof, hour, present, lev)
                 up_present += present
                 up_empty += int(not present.any())
@@ -914,6 +947,7 @@ def _generate(root: Path, params: SynthParams) -> dict:
         "layout": {
             "upstream": f"{UPSTREAM_DIR}/sensor_<id>/<YYYY-MM-DD>/<unix_ts>.flac",
             "spl": f"{SPL_DIR}/sensor_<id>/<YYYY-MM-DD>/<unix_ts>.csv",
+            "sensors": f"{SENSORS_NAME} (sensor, lat, lon, calibration_db)",
             "annotations": f"{DOWNSTREAM_DIR}/{ANNOTATIONS_NAME}",
             "downstream_audio": f"{DOWNSTREAM_DIR}/{DOWNSTREAM_AUDIO_DIR}/<audio_filename>",
             "dates": f"local days in {params.timezone}; unix_ts in UTC seconds",
@@ -962,11 +996,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=d.seed, help="random seed (%(default)s)")
     ap.add_argument("--start-date", default=d.start_date, help="first local day (%(default)s)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing corpus in --out")
+    ap.add_argument("--hold-out-classes", default="",
+                    help="comma-separated classes absent from the upstream corpus (out-of-domain)")
     args = ap.parse_args(argv)
     params = dataclasses.replace(
         d, sensors=args.sensors, days=args.days, clips_per_day=args.clips_per_day,
         labelled_clips=args.labelled_clips, labelled_sensors=args.labelled_sensors,
-        seed=args.seed, start_date=args.start_date)
+        seed=args.seed, start_date=args.start_date,
+        upstream_held_out=tuple(c for c in args.hold_out_classes.split(",") if c))
     s = synthesize(args.out, params, overwrite=args.overwrite)
     c = s["counts"]
     print(f"sea synth: {s['out_dir']}\n"

@@ -42,7 +42,7 @@ def corpora(tmp_path_factory):
 
 def test_same_seed_is_byte_identical(corpora):
     ha, hb = _hashes(corpora["a"][0]), _hashes(corpora["b"][0])
-    assert len(ha) == 4 + 4 + 12 + 1 + 1  # flac + csv + wav + annotations + card
+    assert len(ha) == 4 + 4 + 12 + 1 + 1 + 1  # flac + csv + wav + annotations + card + sensors.csv
     assert ha == hb
 
 

@@ -35,6 +35,8 @@ class SplConfig:
     sidecar_dir: str | None = None
     require_sidecar: bool = False
     calibration_db: float = SPL.calibration_db
+    calibration_by_sensor: tuple = ()
+    """``((sensor, calibration_db), ...)`` from ``sensors.csv``; other sensors use ``calibration_db``."""
     spl: SplParams = SPL
     sidecar: SidecarParams = SIDECAR
 
@@ -89,7 +91,8 @@ def window_spl(rec: Recording, cfg: SplConfig) -> tuple[np.ndarray, str]:
             raise SidecarError(rec.uri, f"no SPL sidecar (looked for {cands[0]} and "
                                         f"{', '.join(s for s in _SUFFIX_ORDER[1:])}); "
                                         "--require-sidecar is set")
-    levels = leq_dba(rec.teacher_windows, cfg.teacher_sr, calibration_db=cfg.calibration_db,
+    calibration = dict(cfg.calibration_by_sensor).get(rec.sensor, cfg.calibration_db)
+    levels = leq_dba(rec.teacher_windows, cfg.teacher_sr, calibration_db=calibration,
                      params=cfg.spl)
     return levels.astype(np.float32), "computed"
 

@@ -130,7 +130,7 @@ def latest(emb_dim: int) -> StoreEntry:
     """Newest registered student for ``emb_dim``."""
     if emb_dim not in STUDENT_EMB_DIMS:
         raise ParameterError(f"emb_dim must be one of {sorted(STUDENT_EMB_DIMS)}, got {emb_dim!r}")
-    found = [e for e in list_entries() if e.emb_dim == emb_dim]
+    found = [e for e in list_entries() if e.emb_dim == emb_dim and not e.extra.get("kind")]  # not `sea prune`'s
     if not found:
         raise ModelNotFoundError(
             f"no SEA student with emb_dim={emb_dim} is registered in {models_dir()}. "
