@@ -43,6 +43,8 @@ __all__ = ["GroupStats", "CombineStats", "GroupMoments", "fit_pca", "main"]
 log = logging.getLogger(__name__)
 
 _MOMENTS_FILE = ".moments-{}.npz"
+PCA_LOCAL_MODE = "in_memory"
+"""FnApiRunner mode of fit-pca when no runner is given: deterministic merge order."""
 
 
 class GroupStats:
@@ -177,7 +179,13 @@ def fit_pca(*, frames: str, selection: str, output: str, dims=REDUCTION.dims,
     summary = storage.read_json(summary_path)
     root = frames_root(frames)
     moments_url = storage.join(output, _MOMENTS_FILE.format(uuid.uuid4().hex))
-    options = PipelineOptions(beam_args or [])
+    beam_args = list(beam_args or [])
+    if not any(a.startswith(("--runner", "--direct_running_mode")) for a in beam_args):
+        # The moments are float64 sums merged in the order bundles finish; one in-process
+        # worker fixes that order, so the default local run gives byte-identical PCAs run to
+        # run (threads would differ in the last bits). Distributed runners agree to ~1e-14.
+        beam_args.append(f"--direct_running_mode={PCA_LOCAL_MODE}")
+    options = PipelineOptions(beam_args)
     runner, _ = select_runner(options)
     try:
         p = beam.Pipeline(runner=runner, options=options)
