@@ -7,11 +7,8 @@
   what DirectRunner falls back to - honouring ``--direct_running_mode``
   (``in_memory`` | ``multi_threading`` | ``multi_processing``) and
   ``--direct_num_workers``. Without them the default is
-  :data:`DEFAULT_LOCAL_MODE` with one worker per CPU: measured on the 2-core
-  benchmark machine (``benchmarks/embed_pipeline.py``, ``runner_modes``),
-  threads beat one in-memory worker (TF releases the GIL, so decoding / SPL of
-  one unit overlaps another's teacher pass) and separate processes (each
-  loads TF and the teacher, and oversubscribes the cores).
+  :data:`DEFAULT_LOCAL_MODE` (see there: threads were faster in
+  ``benchmarks/embed_pipeline.py`` ``runner_modes`` but not stable).
   ``--runner=PrismRunner`` still selects Prism.
 * ``--runner=DaskRunner`` is short for Beam's
   ``apache_beam.runners.dask.dask_runner.DaskRunner`` (needs ``--dask_client_address``).
@@ -33,8 +30,12 @@ __all__ = ["select_runner", "runner_label", "DASK_RUNNER", "DEFAULT_LOCAL_MODE"]
 log = logging.getLogger(__name__)
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
-DEFAULT_LOCAL_MODE = "multi_threading"
-"""FnApiRunner running mode when none is given (with ``os.cpu_count()`` workers)."""
+DEFAULT_LOCAL_MODE = "in_memory"
+"""FnApiRunner running mode when none is given. ``multi_threading`` (one worker per CPU) was
+faster for embed on the benchmark machine, but a full-suite run aborted the Python process
+(SIGABRT inside Beam's state cache, objsize walking module globals from a worker thread) while
+a side input was read; the single in-process worker is the stable default until that is
+understood. ``--direct_running_mode=multi_threading`` opts in."""
 _DIRECT_NAMES = {"directrunner", "direct", "switchingdirectrunner",
                  "apache_beam.runners.direct.direct_runner.directrunner",
                  "apache_beam.runners.direct.direct_runner.switchingdirectrunner"}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import socket
 import subprocess
@@ -402,7 +401,7 @@ def test_l3_random_teacher_default_hop(tmp_path, caplog):
                  "--teacher", "l3-random", "--batch-size", "4"])
     assert "prism" not in caplog.text.lower()
     assert s["teacher_id"] == "l3-random(seed=0)"
-    assert s["runner"] == f"FnApiRunner(multi_threading, workers={os.cpu_count()})"  # default
+    assert s["runner"] == "FnApiRunner(in_memory)"  # default (runners.DEFAULT_LOCAL_MODE)
     c = s["counts"]
     assert (c["inputs"], c["ok"], c["dead_lettered"], c["windows"]) == (3, 2, 1, 6)
     assert c["by_failure_kind"] == {"unreadable": 1}
@@ -586,11 +585,13 @@ def test_cli_options_and_runner_defaults(capsys):
     assert (cfg.batch_size, cfg.teacher_options) == (4, (("seed", 3),))
     assert opts.view_as(DirectOptions).direct_num_workers == 2
     runner, label = select_runner(opts)
-    # default local run: one thread worker per CPU (benchmarks/embed_pipeline.py runner_modes)
+    # default local run: one in-process worker (runners.DEFAULT_LOCAL_MODE)
     assert isinstance(runner, FnApiRunner)
-    assert label == "FnApiRunner(multi_threading, workers=2)"  # --direct_num_workers=2 given
-    assert select_runner(PipelineOptions([]))[1] == \
-        f"FnApiRunner(multi_threading, workers={os.cpu_count()})"
+    assert label == "FnApiRunner(in_memory)"
+    assert select_runner(PipelineOptions([]))[1] == "FnApiRunner(in_memory)"
+    assert select_runner(PipelineOptions(["--direct_running_mode=multi_threading",
+                                          "--direct_num_workers=2"]))[1] == \
+        "FnApiRunner(multi_threading, workers=2)"  # threads are opt-in
     assert select_runner(PipelineOptions(["--direct_running_mode=in_memory"]))[1] == \
         "FnApiRunner(in_memory)"  # an explicit mode wins, even Beam's own default
     assert select_runner(PipelineOptions(["--direct_running_mode=multi_processing",
