@@ -41,7 +41,8 @@ from scipy.special import gammaln
 
 from sea_core.errors import ParameterError
 
-__all__ = ["single_thread_blas", "l1_normalise", "dpp_features", "logdet_subset", "log_elementary_symmetric",
+__all__ = ["choose_eigenvectors", "single_thread_blas", "l1_normalise", "dpp_features",
+           "logdet_subset", "log_elementary_symmetric",
            "sample_k_dpp", "sample_projection_dpp", "greedy_map", "dense_kernel"]
 
 
@@ -117,6 +118,24 @@ def log_elementary_symmetric(log_mu: np.ndarray, k: int) -> np.ndarray:
 
 
 _CONTROLLER = []
+
+
+def choose_eigenvectors(log_mu: np.ndarray, e: np.ndarray, n: int, k: int,
+                        rng: np.random.Generator) -> list[int]:
+    """Phase 1 of Kulesza & Taskar's Alg. 8: which k of the first ``n`` eigenvectors (log
+    eigenvalues ``log_mu``, log elementary symmetric table ``e``) span the k-DPP sample."""
+    chosen, left = [], k
+    for m in range(n, 0, -1):
+        if left == 0:
+            break
+        if m == left:
+            chosen.extend(range(m - 1, -1, -1))
+            break
+        p = np.exp(log_mu[m - 1] + e[left - 1, m - 1] - e[left, m])
+        if rng.random() < p:
+            chosen.append(m - 1)
+            left -= 1
+    return chosen
 
 
 def single_thread_blas():
@@ -237,18 +256,7 @@ def _sample_k_dpp(b, c, k, rng, rtol):
     w = np.exp(logw - logw.max())
     j = int(rng.choice(js, p=w / w.sum()))
     # Alg. 8 phase 1 over the r non-trivial eigenvalues, for k - j of them.
-    chosen, left = [], k - j
-    for m in range(r, 0, -1):
-        if left == 0:
-            break
-        if m == left:
-            chosen.extend(range(m - 1, -1, -1))
-            break
-        p = np.exp(log_mu[m - 1] + e[left - 1, m - 1] - e[left, m])
-        if rng.random() < p:
-            chosen.append(m - 1)
-            left -= 1
-    chosen = np.asarray(chosen, dtype=np.int64)
+    chosen = np.asarray(choose_eigenvectors(log_mu, e, r, k - j, rng), dtype=np.int64)
     if dense:
         basis = vecs[:, chosen]
     else:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sea_core.dpp import log_elementary_symmetric, logdet_subset, sample_projection_dpp
+from sea_core.dpp import choose_eigenvectors, log_elementary_symmetric, logdet_subset, sample_projection_dpp
 from sea_core.errors import DataError, ParameterError
 from sea_core.params import SENSORS, SPL, SensorParams
 
@@ -168,17 +168,7 @@ def sample_k_dpp_dense(ell: np.ndarray, k: int, rng: np.random.Generator) -> np.
     e = log_elementary_symmetric(log_mu, k)
     if not np.isfinite(e[k, n]):
         raise ParameterError(f"k-DPP: kernel rank < k = {k}")
-    chosen, left = [], k
-    for m in range(n, 0, -1):
-        if left == 0:
-            break
-        if m == left:
-            chosen.extend(range(m - 1, -1, -1))
-            break
-        p = np.exp(log_mu[m - 1] + e[left - 1, m - 1] - e[left, m])
-        if rng.random() < p:
-            chosen.append(m - 1)
-            left -= 1
+    chosen = choose_eigenvectors(log_mu, e, n, k, rng)
     return np.sort(sample_projection_dpp(np.ascontiguousarray(u[:, chosen]), rng))
 
 
