@@ -19,6 +19,7 @@ per object, works across processes and on every fsspec backend).
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -28,7 +29,7 @@ import fsspec
 
 __all__ = ["url_to_fs", "join", "is_url", "exists", "isfile", "isdir", "glob", "read_bytes",
            "read_text", "read_json", "publish_bytes", "publish_text", "publish_json",
-           "publish_parquet", "mark_success", "SUCCESS_NAME", "absolute", "size", "rm", "publish_tree", "fetch"]
+           "publish_parquet", "mark_success", "SUCCESS_NAME", "absolute", "size", "rm", "publish_tree", "fetch", "sha256_file"]
 
 SUCCESS_NAME = "_SUCCESS"
 
@@ -112,6 +113,27 @@ def read_text(url) -> str:
 
 def read_json(url):
     return json.loads(read_text(url))
+
+
+def sha256_file(url) -> str:
+    """Hex sha256 of a file, or of a directory's files (relative names + bytes, sorted),
+    at a local path or any fsspec URL. The ONE file-hash helper of the project."""
+    fs, path = url_to_fs(url)
+    h = hashlib.sha256()
+    if fs.isdir(path):
+        root = path.rstrip("/")
+        for f in sorted(fs.find(root)):
+            h.update(f[len(root):].lstrip("/").encode())
+            _hash_into(h, fs, f)
+    else:
+        _hash_into(h, fs, path)
+    return h.hexdigest()
+
+
+def _hash_into(h, fs, path) -> None:
+    with fs.open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
 
 
 def _publish(url, write) -> int:
