@@ -21,7 +21,7 @@ import math
 import os
 from pathlib import Path
 
-from sea_core.params import DEPLOY_TARGETS, REPORT, STUDENT_MEL64, DeployTargets
+from sea_core.params import QUANT as DEPLOY_TARGETS, REPORT, STUDENT_MEL64, QuantParams as DeployTargets
 
 __all__ = ["headline", "render_html", "write_report"]
 

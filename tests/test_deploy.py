@@ -60,7 +60,7 @@ def _trained_student(path, data_dir, emb_dim: int = 128) -> None:
     """A 128-d student with BN statistics set from data and a few Adam steps, saved as .keras."""
     import keras
 
-    from sea_core.deploy import read_student_audio
+    from sea_core.deploy.data import read_student_audio
     from sea_core.models.students import build_student
     from sea_core.params import student_spec
 
@@ -105,7 +105,7 @@ def _report(d):
 
 
 def test_int8_model_is_full_integer(deployed):
-    from sea_core.deploy_tflm import INT8_OK_OPS, inspect_model
+    from sea_core.deploy.graph import INT8_OK_OPS, inspect_model
 
     info = inspect_model((deployed["out"]["int8"] / "model.tflite").read_bytes())
     assert info.input.dtype == "INT8" and info.output.dtype == "INT8"
@@ -120,7 +120,7 @@ def test_int8_model_is_full_integer(deployed):
 
 
 def test_tflm_runs_with_reported_arena_and_not_less(deployed):
-    from sea_core.deploy_tflm import tflm_interpreter, tflm_invoke
+    from sea_core.deploy.verify import tflm_interpreter, tflm_invoke
 
     d = deployed["out"]["int8"]
     rep = _report(d)
@@ -134,9 +134,9 @@ def test_tflm_runs_with_reported_arena_and_not_less(deployed):
 
 
 def test_tflm_equals_tflite_reference(deployed):
-    from sea_core.deploy import read_student_audio, student_logmels
-    from sea_core.deploy_tflm import (inspect_model, litert_reference, litert_run, quantize_input,
-                                      tflm_interpreter, tflm_invoke)
+    from sea_core.deploy.data import read_student_audio, student_logmels
+    from sea_core.deploy.graph import inspect_model, quantize_input
+    from sea_core.deploy.verify import litert_reference, litert_run, tflm_interpreter, tflm_invoke
 
     d = deployed["out"]["int8"]
     model = (d / "model.tflite").read_bytes()
@@ -158,8 +158,8 @@ def test_fidelity_cosine_bound(deployed):
 
 
 def test_patched_inference_is_bit_exact_and_fits_arena_goal(deployed, rng):
-    from sea_core.deploy_patch import PatchPlan, run_patched
-    from sea_core.deploy_tflm import litert_reference, litert_run, tflm_interpreter, tflm_invoke
+    from sea_core.deploy.patch import PatchPlan, run_patched
+    from sea_core.deploy.verify import litert_reference, litert_run, tflm_interpreter, tflm_invoke
     from sea_core.params import QUANT
 
     d = deployed["out"]["memory"]
@@ -219,10 +219,11 @@ def test_one_arena_sequencing_on_tflm(deployed, tmp_path):
     reference; with 1 byte less the larger stage cannot allocate and sea_embed fails."""
     import ctypes
 
-    from sea_core.deploy import read_student_audio, run_sequenced, student_logmels
-    from sea_core.deploy_patch import PatchPlan
-    from sea_core.deploy_tflm import (inspect_model, litert_reference, litert_run, quantize_input,
-                                      tflm_interpreter, tflm_invoke)
+    from sea_core.deploy.data import read_student_audio, student_logmels
+    from sea_core.deploy.graph import inspect_model, quantize_input
+    from sea_core.deploy.memory import run_sequenced
+    from sea_core.deploy.patch import PatchPlan
+    from sea_core.deploy.verify import litert_reference, litert_run, tflm_interpreter, tflm_invoke
 
     d = deployed["out"]["memory"]
     rep = _report(d)
@@ -339,7 +340,7 @@ def test_budget_failure_exits_non_zero(deployed, capsys):
 def test_float_model_is_rejected_by_int8_assertion(tmp_path):
     import tensorflow as tf
 
-    from sea_core.deploy_tflm import assert_full_int8, inspect_model
+    from sea_core.deploy.graph import assert_full_int8, inspect_model
     import keras
 
     inp = keras.Input((8, 8, 1), batch_size=1)
@@ -351,7 +352,7 @@ def test_float_model_is_rejected_by_int8_assertion(tmp_path):
 
 def test_memory_mode_meets_flash_and_arena_goals(deployed):
     """`--optimize memory` on the 128-d student: flash <= 500,000 B and arena <= 96 KB together."""
-    from sea_core.deploy_tflm import inspect_model
+    from sea_core.deploy.graph import inspect_model
     from sea_core.params import QUANT
 
     d = deployed["out"]["memory"]
@@ -383,9 +384,10 @@ def test_memory_mode_meets_flash_and_arena_goals(deployed):
 
 
 def test_conv_groups_are_bit_exact_and_cut_int4_scratch(deployed):
-    from sea_core.deploy_patch import plan_patches, split_conv_groups, split_model, to_int4
-    from sea_core.deploy_tflm import (litert_reference, litert_run, tflm_interpreter, tflm_invoke,
-                                      tflm_min_arena)
+    from sea_core.deploy.convert import split_conv_groups, to_int4
+    from sea_core.deploy.patch import plan_patches, split_model
+    from sea_core.deploy.verify import (litert_reference, litert_run, tflm_interpreter, tflm_invoke,
+                                        tflm_min_arena)
 
     base = (deployed["out"]["int8"] / "model.tflite").read_bytes()
     x = np.random.default_rng(3).integers(-128, 128, size=(2, 1, 64, 50, 1)).astype(np.int8)
@@ -409,7 +411,7 @@ def test_conv_groups_are_bit_exact_and_cut_int4_scratch(deployed):
 
 
 def test_choose_option_smallest_flash_plus_ram_when_goals_cannot_be_met():
-    from sea_core.deploy import _missed, choose_option
+    from sea_core.deploy.memory import choose_option, missed_goals
 
     def row(name, flash, arena, ram, fits=True, goals=(False, False, False)):
         return {"name": name, "flash_total_bytes": flash, "arena_bytes": arena, "ram_bytes": ram,
@@ -420,9 +422,9 @@ def test_choose_option_smallest_flash_plus_ram_when_goals_cannot_be_met():
             row("int8", 600_000, 214_000, 217_000, goals=(False, False, False)),
             row("huge", 100_000, 10_000, 20_000, fits=False)]
     best = choose_option(opts)
-    assert best["name"] == "patch" and _missed(best) == ["flash"]     # 715,000 < 735,000
+    assert best["name"] == "patch" and missed_goals(best) == ["flash"]     # 715,000 < 735,000
     opts[1].update(flash_total_bytes=400_000, flash_met=True)       # 615,000 < 715,000 now
-    assert choose_option(opts)["name"] == "int4+patch" and _missed(opts[1]) == ["arena", "RAM"]
+    assert choose_option(opts)["name"] == "int4+patch" and missed_goals(opts[1]) == ["arena", "RAM"]
     opts.append(row("all", 499_000, 98_000, 102_000, goals=(True, True, True)))
     opts.append(row("all-smaller-arena", 499_999, 90_000, 102_400, goals=(True, True, True)))
     assert choose_option(opts)["name"] == "all-smaller-arena"

@@ -1,11 +1,5 @@
-"""TFLite graph inspection and the two int8 runtimes used to verify a deployment.
+"""TFLite-Micro verification of a deployment: the two int8 runtimes and the checks.
 
-* :func:`inspect_model` reads a ``.tflite`` flatbuffer: op list, tensor dtypes,
-  MACs per invocation (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED) and the
-  input/output quantisation.
-* :func:`assert_full_int8` rejects a model in which any float op or float
-  activation survived the conversion (``supported_ops=[TFLITE_BUILTINS_INT8]``
-  does not guarantee it, ``../shared/docs/dependencies.md`` section 3).
 * :func:`tflm_interpreter` / :func:`tflm_min_arena` / :func:`tflm_arena_used`
   drive the TFLite-Micro Python interpreter. It writes its diagnostics (the
   unsupported op, the arena shortfall, the allocation table) to the C-level
@@ -13,6 +7,9 @@
   (:func:`capture_fd2`) and its text is put into the :class:`DeployError`.
 * :func:`litert_reference` runs the same model in the ai-edge-litert interpreter
   with the reference kernels (``BUILTIN_REF``), which are bit-exact with TFLM.
+* :func:`check_bit_exact`: THE comparison of a TFLM run with the reference kernels
+  (used by :func:`verify_tflm` for one model and by the patched two-stage run);
+  :func:`cosine_stats` / :func:`int8_outputs`: int8-vs-float fidelity.
 """
 from __future__ import annotations
 
@@ -21,194 +18,19 @@ import os
 import re
 import sys
 import tempfile
-from dataclasses import dataclass
+import time
 
 import numpy as np
 
+from sea_core.deploy.graph import dequantize_output, inspect_model, quantize_input
 from sea_core.errors import DeployError
 from sea_core.params import QUANT, QuantParams
 
-__all__ = ["ModelInfo", "TensorInfo", "inspect_model", "assert_full_int8", "capture_fd2",
-           "tflm_interpreter", "tflm_invoke", "tflm_min_arena", "tflm_arena_used",
-           "litert_reference", "quantize_input", "dequantize_output", "op_name",
-           "INT8_OK_OPS"]
+__all__ = ["capture_fd2", "tflm_interpreter", "tflm_invoke", "tflm_min_arena", "tflm_arena_used",
+           "litert_reference", "litert_run", "check_bit_exact", "verify_tflm", "cosine_stats",
+           "int8_outputs", "mean_cosine"]
 
 _ARENA_RE = re.compile(r"Arena allocation total (\d+) bytes")
-
-INT8_OK_OPS = frozenset({
-    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D", "AVERAGE_POOL_2D",
-    "RESHAPE", "ADD", "MUL", "SUB", "RELU", "RELU6", "CONCATENATION", "STRIDED_SLICE",
-    "SHAPE", "PACK", "PAD", "PADV2", "MEAN", "REDUCE_MAX", "SQUEEZE", "TRANSPOSE",
-    "QUANTIZE", "DEQUANTIZE", "SOFTMAX", "LOGISTIC", "TANH", "MAXIMUM", "MINIMUM",
-})
-"""Ops accepted in a full-int8 model (QUANTIZE/DEQUANTIZE only int8<->int8 or on int32 shapes)."""
-
-_INTEGER_TYPES = {"INT8", "INT32", "INT64", "INT16", "BOOL"}
-
-
-def _schema():
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-    return schema
-
-
-def _enum_names(enum_cls) -> dict[int, str]:
-    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
-
-
-def op_name(model_t, op) -> str:
-    """Builtin op name of operator ``op`` in the unpacked model ``model_t``."""
-    from tflite_micro.python.tflite_micro import runtime
-    schema = _schema()
-    code = runtime.get_builtin_code_from_operator_code(model_t.operatorCodes[op.opcodeIndex])
-    return _enum_names(schema.BuiltinOperator).get(code, f"BUILTIN_{code}")
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    scale: float | None
-    zero_point: int | None
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a converted model contains (figures of ``deploy_report.json``)."""
-
-    n_bytes: int
-    ops: tuple[str, ...]
-    """Op of every operator in execution order."""
-    macs: int
-    """Multiply-accumulates per invocation of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED."""
-    macs_by_op: tuple[tuple[str, int], ...]
-    activation_dtypes: dict[str, int]
-    """Count of non-constant tensors by dtype."""
-    weight_bytes: int
-    """Bytes of constant buffers (weights, biases, quantisation-free constants)."""
-    input: TensorInfo
-    output: TensorInfo
-
-    @property
-    def op_counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for o in self.ops:
-            out[o] = out.get(o, 0) + 1
-        return out
-
-
-def unpack(model_bytes: bytes):
-    from tflite_micro.python.tflite_micro import runtime
-    return runtime.convert_bytearray_to_object(bytearray(model_bytes))
-
-
-def _tensor_info(model_t, sg, idx: int) -> TensorInfo:
-    schema = _schema()
-    t = sg.tensors[idx]
-    q = t.quantization
-    scale = zp = None
-    if q is not None and q.scale is not None and len(q.scale) == 1:
-        scale, zp = float(q.scale[0]), int(q.zeroPoint[0])
-    return TensorInfo(name=t.name.decode() if isinstance(t.name, bytes) else str(t.name),
-                      shape=tuple(int(d) for d in t.shape),
-                      dtype=_enum_names(schema.TensorType)[t.type], scale=scale, zero_point=zp)
-
-
-def _is_constant(model_t, t) -> bool:
-    buf = model_t.buffers[t.buffer] if t.buffer < len(model_t.buffers) else None
-    return buf is not None and buf.data is not None and len(buf.data) > 0
-
-
-def _op_macs(model_t, sg, op, name: str) -> int:
-    def shape(i):
-        return [int(d) for d in sg.tensors[i].shape]
-    if name == "CONV_2D":
-        o, kh, kw, ci = shape(op.inputs[1])
-        n_out = int(np.prod(shape(op.outputs[0])))
-        return n_out * kh * kw * ci
-    if name == "DEPTHWISE_CONV_2D":
-        _, kh, kw, _ = shape(op.inputs[1])
-        return int(np.prod(shape(op.outputs[0]))) * kh * kw
-    if name == "FULLY_CONNECTED":
-        units, depth = shape(op.inputs[1])
-        rows = int(np.prod(shape(op.outputs[0]))) // units
-        return rows * units * depth
-    return 0
-
-
-def inspect_model(model_bytes: bytes) -> ModelInfo:
-    """Op list, MACs, dtypes and I/O quantisation of a single-subgraph ``.tflite``.
-
-    Raises
-    ------
-    DeployError
-        The model has more than one subgraph or more than one input/output.
-    """
-    model_t = unpack(model_bytes)
-    if len(model_t.subgraphs) != 1:
-        raise DeployError(f"expected one subgraph, found {len(model_t.subgraphs)}")
-    sg = model_t.subgraphs[0]
-    if len(sg.inputs) != 1 or len(sg.outputs) != 1:
-        raise DeployError(f"expected one input and one output, found {len(sg.inputs)} / "
-                          f"{len(sg.outputs)}")
-    ops, macs_by_op = [], []
-    for op in sg.operators:
-        name = op_name(model_t, op)
-        ops.append(name)
-        macs = _op_macs(model_t, sg, op, name)
-        if macs:
-            macs_by_op.append((name, macs))
-    dtypes: dict[str, int] = {}
-    weight_bytes = 0
-    names = _enum_names(_schema().TensorType)
-    for t in sg.tensors:
-        if _is_constant(model_t, t):
-            continue
-        key = names[t.type]
-        dtypes[key] = dtypes.get(key, 0) + 1
-    for b in model_t.buffers:
-        if b.data is not None:
-            weight_bytes += len(b.data)
-    return ModelInfo(n_bytes=len(model_bytes), ops=tuple(ops),
-                     macs=int(sum(m for _, m in macs_by_op)), macs_by_op=tuple(macs_by_op),
-                     activation_dtypes=dtypes, weight_bytes=weight_bytes,
-                     input=_tensor_info(model_t, sg, sg.inputs[0]),
-                     output=_tensor_info(model_t, sg, sg.outputs[0]))
-
-
-def assert_full_int8(info: ModelInfo, *, where: str = "model") -> None:
-    """Raise :class:`DeployError` unless every op and activation is integer.
-
-    Checks: input and output tensors are INT8 with one scale/zero point; no
-    FLOAT* (or other non-integer) activation tensor; every op is in
-    :data:`INT8_OK_OPS` (so e.g. ``RFFT2D``, ``LOG`` or a float ``DEQUANTIZE``
-    chain is rejected with the op named).
-    """
-    problems = []
-    for role, t in (("input", info.input), ("output", info.output)):
-        if t.dtype != "INT8" or t.scale is None:
-            problems.append(f"{role} tensor {t.name!r} is {t.dtype} (want per-tensor INT8)")
-    floats = {k: v for k, v in info.activation_dtypes.items() if k not in _INTEGER_TYPES}
-    if floats:
-        problems.append(f"non-integer activation tensors {floats}")
-    bad = sorted(set(info.ops) - INT8_OK_OPS)
-    if bad:
-        problems.append(f"ops outside the int8 set: {bad}")
-    if problems:
-        raise DeployError(f"{where} is not a full-int8 model: " + "; ".join(problems)
-                          + f" (ops: {dict(info.op_counts)})")
-
-
-# --------------------------------------------------------------------------- quantisation helpers
-def quantize_input(x: np.ndarray, t: TensorInfo) -> np.ndarray:
-    """float -> int8 with the tensor's scale / zero point (round half away, saturate)."""
-    q = np.round(np.asarray(x, dtype=np.float64) / t.scale) + t.zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
-
-
-def dequantize_output(y: np.ndarray, t: TensorInfo) -> np.ndarray:
-    return ((np.asarray(y, dtype=np.float32) - t.zero_point) * t.scale).astype(np.float32)
-
 
 # --------------------------------------------------------------------------- fd-2 capture
 class _Captured:
@@ -328,3 +150,66 @@ def litert_run(interp, x_int8: np.ndarray) -> np.ndarray:
         interp.invoke()
         out.append(np.array(interp.get_tensor(o_det["index"]))[0])
     return np.stack(out)
+
+
+# --------------------------------------------------------------------------- checks
+def check_bit_exact(model_bytes: bytes, x_int8: np.ndarray, run, *, what: str) -> float:
+    """Run every window of ``x_int8`` through ``run`` (int8 [N, ...] -> int8 [N, ...]), compare
+    with the TFLite reference kernels on ``model_bytes`` and return the ms per window.
+
+    Raises
+    ------
+    DeployError
+        ``{what} differs from ... by up to D int8 units`` when any output differs.
+    """
+    t0 = time.perf_counter()
+    ys = run(x_int8)
+    ms = (time.perf_counter() - t0) * 1000 / len(x_int8)
+    ref = litert_run(litert_reference(model_bytes), x_int8)
+    diff = int(np.abs(ys.astype(np.int32) - ref.astype(np.int32)).max())
+    if diff:
+        raise DeployError(f"{what} by up to {diff} int8 units on {len(x_int8)} windows")
+    return float(ms)
+
+
+def verify_tflm(model_bytes: bytes, x_int8: np.ndarray, *, q: QuantParams = QUANT) -> dict:
+    """Smallest arena, reported arena, TFLM == TFLite (BUILTIN_REF) and ms per window.
+
+    Raises
+    ------
+    DeployError
+        TFLM cannot load or run the model (TFLM's own text included), or its
+        output differs from the reference kernels.
+    """
+    arena = tflm_min_arena(model_bytes, q, granularity=1)
+    interp = tflm_interpreter(model_bytes, arena)
+    used = tflm_arena_used(interp)
+    ms = check_bit_exact(model_bytes, x_int8,
+                         lambda xs: np.stack([tflm_invoke(interp, x[None])[0] for x in xs]),
+                         what="TFLM output differs from the TFLite reference kernels")
+    return {"min_arena_bytes": int(arena), "arena_used_bytes": int(used), "tflm_equals_tflite": True,
+            "tflm_ms_per_window": float(ms), "checked_windows": int(len(x_int8))}
+
+
+def cosine_stats(a: np.ndarray, b: np.ndarray) -> dict:
+    """Per-row cosine of a vs b: min / p5 / median / mean / n (zero rows count as 1 if both are zero)."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    both0 = (na == 0) & (nb == 0)
+    cos = np.where(both0, 1.0, (a * b).sum(1) / np.maximum(na * nb, 1e-30))
+    return {"n": int(len(cos)), "min": float(cos.min()), "p5": float(np.percentile(cos, 5)),
+            "median": float(np.median(cos)), "mean": float(cos.mean()), "values": cos}
+
+
+def int8_outputs(model_bytes: bytes, x_float: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 outputs, dequantised outputs) of the TFLite reference kernels on float inputs."""
+    info = inspect_model(model_bytes)
+    xq = quantize_input(x_float, info.input)
+    y = litert_run(litert_reference(model_bytes), xq)
+    return y, dequantize_output(y, info.output)
+
+
+def mean_cosine(model_bytes: bytes, x_float: np.ndarray, float_out: np.ndarray) -> float:
+    """Mean int8-vs-float cosine of ``model_bytes`` on ``x_float`` (float outputs ``float_out``)."""
+    return cosine_stats(int8_outputs(model_bytes, x_float)[1], float_out)["mean"]
