@@ -16,10 +16,10 @@ pytest.importorskip("ai_edge_litert")
 SR, S = 8000, 8000
 
 
-def _synth_windows(n: int, seed: int) -> np.ndarray:
-    """Varied synthetic 1-s windows (tones, chirps, modulated noise, clicks) as int16."""
+def _synth_windows(n: int, seed: int, samples: int = S) -> np.ndarray:
+    """Varied synthetic windows (1 s by default: tones, chirps, modulated noise, clicks) as int16."""
     rng = np.random.default_rng(seed)
-    t = np.arange(S) / SR
+    t = np.arange(samples) / SR
     out = []
     for i in range(n):
         a = rng.uniform(0.05, 0.6)
@@ -30,15 +30,15 @@ def _synth_windows(n: int, seed: int) -> np.ndarray:
             f0, f1 = rng.uniform(100, 3800, 2)
             x = a * np.sin(2 * np.pi * (f0 * t + 0.5 * (f1 - f0) * t * t))
         elif kind == 2:
-            x = a * rng.normal(0, 0.3, S) * (1 + np.sin(2 * np.pi * rng.uniform(0.5, 8) * t))
+            x = a * rng.normal(0, 0.3, samples) * (1 + np.sin(2 * np.pi * rng.uniform(0.5, 8) * t))
         else:
             x = (a * np.sign(np.sin(2 * np.pi * rng.uniform(50, 400) * t))
-                 * np.exp(-((t - rng.uniform(0, 1)) ** 2) / 0.02) + 0.01 * rng.normal(size=S))
+                 * np.exp(-((t - rng.uniform(0, 1)) ** 2) / 0.02) + 0.01 * rng.normal(size=samples))
         out.append(np.clip(x, -1, 1))
     return (np.stack(out) * 32767).astype(np.int16)
 
 
-def _write_training_set(root, counts: dict[str, int], dim: int) -> None:
+def _write_training_set(root, counts: dict[str, int], dim: int, samples: int = S) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -46,13 +46,13 @@ def _write_training_set(root, counts: dict[str, int], dim: int) -> None:
 
     for k, (split, n) in enumerate(counts.items()):
         (root / split).mkdir(parents=True)
-        audio = _synth_windows(n, 10 + k)
+        audio = _synth_windows(n, 10 + k, samples)
         targets = np.random.default_rng(k).normal(size=n * dim).astype(np.float32)
         cols = {"window_id": [f"{split}:{i}" for i in range(n)], "sensor": ["s0"] * n,
                 "day": ["2019-03-04"] * n,
-                "student_audio": pa.FixedSizeListArray.from_arrays(pa.array(audio.ravel()), S),
+                "student_audio": pa.FixedSizeListArray.from_arrays(pa.array(audio.ravel()), samples),
                 f"target_{dim}": pa.FixedSizeListArray.from_arrays(pa.array(targets), dim)}
-        pq.write_table(pa.table(cols, schema=training_schema((dim,), S)),
+        pq.write_table(pa.table(cols, schema=training_schema((dim,), samples)),
                        root / split / "part-00000.parquet")
 
 
@@ -428,3 +428,41 @@ def test_choose_option_smallest_flash_plus_ram_when_goals_cannot_be_met():
     opts.append(row("all", 499_000, 98_000, 102_000, goals=(True, True, True)))
     opts.append(row("all-smaller-arena", 499_999, 90_000, 102_400, goals=(True, True, True)))
     assert choose_option(opts)["name"] == "all-smaller-arena"
+
+
+def test_logmel_student_takes_the_training_set_window_not_frames_times_hop(tmp_path):
+    """A log-mel-input student for aisfx's native 2.30-s window: the training set holds
+    18,390-sample windows (101,376 samples at 44.1 kHz -> 8 kHz), 115 frames; 115 x 160 =
+    18,400 samples would be the frame count times the hop. The deployment (representative
+    draw, front-end constants, C defines, report) uses the training set's 18,390; a training
+    set whose window gives another frame count is a DataError naming both."""
+    import re
+
+    from sea_core.deploy import quantize
+    from sea_core.deploy.data import training_window_samples
+    from sea_core.errors import DataError
+    from sea_core.models.students import build_student
+    from sea_core.params import AISFX_TEACHER, QuantParams, STUDENT_MEL64, student_spec
+
+    spec = student_spec(64, AISFX_TEACHER)
+    assert spec.window_samples == 18_390 and spec.input_shape == (64, 115, 1)
+    assert STUDENT_MEL64.n_frames(18_390) * STUDENT_MEL64.hop_length == 18_400
+    model = tmp_path / "logmel64.keras"
+    build_student(spec, with_frontend=False).save(model)
+    data = tmp_path / "trainset"
+    _write_training_set(data, {"train": 24, "test": 6}, 64, samples=spec.window_samples)
+    assert training_window_samples(data) == 18_390
+    q = QuantParams(representative_windows=16, fidelity_windows=6, tflm_check_windows=2,
+                    min_mean_cosine=-1.0)                      # untrained: fidelity not checked here
+    rep = quantize(model, data, tmp_path / "out", q=q)
+    assert rep["window_samples"] == rep["student"]["window_samples"] == 18_390
+    assert rep["window_seconds"] == 18_390 / 8000 and rep["input"]["shape"] == [1, 64, 115, 1]
+    for name in ("model_data.h", "frontend_params.h"):
+        text = (tmp_path / "out" / name).read_text()
+        assert re.findall(r"#define SEA_WINDOW_SAMPLES (\d+)", text) == ["18390"], name
+    assert "#define SEA_N_FRAMES 115" in (tmp_path / "out" / "frontend_params.h").read_text()
+
+    one_second = tmp_path / "trainset_1s"
+    _write_training_set(one_second, {"train": 24, "test": 6}, 64)
+    with pytest.raises(DataError, match=r"8000 samples per window \(50 log-mel frames\).*115 frames"):
+        quantize(model, one_second, tmp_path / "out_1s", q=q)

@@ -57,8 +57,7 @@ def _board(board: str | BoardBudget) -> BoardBudget:
 
 
 def _memory_step(base: bytes, float_out, held_x, x_check, *, optimize: str, int4: bool, fe_flash: int,
-                 fe_scratch: int, board: BoardBudget, q: QuantParams) -> tuple[bytes, dict | None, dict | None,
-                                                                            list[str]]:
+                 fe_scratch: int, board: BoardBudget, q: QuantParams):
     """(final model, optimize_memory result or None, report 'memory' section or None, notes)."""
     if optimize == "memory":
         opt = optimize_memory(base, float_out, held_x, x_check, fe_flash=fe_flash,
@@ -104,7 +103,8 @@ def _layout(final: bytes, opt: dict | None, info, x_check, *, include_frontend: 
                 f"max(stage A {pm['arena_a']:,}, stage B {pm['arena_b']:,}) = {pm['arena_bytes']:,} B "
                 f"(verified in TFLM at that size: stage A's interpreter released before stage B's "
                 f"is built; exported as sea_embed() in sea_embed.cc)")
-        return {"patched": True, "stages": {"sea_stage_a_model": pm["stage_a"], "sea_stage_b_model": pm["stage_b"]},
+        return {"patched": True,
+                "stages": {"sea_stage_a_model": pm["stage_a"], "sea_stage_b_model": pm["stage_b"]},
                 "defines": defines, "tables": tables, "arena": pm["arena_bytes"],
                 "stitch": plan.stitch_bytes, "app_buffers": in_bytes + plan.stitch_bytes,
                 "verification": verification, "macs": plan.macs, "notes": [note],

@@ -24,8 +24,8 @@ from sea_core.params import KapreMelParams, QUANT, QuantParams
 from sea_core.storage import publish_bytes, publish_text
 
 __all__ = ["c_identifier", "write_model_data", "frontend_constants", "frontend_flash_bytes",
-           "write_frontend_params", "frontend_scratch_bytes", "write_sea_embed", "patch_defines", "io_defines",
-           "export_c"]
+           "write_frontend_params", "frontend_scratch_bytes", "write_sea_embed", "patch_defines",
+           "io_defines", "export_c"]
 
 
 def c_identifier(name: str) -> str:

@@ -80,7 +80,8 @@ def build_report(*, model_name: str, spec: StudentSpec, board: BoardBudget, opti
                "goal_macs_per_cycle": q.latency_goal_macs_per_cycle,
                "goal_met": lat_chosen["seconds_per_window"][goal_key] <= q.latency_goal_seconds}
     verdict = ("fits" if fits else "OVER BUDGET: " + "; ".join(
-        s for s in (f"flash {flash_total:,} B > {board.flash_bytes:,} B" if flash_total > board.flash_bytes else "",
+        s for s in (f"flash {flash_total:,} B > {board.flash_bytes:,} B"
+                    if flash_total > board.flash_bytes else "",
                     f"RAM {ram_sum:,} B > {board.ram_bytes:,} B" if ram_sum > board.ram_bytes else "")
         if s))
     return {

@@ -32,6 +32,7 @@ __all__ = ["capture_fd2", "tflm_interpreter", "tflm_invoke", "tflm_min_arena", "
 
 _ARENA_RE = re.compile(r"Arena allocation total (\d+) bytes")
 
+
 # --------------------------------------------------------------------------- fd-2 capture
 class _Captured:
     text = ""
