@@ -466,3 +466,25 @@ def test_logmel_student_takes_the_training_set_window_not_frames_times_hop(tmp_p
     _write_training_set(one_second, {"train": 24, "test": 6}, 64)
     with pytest.raises(DataError, match=r"8000 samples per window \(50 log-mel frames\).*115 frames"):
         quantize(model, one_second, tmp_path / "out_1s", q=q)
+
+
+def test_int8_embedder_quantizes_like_the_deployment(deployed):
+    """`sea evaluate`'s int8 embedder feeds the .tflite the device-side log-mel quantised by the
+    deployment's quantize_input and dequantises with dequantize_output (one implementation)."""
+    from sea_core.deploy.data import read_student_audio, to_float
+    from sea_core.deploy.graph import dequantize_output, inspect_model, quantize_input
+    from sea_core.deploy.verify import litert_reference, litert_run
+    from sea_core.evaluate import int8_embedder
+    from sea_core.frontends import kapre_logmel
+    from sea_core.params import STUDENT_MEL64
+
+    path = deployed["out"]["int8"] / "model.tflite"
+    model = path.read_bytes()
+    info = inspect_model(model)
+    x = to_float(read_student_audio(deployed["data"], "test", 6, seed=11))
+    got = int8_embedder(path).embed(x)
+    xq = quantize_input(kapre_logmel(x, STUDENT_MEL64), info.input)
+    xq = xq.reshape((len(x),) + info.input.shape[1:])
+    want = dequantize_output(litert_run(litert_reference(model), xq), info.output)
+    np.testing.assert_array_equal(got, want)
+    assert got.shape == (6, 128) and np.abs(got).max() > 0

@@ -45,6 +45,8 @@ def load_student(model_or_path):
     ParameterError
         The file is missing, is not a ``.keras`` file or not a SEA student.
     """
+    import keras  # noqa: F401  (TensorFlow is initialised (and its C++ log set up) before any check)
+
     if isinstance(model_or_path, (str, os.PathLike)):
         from sea_core.models.store import load_keras_student
 
