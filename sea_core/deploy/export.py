@@ -1,4 +1,4 @@
-"""C export of a deployed student: model arrays, front-end constants, report files.
+"""C export of a deployed student: model arrays, stage sequencing, front-end constants.
 
 * ``model_data.h/.cc``: every ``.tflite`` as an ``alignas(16) const unsigned char``
   array plus its length (one model, or the two stages of patch-based inference

@@ -24,6 +24,7 @@ from sea_core.errors import DeployError
 __all__ = ["ModelInfo", "TensorInfo", "inspect_model", "assert_full_int8", "quantize_input",
            "dequantize_output", "op_name", "unpack", "pack_model", "prune", "INT8_OK_OPS"]
 
+
 INT8_OK_OPS = frozenset({
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D", "AVERAGE_POOL_2D",
     "RESHAPE", "ADD", "MUL", "SUB", "RELU", "RELU6", "CONCATENATION", "STRIDED_SLICE",
@@ -190,7 +191,8 @@ def assert_full_int8(info: ModelInfo, *, where: str = "model") -> None:
 
 # --------------------------------------------------------------------------- quantisation helpers
 def quantize_input(x: np.ndarray, t: TensorInfo) -> np.ndarray:
-    """float -> int8 with the tensor's scale / zero point (round half away, saturate)."""
+    """float -> int8 with the tensor's scale / zero point: round(x / scale) + zero point (numpy rounds
+    half to even), saturated to [-128, 127]."""
     q = np.round(np.asarray(x, dtype=np.float64) / t.scale) + t.zero_point
     return np.clip(q, -128, 127).astype(np.int8)
 
