@@ -60,8 +60,8 @@ def fused_conv_pool_estimate(model_bytes: bytes, patch_plan: dict | None = None)
     (input + output of one op, no TFLM overhead), for the whole network and for
     one stage-A patch of the memory mode.
     """
-    from sea_core.deploy_patch import _sizes, graph_layers
-    from sea_core.deploy_tflm import unpack
+    from sea_core.deploy.graph import unpack
+    from sea_core.deploy.patch import _sizes, graph_layers
 
     layers = graph_layers(model_bytes)
     sg = unpack(model_bytes).subgraphs[0]

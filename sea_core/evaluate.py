@@ -169,6 +169,7 @@ def int8_embedder(tflite_path: str | Path, *, window_samples: int | None = None)
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from sea_core.api import Embedder
+    from sea_core.deploy.graph import dequantize_output, inspect_model, quantize_input
     from sea_core.frontends import kapre_logmel
     from sea_core.params import STUDENT_MEL64
 
@@ -193,17 +194,15 @@ def int8_embedder(tflite_path: str | Path, *, window_samples: int | None = None)
     if STUDENT_MEL64.n_frames(window) != n_frames:
         raise ParameterError(f"{path}: takes {n_frames} frames but {window} samples give "
                              f"{STUDENT_MEL64.n_frames(window)}")
-    in_scale, in_zp = inp["quantization"]
-    out_scale, out_zp = outp["quantization"]
+    info = inspect_model(path.read_bytes())
 
     def embed(windows: np.ndarray) -> np.ndarray:
-        mel = kapre_logmel(np.asarray(windows, np.float32), STUDENT_MEL64)
-        q = np.clip(np.round(mel / in_scale + in_zp), -128, 127).astype(np.int8)
+        q = quantize_input(kapre_logmel(np.asarray(windows, np.float32), STUDENT_MEL64), info.input)
         out = np.empty((len(q), int(outp["shape"][-1])), np.float32)
         for i in range(len(q)):
             interp.set_tensor(inp["index"], q[i].reshape(inp["shape"]))
             interp.invoke()
-            out[i] = (interp.get_tensor(outp["index"]).reshape(-1).astype(np.float32) - out_zp) * out_scale
+            out[i] = dequantize_output(interp.get_tensor(outp["index"]).reshape(-1), info.output)
         return out
 
     return Embedder(model_id=f"int8:{path.name}", sample_rate=STUDENT_MEL64.sample_rate,

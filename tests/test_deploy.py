@@ -16,10 +16,10 @@ pytest.importorskip("ai_edge_litert")
 SR, S = 8000, 8000
 
 
-def _synth_windows(n: int, seed: int) -> np.ndarray:
-    """Varied synthetic 1-s windows (tones, chirps, modulated noise, clicks) as int16."""
+def _synth_windows(n: int, seed: int, samples: int = S) -> np.ndarray:
+    """Varied synthetic windows (1 s by default: tones, chirps, modulated noise, clicks) as int16."""
     rng = np.random.default_rng(seed)
-    t = np.arange(S) / SR
+    t = np.arange(samples) / SR
     out = []
     for i in range(n):
         a = rng.uniform(0.05, 0.6)
@@ -30,15 +30,15 @@ def _synth_windows(n: int, seed: int) -> np.ndarray:
             f0, f1 = rng.uniform(100, 3800, 2)
             x = a * np.sin(2 * np.pi * (f0 * t + 0.5 * (f1 - f0) * t * t))
         elif kind == 2:
-            x = a * rng.normal(0, 0.3, S) * (1 + np.sin(2 * np.pi * rng.uniform(0.5, 8) * t))
+            x = a * rng.normal(0, 0.3, samples) * (1 + np.sin(2 * np.pi * rng.uniform(0.5, 8) * t))
         else:
             x = (a * np.sign(np.sin(2 * np.pi * rng.uniform(50, 400) * t))
-                 * np.exp(-((t - rng.uniform(0, 1)) ** 2) / 0.02) + 0.01 * rng.normal(size=S))
+                 * np.exp(-((t - rng.uniform(0, 1)) ** 2) / 0.02) + 0.01 * rng.normal(size=samples))
         out.append(np.clip(x, -1, 1))
     return (np.stack(out) * 32767).astype(np.int16)
 
 
-def _write_training_set(root, counts: dict[str, int], dim: int) -> None:
+def _write_training_set(root, counts: dict[str, int], dim: int, samples: int = S) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -46,13 +46,13 @@ def _write_training_set(root, counts: dict[str, int], dim: int) -> None:
 
     for k, (split, n) in enumerate(counts.items()):
         (root / split).mkdir(parents=True)
-        audio = _synth_windows(n, 10 + k)
+        audio = _synth_windows(n, 10 + k, samples)
         targets = np.random.default_rng(k).normal(size=n * dim).astype(np.float32)
         cols = {"window_id": [f"{split}:{i}" for i in range(n)], "sensor": ["s0"] * n,
                 "day": ["2019-03-04"] * n,
-                "student_audio": pa.FixedSizeListArray.from_arrays(pa.array(audio.ravel()), S),
+                "student_audio": pa.FixedSizeListArray.from_arrays(pa.array(audio.ravel()), samples),
                 f"target_{dim}": pa.FixedSizeListArray.from_arrays(pa.array(targets), dim)}
-        pq.write_table(pa.table(cols, schema=training_schema((dim,), S)),
+        pq.write_table(pa.table(cols, schema=training_schema((dim,), samples)),
                        root / split / "part-00000.parquet")
 
 
@@ -60,7 +60,7 @@ def _trained_student(path, data_dir, emb_dim: int = 128) -> None:
     """A 128-d student with BN statistics set from data and a few Adam steps, saved as .keras."""
     import keras
 
-    from sea_core.deploy import read_student_audio
+    from sea_core.deploy.data import read_student_audio
     from sea_core.models.students import build_student
     from sea_core.params import student_spec
 
@@ -105,7 +105,7 @@ def _report(d):
 
 
 def test_int8_model_is_full_integer(deployed):
-    from sea_core.deploy_tflm import INT8_OK_OPS, inspect_model
+    from sea_core.deploy.graph import INT8_OK_OPS, inspect_model
 
     info = inspect_model((deployed["out"]["int8"] / "model.tflite").read_bytes())
     assert info.input.dtype == "INT8" and info.output.dtype == "INT8"
@@ -120,7 +120,7 @@ def test_int8_model_is_full_integer(deployed):
 
 
 def test_tflm_runs_with_reported_arena_and_not_less(deployed):
-    from sea_core.deploy_tflm import tflm_interpreter, tflm_invoke
+    from sea_core.deploy.verify import tflm_interpreter, tflm_invoke
 
     d = deployed["out"]["int8"]
     rep = _report(d)
@@ -134,9 +134,9 @@ def test_tflm_runs_with_reported_arena_and_not_less(deployed):
 
 
 def test_tflm_equals_tflite_reference(deployed):
-    from sea_core.deploy import read_student_audio, student_logmels
-    from sea_core.deploy_tflm import (inspect_model, litert_reference, litert_run, quantize_input,
-                                      tflm_interpreter, tflm_invoke)
+    from sea_core.deploy.data import read_student_audio, student_logmels
+    from sea_core.deploy.graph import inspect_model, quantize_input
+    from sea_core.deploy.verify import litert_reference, litert_run, tflm_interpreter, tflm_invoke
 
     d = deployed["out"]["int8"]
     model = (d / "model.tflite").read_bytes()
@@ -158,8 +158,8 @@ def test_fidelity_cosine_bound(deployed):
 
 
 def test_patched_inference_is_bit_exact_and_fits_arena_goal(deployed, rng):
-    from sea_core.deploy_patch import PatchPlan, run_patched
-    from sea_core.deploy_tflm import litert_reference, litert_run, tflm_interpreter, tflm_invoke
+    from sea_core.deploy.patch import PatchPlan, run_patched
+    from sea_core.deploy.verify import litert_reference, litert_run, tflm_interpreter, tflm_invoke
     from sea_core.params import QUANT
 
     d = deployed["out"]["memory"]
@@ -219,10 +219,11 @@ def test_one_arena_sequencing_on_tflm(deployed, tmp_path):
     reference; with 1 byte less the larger stage cannot allocate and sea_embed fails."""
     import ctypes
 
-    from sea_core.deploy import read_student_audio, run_sequenced, student_logmels
-    from sea_core.deploy_patch import PatchPlan
-    from sea_core.deploy_tflm import (inspect_model, litert_reference, litert_run, quantize_input,
-                                      tflm_interpreter, tflm_invoke)
+    from sea_core.deploy.data import read_student_audio, student_logmels
+    from sea_core.deploy.graph import inspect_model, quantize_input
+    from sea_core.deploy.memory import run_sequenced
+    from sea_core.deploy.patch import PatchPlan
+    from sea_core.deploy.verify import litert_reference, litert_run, tflm_interpreter, tflm_invoke
 
     d = deployed["out"]["memory"]
     rep = _report(d)
@@ -339,7 +340,7 @@ def test_budget_failure_exits_non_zero(deployed, capsys):
 def test_float_model_is_rejected_by_int8_assertion(tmp_path):
     import tensorflow as tf
 
-    from sea_core.deploy_tflm import assert_full_int8, inspect_model
+    from sea_core.deploy.graph import assert_full_int8, inspect_model
     import keras
 
     inp = keras.Input((8, 8, 1), batch_size=1)
@@ -351,7 +352,7 @@ def test_float_model_is_rejected_by_int8_assertion(tmp_path):
 
 def test_memory_mode_meets_flash_and_arena_goals(deployed):
     """`--optimize memory` on the 128-d student: flash <= 500,000 B and arena <= 96 KB together."""
-    from sea_core.deploy_tflm import inspect_model
+    from sea_core.deploy.graph import inspect_model
     from sea_core.params import QUANT
 
     d = deployed["out"]["memory"]
@@ -383,9 +384,10 @@ def test_memory_mode_meets_flash_and_arena_goals(deployed):
 
 
 def test_conv_groups_are_bit_exact_and_cut_int4_scratch(deployed):
-    from sea_core.deploy_patch import plan_patches, split_conv_groups, split_model, to_int4
-    from sea_core.deploy_tflm import (litert_reference, litert_run, tflm_interpreter, tflm_invoke,
-                                      tflm_min_arena)
+    from sea_core.deploy.convert import split_conv_groups, to_int4
+    from sea_core.deploy.patch import plan_patches, split_model
+    from sea_core.deploy.verify import (litert_reference, litert_run, tflm_interpreter, tflm_invoke,
+                                        tflm_min_arena)
 
     base = (deployed["out"]["int8"] / "model.tflite").read_bytes()
     x = np.random.default_rng(3).integers(-128, 128, size=(2, 1, 64, 50, 1)).astype(np.int8)
@@ -409,7 +411,7 @@ def test_conv_groups_are_bit_exact_and_cut_int4_scratch(deployed):
 
 
 def test_choose_option_smallest_flash_plus_ram_when_goals_cannot_be_met():
-    from sea_core.deploy import _missed, choose_option
+    from sea_core.deploy.memory import choose_option, missed_goals
 
     def row(name, flash, arena, ram, fits=True, goals=(False, False, False)):
         return {"name": name, "flash_total_bytes": flash, "arena_bytes": arena, "ram_bytes": ram,
@@ -420,9 +422,69 @@ def test_choose_option_smallest_flash_plus_ram_when_goals_cannot_be_met():
             row("int8", 600_000, 214_000, 217_000, goals=(False, False, False)),
             row("huge", 100_000, 10_000, 20_000, fits=False)]
     best = choose_option(opts)
-    assert best["name"] == "patch" and _missed(best) == ["flash"]     # 715,000 < 735,000
+    assert best["name"] == "patch" and missed_goals(best) == ["flash"]     # 715,000 < 735,000
     opts[1].update(flash_total_bytes=400_000, flash_met=True)       # 615,000 < 715,000 now
-    assert choose_option(opts)["name"] == "int4+patch" and _missed(opts[1]) == ["arena", "RAM"]
+    assert choose_option(opts)["name"] == "int4+patch" and missed_goals(opts[1]) == ["arena", "RAM"]
     opts.append(row("all", 499_000, 98_000, 102_000, goals=(True, True, True)))
     opts.append(row("all-smaller-arena", 499_999, 90_000, 102_400, goals=(True, True, True)))
     assert choose_option(opts)["name"] == "all-smaller-arena"
+
+
+def test_logmel_student_takes_the_training_set_window_not_frames_times_hop(tmp_path):
+    """A log-mel-input student for aisfx's native 2.30-s window: the training set holds
+    18,390-sample windows (101,376 samples at 44.1 kHz -> 8 kHz), 115 frames; 115 x 160 =
+    18,400 samples would be the frame count times the hop. The deployment (representative
+    draw, front-end constants, C defines, report) uses the training set's 18,390; a training
+    set whose window gives another frame count is a DataError naming both."""
+    import re
+
+    from sea_core.deploy import quantize
+    from sea_core.deploy.data import training_window_samples
+    from sea_core.errors import DataError
+    from sea_core.models.students import build_student
+    from sea_core.params import AISFX_TEACHER, QuantParams, STUDENT_MEL64, student_spec
+
+    spec = student_spec(64, AISFX_TEACHER)
+    assert spec.window_samples == 18_390 and spec.input_shape == (64, 115, 1)
+    assert STUDENT_MEL64.n_frames(18_390) * STUDENT_MEL64.hop_length == 18_400
+    model = tmp_path / "logmel64.keras"
+    build_student(spec, with_frontend=False).save(model)
+    data = tmp_path / "trainset"
+    _write_training_set(data, {"train": 24, "test": 6}, 64, samples=spec.window_samples)
+    assert training_window_samples(data) == 18_390
+    q = QuantParams(representative_windows=16, fidelity_windows=6, tflm_check_windows=2,
+                    min_mean_cosine=-1.0)                      # untrained: fidelity not checked here
+    rep = quantize(model, data, tmp_path / "out", q=q)
+    assert rep["window_samples"] == rep["student"]["window_samples"] == 18_390
+    assert rep["window_seconds"] == 18_390 / 8000 and rep["input"]["shape"] == [1, 64, 115, 1]
+    for name in ("model_data.h", "frontend_params.h"):
+        text = (tmp_path / "out" / name).read_text()
+        assert re.findall(r"#define SEA_WINDOW_SAMPLES (\d+)", text) == ["18390"], name
+    assert "#define SEA_N_FRAMES 115" in (tmp_path / "out" / "frontend_params.h").read_text()
+
+    one_second = tmp_path / "trainset_1s"
+    _write_training_set(one_second, {"train": 24, "test": 6}, 64)
+    with pytest.raises(DataError, match=r"8000 samples per window \(50 log-mel frames\).*115 frames"):
+        quantize(model, one_second, tmp_path / "out_1s", q=q)
+
+
+def test_int8_embedder_quantizes_like_the_deployment(deployed):
+    """`sea evaluate`'s int8 embedder feeds the .tflite the device-side log-mel quantised by the
+    deployment's quantize_input and dequantises with dequantize_output (one implementation)."""
+    from sea_core.deploy.data import read_student_audio, to_float
+    from sea_core.deploy.graph import dequantize_output, inspect_model, quantize_input
+    from sea_core.deploy.verify import litert_reference, litert_run
+    from sea_core.evaluate import int8_embedder
+    from sea_core.frontends import kapre_logmel
+    from sea_core.params import STUDENT_MEL64
+
+    path = deployed["out"]["int8"] / "model.tflite"
+    model = path.read_bytes()
+    info = inspect_model(model)
+    x = to_float(read_student_audio(deployed["data"], "test", 6, seed=11))
+    got = int8_embedder(path).embed(x)
+    xq = quantize_input(kapre_logmel(x, STUDENT_MEL64), info.input)
+    xq = xq.reshape((len(x),) + info.input.shape[1:])
+    want = dequantize_output(litert_run(litert_reference(model), xq), info.output)
+    np.testing.assert_array_equal(got, want)
+    assert got.shape == (6, 128) and np.abs(got).max() > 0

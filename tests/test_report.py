@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sea_core.params import DEPLOY_TARGETS, QUANT
+from sea_core.params import QUANT
 
 FIXTURE = Path(__file__).parent / "data" / "report_tiny.json"
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,10 +65,10 @@ def test_fixture_is_a_consistent_report_of_a_real_run(report):
 
 
 def test_targets_are_the_papers_and_the_goals():
-    assert (DEPLOY_TARGETS.paper_flash_bytes, DEPLOY_TARGETS.paper_ram_bytes) == (585_000, 102_500)
-    assert DEPLOY_TARGETS.flash_goal_bytes == QUANT.flash_goal_bytes == 500_000
-    assert DEPLOY_TARGETS.arena_goal_bytes == QUANT.arena_goal_bytes == 98_304
-    assert DEPLOY_TARGETS.ram_goal_bytes == 102_500
+    assert (QUANT.paper_flash_bytes, QUANT.paper_ram_bytes) == (585_000, 102_500)
+    assert QUANT.flash_goal_bytes == 500_000
+    assert QUANT.arena_goal_bytes == 98_304
+    assert QUANT.ram_goal_bytes == 102_500
 
 
 def test_headline_figures_come_from_the_report(report):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from sea_core.params import DEPLOY_TARGETS, STUDENT_MEL64, DeployTargets
+from sea_core.params import QUANT, STUDENT_MEL64, QuantParams
 
 __all__ = ["headline", "is_num", "model_keys"]
 
@@ -59,7 +59,7 @@ def model_keys(evaluation: dict) -> dict[str, str]:
     return keys
 
 
-def headline(report: dict, targets: DeployTargets = DEPLOY_TARGETS) -> dict:
+def headline(report: dict, targets: QuantParams = QUANT) -> dict:
     """The figures of the headline block, derived from ``report`` (``None`` where missing)."""
     cfg = report.get("config") or {}
     dep = report.get("deploy") or {}

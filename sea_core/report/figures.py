@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 
-from sea_core.params import DeployTargets
+from sea_core.params import QuantParams
 from sea_core.report.facts import is_num, model_keys
 
 __all__ = ["png", "budget_plot", "per_class_plot", "mean_std_plot", "students_plot", "training_plot"]
@@ -29,7 +29,7 @@ def png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def budget_plot(dep: dict, targets: DeployTargets):
+def budget_plot(dep: dict, targets: QuantParams):
     """Flash and RAM of the int8 student against the board, the paper and the goals.
 
     Left: the whole board budget (linear). Right: the same bars zoomed to the paper's

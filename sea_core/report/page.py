@@ -6,7 +6,7 @@ import html
 import json
 import math
 
-from sea_core.params import DEPLOY_TARGETS, REPORT, DeployTargets
+from sea_core.params import QUANT, REPORT, QuantParams
 from sea_core.report.facts import headline, is_num
 from sea_core.report.figures import (budget_plot, mean_std_plot, per_class_plot, png, students_plot,
                                      training_plot)
@@ -230,7 +230,7 @@ _POSTER_EXPERIMENTS = (
 )
 
 
-def render_html(report: dict, targets: DeployTargets = DEPLOY_TARGETS) -> str:
+def render_html(report: dict, targets: QuantParams = QUANT) -> str:
     """The whole page as one string (see the module docstring)."""
     h = headline(report, targets)
     evaluation = report.get("evaluation") or {}

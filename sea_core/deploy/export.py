@@ -1,4 +1,4 @@
-"""C export of a deployed student: model arrays, front-end constants, report files.
+"""C export of a deployed student: model arrays, stage sequencing, front-end constants.
 
 * ``model_data.h/.cc``: every ``.tflite`` as an ``alignas(16) const unsigned char``
   array plus its length (one model, or the two stages of patch-based inference
@@ -9,19 +9,23 @@
 * ``frontend_params.h``: the on-device log-mel front-end (window, sparse mel
   matrix as Q15 and float, DFT size / hop / 'same' padding, log and clip
   parameters, the model input's int8 scale and zero point).
-* ``deploy_report.json`` / ``deploy_report.md``.
+
+:func:`export_c` writes all of them (and the ``.tflite`` files) for the chosen option;
+the report files are :mod:`sea_core.deploy.report`'s. Every file is published atomically
+(:mod:`sea_core.storage`).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from sea_core.params import KapreMelParams, QUANT, QuantParams
+from sea_core.storage import publish_bytes, publish_text
 
-__all__ = ["c_identifier", "write_model_data", "frontend_constants", "write_frontend_params",
-           "frontend_scratch_bytes", "write_report", "write_sea_embed"]
+__all__ = ["c_identifier", "write_model_data", "frontend_constants", "frontend_flash_bytes",
+           "write_frontend_params", "frontend_scratch_bytes", "write_sea_embed", "patch_defines",
+           "io_defines", "export_c"]
 
 
 def c_identifier(name: str) -> str:
@@ -61,8 +65,8 @@ def write_model_data(out_dir: Path, models: dict[str, bytes], *, defines: dict[s
                _byte_lines(data), "};", f"const size_t {ident}_len = {len(data)};", ""]
     h_lines += ["", "#endif  // SEA_MODEL_DATA_H_", ""]
     hp, cp = out_dir / "model_data.h", out_dir / "model_data.cc"
-    hp.write_text("\n".join(h_lines))
-    cp.write_text("\n".join(cc))
+    publish_text(hp, "\n".join(h_lines))
+    publish_text(cp, "\n".join(cc))
     return hp, cp
 
 
@@ -90,6 +94,15 @@ def frontend_constants(p: KapreMelParams, n_samples: int) -> dict:
             "mel_weights_q15": np.round(weights / mel_scale).astype(np.int16),
             "mel_weight_scale": mel_scale, "pad_left": left, "pad_right": right,
             "n_frames": p.n_frames(n_samples)}
+
+
+def frontend_flash_bytes(p: KapreMelParams, n_samples: int, constants: dict | None = None) -> int:
+    """Flash of the default front-end constants of ``frontend_params.h``: window + sparse Q15
+    mel matrix + the nine 4-byte scalars (the float constants behind ``SEA_FRONTEND_FLOAT``
+    are not counted)."""
+    c = frontend_constants(p, n_samples) if constants is None else constants
+    return int(c["window_q15"].nbytes + c["mel_band_start"].nbytes + c["mel_band_len"].nbytes
+               + c["mel_weights_q15"].nbytes + 4 * 9)
 
 
 def frontend_scratch_bytes(p: KapreMelParams, n_samples: int) -> int:
@@ -159,10 +172,8 @@ def write_frontend_params(out_dir: Path, p: KapreMelParams, n_samples: int, *, i
         _arr("float", "sea_window", c["window"], f32),
         "#endif", "", "#endif  // SEA_FRONTEND_PARAMS_H_", ""]
     path = Path(out_dir) / "frontend_params.h"
-    path.write_text("\n".join(lines))
-    flash = (c["window_q15"].nbytes + c["mel_band_start"].nbytes + c["mel_band_len"].nbytes
-             + c["mel_weights_q15"].nbytes + 4 * 9)
-    return path, int(flash)
+    publish_text(path, "\n".join(lines))
+    return path, frontend_flash_bytes(p, n_samples, c)
 
 
 def _c_float(v) -> str:
@@ -171,70 +182,6 @@ def _c_float(v) -> str:
     if not any(c in t for c in ".en"):
         t += ".0"
     return t + "f"
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
-
-
-def write_report(out_dir: Path, report: dict) -> tuple[Path, Path]:
-    """``deploy_report.json`` and ``deploy_report.md`` (a table of the headline figures)."""
-    out_dir = Path(out_dir)
-    jp = out_dir / "deploy_report.json"
-    jp.write_text(json.dumps(report, indent=2, sort_keys=False, default=_json_default) + "\n")
-    b = report["budget"]
-    rows = [
-        ("model", report["model"]), ("mode", report["mode"]),
-        ("board", f"{b['board']} ({b['flash_bytes']:,} B flash / {b['ram_bytes']:,} B RAM)"),
-        ("flash: model bytes", report["flash"]["model_bytes"]),
-        ("flash: front-end constants", report["flash"]["frontend_bytes"]),
-        ("flash: total", report["flash"]["total_bytes"]),
-        ("RAM: TFLM arena (peak)", report["ram"]["arena_bytes"]),
-        ("RAM: application buffers", report["ram"]["app_buffer_bytes"]),
-        ("RAM: front-end scratch", report["ram"]["frontend_scratch_bytes"]),
-        ("RAM: total", report["ram"]["total_bytes"]),
-        ("MACs per window", report["macs"]),
-        ("ops", ", ".join(f"{k} x{v}" for k, v in report["op_counts"].items())),
-        ("TFLM == TFLite (BUILTIN_REF)", report["verification"]["tflm_equals_tflite"]),
-        ("cosine int8 vs float (min / p5 / median / mean)",
-         " / ".join(f"{report['fidelity'][k]:.4f}" for k in ("min", "p5", "median", "mean"))),
-        ("TFLM ms per window (host)", report["verification"].get("tflm_ms_per_window")),
-        ("verdict", b["verdict"]),
-    ]
-    md = ["# Deployment report", "", "| item | value |", "|---|---|"]
-    md += [f"| {k} | {_fmt(v)} |" for k, v in rows]
-    options = (report.get("memory") or {}).get("options")
-    if options:
-        md += ["", "## Memory options measured (TFLM)", "",
-               "| option | flash total B | arena B | mean cosine | TFLM ms | flash goal | arena goal | chosen |",
-               "|---|---|---|---|---|---|---|---|"]
-        for o in options:
-            if "error" in o:
-                md.append(f"| {o['name']} | - | - | - | - | - | - | fails: {o['error'][:80]} |")
-                continue
-            md.append(f"| {o['name']} | {o['flash_total_bytes']:,} | {o['arena_bytes']:,} | "
-                      f"{o['mean_cosine']:.4f} | {o['tflm_ms_per_window']:.1f} | "
-                      f"{'met' if o['flash_met'] else 'no'} | {'met' if o['arena_met'] else 'no'} | "
-                      f"{'yes' if o['chosen'] else ''} |")
-    if report.get("notes"):
-        md += ["", *[f"- {n}" for n in report["notes"]]]
-    mp = out_dir / "deploy_report.md"
-    mp.write_text("\n".join(md) + "\n")
-    return jp, mp
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o))
 
 
 _SEA_EMBED_H = r'''// Generated by `sea quantize`. Do not edit.
@@ -389,6 +336,65 @@ def write_sea_embed(out_dir: Path, *, include_frontend: bool = False) -> tuple[P
     firmware-supplied TFLM stage function. Needs the ``SEA_*`` defines of ``model_data.h``."""
     out_dir = Path(out_dir)
     hp, cp = out_dir / "sea_embed.h", out_dir / "sea_embed.cc"
-    hp.write_text(_SEA_EMBED_H)
-    cp.write_text(_SEA_EMBED_CC)
+    publish_text(hp, _SEA_EMBED_H)
+    publish_text(cp, _SEA_EMBED_CC)
     return hp, cp
+
+
+# --------------------------------------------------------------------------- the chosen option
+def patch_defines(plan, pm: dict, input_channels: int) -> tuple[dict[str, int], dict[str, list[list[int]]]]:
+    """``model_data.h`` defines and patch tables of patch-based inference (plan + measured arenas)."""
+    from sea_core.deploy.graph import inspect_model
+
+    ia_shape = [1, plan.patch[0], plan.patch[1], int(input_channels)]
+    a_out = inspect_model(pm["stage_a"]).output.shape
+    defines = {"SEA_PATCHED": 1, "SEA_ARENA_BYTES": pm["arena_bytes"], "SEA_PATCH_H": plan.patch[0],
+               "SEA_PATCH_W": plan.patch[1], "SEA_PATCH_STRIDE_H": plan.stride[0],
+               "SEA_PATCH_STRIDE_W": plan.stride[1], "SEA_PATCH_ROWS": len(plan.rows),
+               "SEA_PATCH_COLS": len(plan.cols), "SEA_STITCH_BYTES": plan.stitch_bytes,
+               "SEA_STITCH_H": plan.rows[-1][2], "SEA_STITCH_W": plan.cols[-1][2],
+               "SEA_STITCH_C": int(a_out[-1]), "SEA_STAGE_A_OUT_H": int(a_out[1]),
+               "SEA_STAGE_A_OUT_W": int(a_out[2]),
+               "SEA_STAGE_A_IN_BYTES": int(np.prod(ia_shape)),
+               "SEA_STAGE_A_ARENA_BYTES": pm["arena_a"], "SEA_STAGE_B_ARENA_BYTES": pm["arena_b"]}
+    tables = {"sea_patch_rows": [list(r) for r in plan.rows],
+              "sea_patch_cols": [list(c) for c in plan.cols]}
+    return defines, tables
+
+
+def io_defines(input_shape, *, window_samples: int, output_bytes: int, fe_scratch: int, arena: int,
+               app_buffers: int) -> dict[str, int]:
+    """``model_data.h`` defines of the model input, the window and the RAM buffers."""
+    in_bytes = int(np.prod(input_shape))
+    image = len(input_shape) == 4
+    return {"SEA_INPUT_H": int(input_shape[1]) if image else 1,
+            "SEA_INPUT_W": int(input_shape[2]) if image else in_bytes,
+            "SEA_INPUT_C": int(input_shape[3]) if image else 1,
+            "SEA_WINDOW_SAMPLES": int(window_samples),
+            "SEA_INPUT_BYTES": in_bytes, "SEA_OUTPUT_BYTES": int(output_bytes),
+            "SEA_FRONTEND_SCRATCH_BYTES": fe_scratch,
+            "SEA_ARENA_BUFFER_BYTES": max(arena, fe_scratch),
+            "SEA_RAM_BYTES": max(arena, fe_scratch) + app_buffers}
+
+
+def export_c(out_dir: Path, *, model: bytes, stages: dict[str, bytes], defines: dict[str, int],
+             tables: dict, frontend: KapreMelParams | None, window_samples: int,
+             input_scale: float, input_zero_point: int, q: QuantParams = QUANT) -> tuple[int, int]:
+    """Write ``model.tflite`` (+ ``stage_a/stage_b.tflite``), ``model_data.h/.cc``,
+    ``sea_embed.h/.cc`` and (unless ``frontend`` is None: front-end inside the model)
+    ``frontend_params.h``. ``stages`` maps a C array name to the bytes it holds.
+
+    Returns (model flash bytes, front-end flash bytes).
+    """
+    out_dir = Path(out_dir)
+    if "sea_stage_a_model" in stages:
+        publish_bytes(out_dir / "stage_a.tflite", stages["sea_stage_a_model"])
+        publish_bytes(out_dir / "stage_b.tflite", stages["sea_stage_b_model"])
+    publish_bytes(out_dir / "model.tflite", model)
+    write_model_data(out_dir, stages, defines=defines, tables=tables, q=q)
+    write_sea_embed(out_dir, include_frontend=frontend is None)
+    fe_flash = 0
+    if frontend is not None:
+        _, fe_flash = write_frontend_params(out_dir, frontend, window_samples, input_scale=input_scale,
+                                            input_zero_point=input_zero_point)
+    return int(sum(len(b) for b in stages.values())), fe_flash

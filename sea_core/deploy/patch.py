@@ -23,17 +23,15 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
-from sea_core.deploy_tflm import op_name, unpack
+from sea_core.deploy.graph import op_name, pack_model, prune, unpack
 from sea_core.errors import DeployError
 
 __all__ = ["Layer", "PatchPlan", "graph_layers", "plan_patches", "split_model", "run_patched",
-           "pack_model", "estimate_peak", "weight_ops", "to_int4", "split_conv_groups"]
+           "estimate_peak"]
 
 _ELEMENTWISE = {"ADD", "MUL", "SUB", "RELU", "RELU6", "QUANTIZE", "MAXIMUM", "MINIMUM"}
 
@@ -279,48 +277,6 @@ def plan_patches(model_bytes: bytes, *, peak_goal: int, split: int | None = None
     return best
 
 
-# --------------------------------------------------------------------------- flatbuffer surgery
-def pack_model(model_t) -> bytes:
-    """Serialise a ModelT and re-align its buffers (16 bytes) with TFLM's own aligner."""
-    import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper as aligner
-
-    b = flatbuffers.Builder(1024)
-    b.Finish(model_t.Pack(b), file_identifier=b"TFL3")
-    raw = bytes(b.Output())
-    with tempfile.TemporaryDirectory() as d:
-        src, dst = os.path.join(d, "in.tflite"), os.path.join(d, "out.tflite")
-        with open(src, "wb") as f:
-            f.write(raw)
-        aligner.align_tflite_model(src, dst)
-        with open(dst, "rb") as f:
-            return f.read()
-
-
-def _prune(model_t) -> None:
-    """Drop tensors and buffers no operator references; remap indices."""
-    sg = model_t.subgraphs[0]
-    used = set(sg.inputs) | set(sg.outputs)
-    for op in sg.operators:
-        used |= {i for i in op.inputs if i >= 0} | {i for i in op.outputs if i >= 0}
-    keep = sorted(used)
-    remap = {old: new for new, old in enumerate(keep)}
-    sg.tensors = [sg.tensors[i] for i in keep]
-    sg.inputs = [remap[i] for i in sg.inputs]
-    sg.outputs = [remap[i] for i in sg.outputs]
-    for op in sg.operators:
-        op.inputs = [remap[i] if i >= 0 else i for i in op.inputs]
-        op.outputs = [remap[i] for i in op.outputs]
-        op.intermediates = None
-    bufs = sorted({0} | {t.buffer for t in sg.tensors})
-    bremap = {old: new for new, old in enumerate(bufs)}
-    model_t.buffers = [model_t.buffers[i] for i in bufs]
-    for t in sg.tensors:
-        t.buffer = bremap[t.buffer]
-    model_t.metadata = None
-    model_t.signatureDefs = None
-
-
 def _const(model_t, t) -> bool:
     b = model_t.buffers[t.buffer]
     return b.data is not None and len(b.data) > 0
@@ -346,14 +302,14 @@ def split_model(model_bytes: bytes, plan: PatchPlan) -> tuple[bytes, bytes]:
             t = sg.tensors[o]
             t.shape = np.array([1, h, w, int(t.shape[-1])], dtype=np.int32)
             t.shapeSignature = None
-    _prune(a)
+    prune(a)
 
     b = copy.deepcopy(base)
     sg = b.subgraphs[0]
     cut = sg.operators[plan.split - 1].outputs[0]
     sg.operators = sg.operators[plan.split:]
     sg.inputs = [cut]
-    _prune(b)
+    prune(b)
     return pack_model(a), pack_model(b)
 
 
@@ -373,173 +329,3 @@ def run_patched(x_int8: np.ndarray, plan: PatchPlan, run_a, run_b) -> np.ndarray
             oa_r, oa_c = ra // plan.stride[0], ca // plan.stride[1]
             stitched[:, r0:r1, c0:c1, :] = y[:, r0 - oa_r:r1 - oa_r, c0 - oa_c:c1 - oa_c, :]
     return run_b(stitched)
-
-
-# --------------------------------------------------------------------------- int4 weights
-def weight_ops(model_bytes: bytes) -> list[tuple[int, str, int]]:
-    """(op index, op, filter elements) of every CONV_2D / FULLY_CONNECTED with an int8 filter."""
-    model_t = unpack(model_bytes)
-    sg = model_t.subgraphs[0]
-    out = []
-    for i, op in enumerate(sg.operators):
-        name = op_name(model_t, op)
-        if name in ("CONV_2D", "FULLY_CONNECTED"):
-            t = sg.tensors[op.inputs[1]]
-            from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-            if t.type == schema.TensorType.INT8:
-                out.append((i, name, int(np.prod(t.shape))))
-    return out
-
-
-def to_int4(model_bytes: bytes, op_indices) -> bytes:
-    """Re-quantise the filters of ``op_indices`` to per-channel symmetric int4 (TFLite INT4, packed).
-
-    The int8 filter is dequantised with its per-channel scales, re-quantised to
-    [-8, 7] with ``scale4 = max|w| / 7`` per output channel and packed two per
-    byte (low nibble first, the TFLite INT4 layout). The int32 bias is rescaled
-    to the new ``input_scale * scale4``. TFLM and the TFLite reference kernels
-    unpack int4 filters themselves; activations stay int8.
-    """
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    m = unpack(model_bytes)
-    sg = m.subgraphs[0]
-    for oi in op_indices:
-        op = sg.operators[oi]
-        ft = sg.tensors[op.inputs[1]]
-        if ft.type != schema.TensorType.INT8:
-            raise DeployError(f"op {oi}: filter is not int8")
-        n_ch = int(ft.shape[0])
-        w = np.asarray(m.buffers[ft.buffer].data, dtype=np.uint8).view(np.int8).astype(np.float64)
-        w = w.reshape(n_ch, -1)
-        s8 = np.asarray(ft.quantization.scale, dtype=np.float64)
-        if s8.size == 1:
-            s8 = np.repeat(s8, n_ch)
-        wf = w * s8[:, None]
-        s4 = np.maximum(np.abs(wf).max(axis=1), 1e-12) / 7.0
-        q4 = np.clip(np.round(wf / s4[:, None]), -8, 7).astype(np.int8).ravel()
-        if q4.size % 2:
-            q4 = np.append(q4, np.int8(0))
-        packed = ((q4[0::2].astype(np.uint8) & 0x0F) | ((q4[1::2].astype(np.uint8) & 0x0F) << 4))
-        m.buffers[ft.buffer].data = packed.astype(np.uint8)
-        ft.type = schema.TensorType.INT4
-        ft.quantization.scale = s4.astype(np.float32).tolist()
-        ft.quantization.zeroPoint = [0] * n_ch
-        if len(op.inputs) > 2 and op.inputs[2] >= 0:
-            bt = sg.tensors[op.inputs[2]]
-            bias = np.asarray(m.buffers[bt.buffer].data, dtype=np.uint8).view(np.int32).astype(np.float64)
-            old = np.asarray(bt.quantization.scale, dtype=np.float64)
-            new = old * s4 / s8
-            m.buffers[bt.buffer].data = np.round(bias * old / new).astype(np.int32).view(np.uint8)
-            bt.quantization.scale = new.astype(np.float32).tolist()
-    return pack_model(m)
-
-
-# --------------------------------------------------------------------------- output-channel groups
-def split_conv_groups(model_bytes: bytes, groups: dict[int, int]) -> tuple[bytes, list[int]]:
-    """Split CONV_2D ops into output-channel groups joined by a CONCATENATION.
-
-    ``groups`` maps an op index of ``model_bytes`` to a number of groups ``G``
-    (which must divide its output channels). Op ``i`` becomes ``G`` CONV_2D ops
-    reading the same input, each with ``C/G`` filters, their slice of the int32
-    bias and of the per-channel scales, and an output tensor with the original
-    output's (per-tensor) scale and zero point, then one CONCATENATION on the
-    channel axis writing the original output tensor. Every output channel is
-    computed by exactly the same integer arithmetic and the concatenation of
-    equally quantised int8 tensors is a copy, so the result is bit-exact with
-    the ungrouped model.
-
-    Why: TFLM unpacks an int4 filter into an arena scratch buffer of its int8
-    size for the duration of the op; with groups the scratch of one op is
-    ``1/G`` of the filter, so int4 filters stop dominating the arena.
-
-    Returns (model bytes, indices of the new CONV_2D ops in the new graph).
-    Filters must still be int8 (call :func:`to_int4` on the returned indices).
-    """
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    m = unpack(model_bytes)
-    sg = m.subgraphs[0]
-    concat_code = None
-    for ci, oc in enumerate(m.operatorCodes):
-        if max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)) == schema.BuiltinOperator.CONCATENATION:
-            concat_code = ci
-    if concat_code is None and groups:
-        oc = schema.OperatorCodeT()
-        oc.builtinCode = oc.deprecatedBuiltinCode = schema.BuiltinOperator.CONCATENATION
-        oc.version = 2
-        m.operatorCodes.append(oc)
-        concat_code = len(m.operatorCodes) - 1
-
-    def new_buffer(data: np.ndarray) -> int:
-        buf = schema.BufferT()
-        buf.data = np.ascontiguousarray(data).view(np.uint8).ravel()
-        m.buffers.append(buf)
-        return len(m.buffers) - 1
-
-    def new_tensor(like, shape, buffer: int, name: str, scale=None, zp=None) -> int:
-        t = copy.deepcopy(like)
-        t.shape = np.array(shape, dtype=np.int32)
-        t.shapeSignature = None
-        t.buffer = buffer
-        t.name = name.encode()
-        if scale is not None:
-            t.quantization.scale = list(scale)
-            t.quantization.zeroPoint = list(zp)
-        sg.tensors.append(t)
-        return len(sg.tensors) - 1
-
-    new_ops, new_conv = [], []
-    for i, op in enumerate(sg.operators):
-        g = groups.get(i, 1)
-        if g <= 1:
-            new_ops.append(op)
-            continue
-        if op_name(m, op) != "CONV_2D":
-            raise DeployError(f"op {i} is {op_name(m, op)}, only CONV_2D can be split into groups")
-        ft = sg.tensors[op.inputs[1]]
-        if ft.type != schema.TensorType.INT8:
-            raise DeployError(f"op {i}: split the int8 filter before re-quantising it")
-        c_out = int(ft.shape[0])
-        if c_out % g:
-            raise DeployError(f"op {i}: {g} groups do not divide {c_out} output channels")
-        cg = c_out // g
-        w = np.asarray(m.buffers[ft.buffer].data, dtype=np.uint8).view(np.int8).reshape(c_out, -1)
-        fs = np.asarray(ft.quantization.scale, dtype=np.float32)
-        fz = np.asarray(ft.quantization.zeroPoint, dtype=np.int64)
-        if fs.size == 1:
-            fs, fz = np.repeat(fs, c_out), np.repeat(fz, c_out)
-        has_bias = len(op.inputs) > 2 and op.inputs[2] >= 0
-        if has_bias:
-            bt = sg.tensors[op.inputs[2]]
-            bias = np.asarray(m.buffers[bt.buffer].data, dtype=np.uint8).view(np.int32)
-            bs = np.asarray(bt.quantization.scale, dtype=np.float32)
-            bz = np.asarray(bt.quantization.zeroPoint, dtype=np.int64)
-        yt = sg.tensors[op.outputs[0]]
-        y_shape = [int(d) for d in yt.shape]
-        base_name = (ft.name.decode() if isinstance(ft.name, bytes) else str(ft.name))
-        outs = []
-        for k in range(g):
-            sl = slice(k * cg, (k + 1) * cg)
-            f_idx = new_tensor(ft, [cg] + [int(d) for d in ft.shape[1:]],
-                               new_buffer(w[sl].copy()), f"{base_name}/g{k}", fs[sl], fz[sl])
-            ins = [op.inputs[0], f_idx]
-            if has_bias:
-                ins.append(new_tensor(bt, [cg], new_buffer(bias[sl].copy()), f"{base_name}/bias_g{k}",
-                                      bs[sl], bz[sl]))
-            o_idx = new_tensor(yt, y_shape[:-1] + [cg], 0, f"{base_name}/out_g{k}")
-            gop = copy.deepcopy(op)
-            gop.inputs, gop.outputs = ins, [o_idx]
-            new_conv.append(len(new_ops))
-            new_ops.append(gop)
-            outs.append(o_idx)
-        cat = schema.OperatorT()
-        cat.opcodeIndex = concat_code
-        cat.inputs, cat.outputs = outs, [op.outputs[0]]
-        cat.builtinOptionsType = schema.BuiltinOptions.ConcatenationOptions
-        cat.builtinOptions = schema.ConcatenationOptionsT()
-        cat.builtinOptions.axis = len(y_shape) - 1
-        new_ops.append(cat)
-    sg.operators = new_ops
-    _prune(m)
-    return pack_model(m), new_conv

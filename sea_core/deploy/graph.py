@@ -1,4 +1,4 @@
-"""TFLite graph inspection and the two int8 runtimes used to verify a deployment.
+"""The ``.tflite`` flatbuffer of a deployment: read, inspect, write back.
 
 * :func:`inspect_model` reads a ``.tflite`` flatbuffer: op list, tensor dtypes,
   MACs per invocation (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED) and the
@@ -6,34 +6,24 @@
 * :func:`assert_full_int8` rejects a model in which any float op or float
   activation survived the conversion (``supported_ops=[TFLITE_BUILTINS_INT8]``
   does not guarantee it, ``../shared/docs/dependencies.md`` section 3).
-* :func:`tflm_interpreter` / :func:`tflm_min_arena` / :func:`tflm_arena_used`
-  drive the TFLite-Micro Python interpreter. It writes its diagnostics (the
-  unsupported op, the arena shortfall, the allocation table) to the C-level
-  stderr only, so file descriptor 2 is captured around every call
-  (:func:`capture_fd2`) and its text is put into the :class:`DeployError`.
-* :func:`litert_reference` runs the same model in the ai-edge-litert interpreter
-  with the reference kernels (``BUILTIN_REF``), which are bit-exact with TFLM.
+* :func:`quantize_input` / :func:`dequantize_output`: float <-> int8 with a tensor's
+  scale and zero point (the host side of every int8 run: verification, evaluation).
+* :func:`unpack` / :func:`pack_model`: the mutable object form used by the graph surgery
+  of :mod:`sea_core.deploy.patch` and :mod:`sea_core.deploy.convert` (int4, groups).
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import re
-import sys
 import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from sea_core.errors import DeployError
-from sea_core.params import QUANT, QuantParams
 
-__all__ = ["ModelInfo", "TensorInfo", "inspect_model", "assert_full_int8", "capture_fd2",
-           "tflm_interpreter", "tflm_invoke", "tflm_min_arena", "tflm_arena_used",
-           "litert_reference", "quantize_input", "dequantize_output", "op_name",
-           "INT8_OK_OPS"]
+__all__ = ["ModelInfo", "TensorInfo", "inspect_model", "assert_full_int8", "quantize_input",
+           "dequantize_output", "op_name", "unpack", "pack_model", "prune", "INT8_OK_OPS"]
 
-_ARENA_RE = re.compile(r"Arena allocation total (\d+) bytes")
 
 INT8_OK_OPS = frozenset({
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D", "AVERAGE_POOL_2D",
@@ -201,7 +191,8 @@ def assert_full_int8(info: ModelInfo, *, where: str = "model") -> None:
 
 # --------------------------------------------------------------------------- quantisation helpers
 def quantize_input(x: np.ndarray, t: TensorInfo) -> np.ndarray:
-    """float -> int8 with the tensor's scale / zero point (round half away, saturate)."""
+    """float -> int8 with the tensor's scale / zero point: round(x / scale) + zero point (numpy rounds
+    half to even), saturated to [-128, 127]."""
     q = np.round(np.asarray(x, dtype=np.float64) / t.scale) + t.zero_point
     return np.clip(q, -128, 127).astype(np.int8)
 
@@ -210,121 +201,43 @@ def dequantize_output(y: np.ndarray, t: TensorInfo) -> np.ndarray:
     return ((np.asarray(y, dtype=np.float32) - t.zero_point) * t.scale).astype(np.float32)
 
 
-# --------------------------------------------------------------------------- fd-2 capture
-class _Captured:
-    text = ""
+# --------------------------------------------------------------------------- flatbuffer writing
+def pack_model(model_t) -> bytes:
+    """Serialise a ModelT and re-align its buffers (16 bytes) with TFLM's own aligner."""
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper as aligner
+
+    b = flatbuffers.Builder(1024)
+    b.Finish(model_t.Pack(b), file_identifier=b"TFL3")
+    raw = bytes(b.Output())
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = os.path.join(d, "in.tflite"), os.path.join(d, "out.tflite")
+        with open(src, "wb") as f:
+            f.write(raw)
+        aligner.align_tflite_model(src, dst)
+        with open(dst, "rb") as f:
+            return f.read()
 
 
-@contextlib.contextmanager
-def capture_fd2():
-    """Capture what C code writes to file descriptor 2 (``with capture_fd2() as c: ...; c.text``)."""
-    out = _Captured()
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield out
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            out.text = tmp.read().decode("utf8", errors="replace")
-
-
-def _tflm_reason(text: str) -> str:
-    lines = [l.strip() for l in text.splitlines() if l.strip()]
-    return " | ".join(lines[-6:]) if lines else "(TFLM printed nothing)"
-
-
-# --------------------------------------------------------------------------- TFLM
-def tflm_interpreter(model_bytes: bytes, arena_size: int):
-    """A TFLM interpreter with ``arena_size`` bytes, or :class:`DeployError` with TFLM's own text."""
-    from tflite_micro.python.tflite_micro import runtime
-
-    with capture_fd2() as cap:
-        try:
-            return runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=int(arena_size))
-        except (RuntimeError, ValueError) as exc:
-            err = exc
-    raise DeployError(f"TFLite-Micro cannot load the model with a {arena_size}-byte arena: "
-                      f"{err}; TFLM says: {_tflm_reason(cap.text)}")
-
-
-def tflm_invoke(interp, x_int8: np.ndarray) -> np.ndarray:
-    """Run one example (batch 1) through a TFLM interpreter; int8 output [1, ...]."""
-    with capture_fd2() as cap:
-        try:
-            interp.set_input(np.ascontiguousarray(x_int8), 0)
-            interp.invoke()
-            return np.array(interp.get_output(0))
-        except (RuntimeError, ValueError) as exc:
-            err = exc
-    raise DeployError(f"TFLite-Micro invoke failed: {err}; TFLM says: {_tflm_reason(cap.text)}")
-
-
-def tflm_arena_used(interp) -> int:
-    """Arena bytes the interpreter allocated, parsed from ``print_allocations()`` on fd 2."""
-    with capture_fd2() as cap:
-        interp.print_allocations()
-    m = _ARENA_RE.search(cap.text)
-    if not m:
-        raise DeployError(f"no 'Arena allocation total' in TFLM print_allocations output: "
-                          f"{_tflm_reason(cap.text)}")
-    return int(m.group(1))
-
-
-def _loads(model_bytes: bytes, arena: int) -> bool:
-    try:
-        tflm_interpreter(model_bytes, arena)
-        return True
-    except DeployError:
-        return False
-
-
-def tflm_min_arena(model_bytes: bytes, q: QuantParams = QUANT, *, granularity: int = 16) -> int:
-    """Smallest arena (to ``granularity`` bytes) with which TFLM allocates the model (bisection).
-
-    Raises
-    ------
-    DeployError
-        Even ``q.max_arena_bytes`` is not enough, or TFLM rejects the model for
-        another reason (unsupported op: TFLM's own message is included).
-    """
-    hi = int(q.max_arena_bytes)
-    tflm_interpreter(model_bytes, hi)      # raises with TFLM's reason (e.g. unsupported op)
-    lo = 0
-    while hi - lo > granularity:
-        mid = (lo + hi) // 2
-        mid -= mid % granularity
-        if mid <= lo:
-            break
-        if _loads(model_bytes, mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
-
-
-# --------------------------------------------------------------------------- TFLite reference
-def litert_reference(model_bytes: bytes):
-    """ai-edge-litert interpreter with the reference kernels (bit-exact with TFLM)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    interp = Interpreter(model_content=bytes(model_bytes),
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    interp.allocate_tensors()
-    return interp
-
-
-def litert_run(interp, x_int8: np.ndarray) -> np.ndarray:
-    """Run a batch [N, ...] of int8 examples one by one (the model has batch 1)."""
-    i_det = interp.get_input_details()[0]
-    o_det = interp.get_output_details()[0]
-    out = []
-    for x in x_int8:
-        interp.set_tensor(i_det["index"], np.ascontiguousarray(x[None]))
-        interp.invoke()
-        out.append(np.array(interp.get_tensor(o_det["index"]))[0])
-    return np.stack(out)
+def prune(model_t) -> None:
+    """Drop tensors and buffers no operator references; remap indices."""
+    sg = model_t.subgraphs[0]
+    used = set(sg.inputs) | set(sg.outputs)
+    for op in sg.operators:
+        used |= {i for i in op.inputs if i >= 0} | {i for i in op.outputs if i >= 0}
+    keep = sorted(used)
+    remap = {old: new for new, old in enumerate(keep)}
+    sg.tensors = [sg.tensors[i] for i in keep]
+    sg.inputs = [remap[i] for i in sg.inputs]
+    sg.outputs = [remap[i] for i in sg.outputs]
+    for op in sg.operators:
+        op.inputs = [remap[i] if i >= 0 else i for i in op.inputs]
+        op.outputs = [remap[i] for i in op.outputs]
+        op.intermediates = None
+    bufs = sorted({0} | {t.buffer for t in sg.tensors})
+    bremap = {old: new for new, old in enumerate(bufs)}
+    model_t.buffers = [model_t.buffers[i] for i in bufs]
+    for t in sg.tensors:
+        t.buffer = bremap[t.buffer]
+    model_t.metadata = None
+    model_t.signatureDefs = None
