@@ -11,6 +11,7 @@ no weights are downloaded except through the package registry (bug 5);
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import math
 import os
@@ -21,15 +22,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from sea_core import storage
 from sea_core.errors import ModelNotFoundError, ParameterError, SeaError
-from sea_core.params import API, SPARSE_L3_SPARSITIES, STUDENT_EMB_DIMS, STUDENT_MEL64
+from sea_core.params import (API, SPARSE_L3_SPARSITIES, STUDENT_EMB_DIMS, STUDENT_MEL64,
+                             TEACHER_NAMES)
 
 __all__ = ["Embedder", "load_embedder", "get_embedding", "process_file", "process_files", "main"]
 
 log = logging.getLogger(__name__)
-
-TEACHER_NAMES = ("aisfx", "l3", "l3-random")
-
 
 @dataclass
 class Embedder:
@@ -127,7 +127,8 @@ def load_embedder(*, model_type: str = API.default_model_type, emb_dim: int = AP
         No registered student for ``emb_dim``, unknown store id, or missing
         teacher weights; the message says how to get them.
     """
-    from sea_core.models.teachers import Teacher, get_teacher
+    from sea_core.models.teacher_base import Teacher
+    from sea_core.models.teachers import get_teacher
 
     batch_size = _check_batch_size(batch_size)
     if model is not None:
@@ -418,10 +419,9 @@ def _run_files(filepaths, embedder: Embedder, *, output_dir, suffix, hop_size: f
             written.append(None)
             continue
         out = _output_path(str(path), output_dir, suffix)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.stem}.tmp.npz")
-        np.savez(tmp, embedding=emb, timestamps=ts, model_id=np.array(embedder.model_id))
-        os.replace(tmp, out)
+        buf = io.BytesIO()
+        np.savez(buf, embedding=emb, timestamps=ts, model_id=np.array(embedder.model_id))
+        storage.publish_bytes(out, buf.getvalue())
         written.append(out)
     return written, errors
 

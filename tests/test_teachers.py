@@ -15,6 +15,7 @@ from conftest import AISFX_GOLDEN, SEA64_H5, SHARED_MODELS, need_shared
 from sea_core.errors import ModelNotFoundError, ParameterError, WeightsError
 from sea_core.models import aisfx, l3
 from sea_core.models.teachers import get_teacher
+from sea_core.models.torch_checkpoint import read_torch_checkpoint
 from sea_core.params import AISFX_WEIGHTS, L3_MEL256, STUDENT_MEL64, KapreMelParams
 
 AISFX_REF_NPZ = SHARED_MODELS / "aisfx_teacher_512.npz"
@@ -172,9 +173,9 @@ def test_restricted_unpickler_refuses_other_globals(tmp_path):
     with zipfile.ZipFile(pth, "w") as zf:
         zf.writestr("archive/data.pkl", evil)
     with pytest.raises(WeightsError, match="os.system"):
-        aisfx.read_torch_checkpoint(pth)
+        read_torch_checkpoint(pth)
     with pytest.raises(WeightsError, match="not a torch zip"):
-        aisfx.read_torch_checkpoint(_write(tmp_path / "x.pth", b"nope"))
+        read_torch_checkpoint(_write(tmp_path / "x.pth", b"nope"))
 
 
 def _write(path: Path, data: bytes) -> Path:
