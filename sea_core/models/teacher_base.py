@@ -17,7 +17,7 @@ import numpy as np
 from sea_core.errors import ParameterError
 from sea_core.params import TEACHER_BATCH_SIZE, TeacherSpec
 
-__all__ = ["Teacher", "clear_model_cache"]
+__all__ = ["Teacher", "clear_model_cache", "check_batch_size"]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class Teacher:
         self.spec = spec
         self.teacher_id = str(teacher_id)
         self.is_random = bool(is_random)
-        self.batch_size = _check_batch_size(batch_size)
+        self.batch_size = check_batch_size(batch_size)
         self.precision = resolve_precision(precision)
         self._model = None
         self._infer = None
@@ -102,7 +102,7 @@ class Teacher:
         ParameterError
             Wrong shape, non-float or non-finite input, bad batch size.
         """
-        bs = self.batch_size if batch_size is None else _check_batch_size(batch_size)
+        bs = self.batch_size if batch_size is None else check_batch_size(batch_size)
         x = np.asarray(windows)
         if x.ndim != 2 or x.shape[1] != self.spec.window_samples:
             raise ParameterError(f"{self.teacher_id}: windows must have shape "
@@ -160,7 +160,8 @@ def _cpu_line() -> str:
     return describe_cpu()
 
 
-def _check_batch_size(batch_size) -> int:
+def check_batch_size(batch_size) -> int:
+    """``batch_size`` as an int, or ParameterError unless it is a positive int (not a bool)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ParameterError(f"batch_size must be a positive int, got {batch_size!r}")
     return int(batch_size)
