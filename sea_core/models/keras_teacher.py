@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sea_core.errors import ModelError, ModelNotFoundError, ParameterError, WeightsError
 from sea_core.models.teacher_base import Teacher
-from sea_core.params import (AISFX_FRONTEND, L3_MEL256, L3_TEACHER, STUDENT_MEL64,
-                             TEACHER_BATCH_SIZE, TeacherSpec)
+from sea_core.params import (AISFX_FRONTEND, L3_MEL256, STUDENT_EMB_DIMS, STUDENT_MEL64,
+                             TEACHER_BATCH_SIZE, TEACHERS, StudentSpec, TeacherSpec)
 from sea_core.storage import sha256_file
 
 __all__ = ["KerasFileTeacher", "FRONTENDS"]
@@ -19,10 +19,12 @@ FRONTENDS = ("none", "l3", "aisfx", "student")
 
 
 _FRONTEND_SPECS = {
-    "l3": (L3_MEL256.sample_rate, L3_TEACHER.window_samples),
-    "aisfx": (AISFX_FRONTEND.sample_rate, AISFX_FRONTEND.window_samples),
-    "student": (STUDENT_MEL64.sample_rate, STUDENT_MEL64.sample_rate),
+    "l3": (TEACHERS["l3"].sample_rate, TEACHERS["l3"].window_samples),
+    "aisfx": (TEACHERS["aisfx"].sample_rate, TEACHERS["aisfx"].window_samples),
+    "student": (STUDENT_MEL64.sample_rate, StudentSpec(emb_dim=STUDENT_EMB_DIMS[-1]).window_samples),
 }
+"""(sample rate, window samples) a user's model behind each front-end takes: the registry's
+teacher windows, and the student's default 1 s at 8 kHz."""
 
 
 def _frontend_output_shape(name: str, window_samples: int) -> tuple[int, ...]:
