@@ -22,11 +22,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from sea_core import storage
 from sea_core.errors import ModelNotFoundError, ParameterError, SeaError
 from sea_core.models.teacher_base import Teacher, check_batch_size
 from sea_core.params import (API, SPARSE_L3_SPARSITIES, STUDENT_EMB_DIMS, STUDENT_MEL64,
                              TEACHER_NAMES)
+from sea_core.storage import publish_bytes
 
 __all__ = ["Embedder", "load_embedder", "get_embedding", "process_file", "process_files", "main"]
 
@@ -415,7 +415,7 @@ def _run_files(filepaths, embedder: Embedder, *, output_dir, suffix, hop_size: f
         out = _output_path(str(path), output_dir, suffix)
         buf = io.BytesIO()
         np.savez(buf, embedding=emb, timestamps=ts, model_id=np.array(embedder.model_id))
-        storage.publish_bytes(out, buf.getvalue())
+        publish_bytes(out, buf.getvalue())
         written.append(out)
     return written, errors
 
