@@ -1,8 +1,8 @@
 """Every constant of the system, in one place.
 
 Frozen, keyword-only dataclasses grouped by role (front-ends, networks,
-teachers - the one teacher registry ``TEACHERS`` -, SPL/relevance, sampling,
-training, deployment). Derived sizes are properties, never typed in by hand.
+teachers, SPL/relevance, sampling, training, deployment); the one teacher
+registry is ``TEACHERS``. Derived sizes are properties, never typed in by hand.
 Library code receives these objects as arguments; nothing else in the project
 hard-codes a sample rate, FFT size or budget.
 
