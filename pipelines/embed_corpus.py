@@ -55,8 +55,9 @@ from pipelines.transforms.write import (MANIFEST_NAME, SUCCESS_NAME, SUMMARY_NAM
                                         WritePartitions, read_table_or_none, remove_file,
                                         remove_temp_files)
 from sea_core.errors import AudioError, DataError, ParameterError
-from sea_core.params import (AISFX_FRONTEND, AISFX_WINDOWS, AUDIO_LIMITS, DISTILL_TEACHER_WINDOW,
-                             LISTING, RELEVANCE, SPL, STUDENT_MEL64, teacher_window_name)
+from sea_core.params import (AUDIO_LIMITS, DISTILL_TEACHER_WINDOW, LISTING, RELEVANCE, SPL,
+                             STUDENT_MEL64, TEACHER_NAMES, RelevanceParams, check_teacher_window,
+                             teacher_window_name)
 from sea_core.precision import cpu_bf16_flags, describe_cpu
 from sea_core.schema import DEAD_LETTER_SCHEMA_VERSION, FRAMES_SCHEMA_VERSION
 
@@ -146,7 +147,7 @@ def _absolute(uri: str | None) -> str | None:
 
 def config_from_options(options: PipelineOptions) -> EmbedConfig:
     o = options.view_as(EmbedOptions)
-    teacher = o.teacher if o.teacher in ("aisfx", "l3", "l3-random") else _absolute(o.teacher)
+    teacher = o.teacher if o.teacher in TEACHER_NAMES else _absolute(o.teacher)
     return EmbedConfig(input=_absolute(o.input), output=_absolute(o.output), teacher=teacher,
                        teacher_options=_parse_teacher_opts(o.teacher_opt),
                        batch_size=o.batch_size, hop_seconds=o.hop_seconds,
@@ -182,6 +183,8 @@ class _Resolved:
     spl: SplConfig
     teacher: TeacherConfig
     layout: OutputLayout
+    relevance: RelevanceParams = RELEVANCE
+    """Time zone of the local days, relevance bins (not framing: used to name partitions)."""
     recorded_precision: str | None = None
     """What the output records when an --incremental run mixed precisions (e.g. 'bf16+fp32')."""
 
@@ -193,8 +196,8 @@ class _Resolved:
                 "center": f.center, "student_sample_rate": f.student_sr,
                 "student_window_samples": f.student_window, "batch_size": cfg.batch_size,
                 "spl_sidecar": bool(cfg.spl_sidecar), "require_sidecar": cfg.require_sidecar,
-                "calibration_db": self.spl.calibration_db, "timezone": f.relevance.timezone,
-                "bin_hours": f.relevance.bin_hours, "per_sensor": f.relevance.per_sensor,
+                "calibration_db": self.spl.calibration_db, "timezone": self.relevance.timezone,
+                "bin_hours": self.relevance.bin_hours, "per_sensor": self.relevance.per_sensor,
                 "teacher_precision": self.recorded_precision or self.precision,
                 "frames_schema_version": FRAMES_SCHEMA_VERSION,
                 "dead_letter_schema_version": DEAD_LETTER_SCHEMA_VERSION,
@@ -208,19 +211,20 @@ def _resolve(cfg: EmbedConfig) -> _Resolved:
     from sea_core.sensors import embed_calibration
 
     options = _teacher_options(cfg)
-    # config only: no network yet; 'auto' is resolved here, on the machine that launches the run,
-    # and every worker then uses that precision
+    # The network is not built here (it is built once per worker), but creating the teacher
+    # resolves its weights: aisfx downloads and converts them on first use (`pip download`,
+    # cached), L3 / a Keras file are hashed for the teacher id. 'auto' precision is resolved
+    # here, on the machine that launches the run, and every worker then uses that precision.
     teacher = get_teacher(cfg.teacher, precision=cfg.teacher_precision, **dict(options))
     spec = teacher.spec
-    if cfg.teacher != "aisfx" and cfg.teacher_window is not None and \
-            abs(AISFX_WINDOWS[teacher_window_name(cfg.teacher_window)] / AISFX_FRONTEND.sample_rate
-                - spec.window_seconds) > 1e-3:
-        raise ParameterError(f"--teacher-window {cfg.teacher_window}: teacher {cfg.teacher!r} takes "
-                             f"{spec.window_seconds:g}-s windows only")
+    if cfg.teacher != "aisfx" and cfg.teacher_window is not None:
+        try:
+            check_teacher_window(spec, cfg.teacher_window, cfg.teacher)
+        except ParameterError as exc:
+            raise ParameterError(f"--teacher-window {cfg.teacher_window}: {exc}") from None
     hop = float(cfg.hop_seconds if cfg.hop_seconds is not None else spec.corpus_hop_seconds)
-    framing = FramingConfig(teacher_sr=spec.sample_rate, teacher_window=spec.window_samples,
-                            hop_seconds=hop, student_sr=STUDENT_MEL64.sample_rate,
-                            relevance=RELEVANCE, max_seconds=float(cfg.max_seconds))
+    framing = FramingConfig(teacher=spec, hop_seconds=hop, student_sr=STUDENT_MEL64.sample_rate,
+                            max_seconds=float(cfg.max_seconds))
     spl = SplConfig(teacher_sr=spec.sample_rate, window_seconds=framing.window_seconds,
                     sidecar_dir=cfg.spl_sidecar, require_sidecar=cfg.require_sidecar,
                     calibration_db=SPL.calibration_db,
@@ -300,7 +304,7 @@ def plan(cfg: EmbedConfig, resolved: _Resolved | None = None, *, runner=None,
     listed = list_inputs_in_beam(cfg.input, staging=staging, runner=runner, options=options)
     run_plan = plan_run(listed, previous, incremental=cfg.incremental,
                         keys_on_disk=resolved.layout.frames_keys_on_disk(),
-                        params=resolved.framing.relevance)
+                        params=resolved.relevance)
     if run_plan.incremental:
         check_removals(len(run_plan.removed), len(previous), allow=cfg.allow_removals,
                        where=cfg.input)
@@ -346,14 +350,14 @@ def build(p: beam.Pipeline, cfg: EmbedConfig, *, run_plan: Plan | None = None,
     stage_units(units, units_url)
     return (p
             | "ListInputs" >> ListInputs(units_url)
-            | "DecodeAndFrame" >> DecodeAndFrame(resolved.framing)
+            | "DecodeAndFrame" >> DecodeAndFrame(resolved.framing, resolved.relevance)
             | "ComputeSpl" >> ComputeSpl(resolved.spl)
             | "TeacherInference" >> TeacherInference(resolved.teacher)
             | "GroupByPartition" >> GroupByPartition()
             | "ScoreRelevance" >> ScoreRelevance(ScoreConfig(layout=resolved.layout,
                                                              teacher_id=resolved.teacher_id,
                                                              teacher_precision=resolved.precision,
-                                                             relevance=resolved.framing.relevance))
+                                                             relevance=resolved.relevance))
             | "WritePartitions" >> WritePartitions(resolved.layout))
 
 

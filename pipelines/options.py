@@ -13,6 +13,8 @@ import argparse
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from sea_core.params import DEFAULT_TEACHER, TEACHER_BATCH_SIZE, TEACHER_NAMES
+
 __all__ = ["EmbedOptions", "add_embed_arguments"]
 
 
@@ -31,8 +33,9 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     _add(parser, "--output", dest="output", default=None,
          help="output directory (any fsspec URL): frames/, dead_letter/, manifest.parquet, "
               "run_summary.json, _SUCCESS")
-    _add(parser, "--teacher", dest="teacher", default="aisfx",
-         help="teacher: aisfx (default) | l3 | l3-random | path to a .keras/.h5/SavedModel")
+    _add(parser, "--teacher", dest="teacher", default=DEFAULT_TEACHER,
+         help=f"teacher: {' | '.join(TEACHER_NAMES)} | path to a .keras/.h5/SavedModel "
+              f"(default {DEFAULT_TEACHER})")
     _add(parser, "--teacher-opt", "--teacher_opt", dest="teacher_opt", action="append",
          default=None, metavar="KEY=VALUE",
          help="get_teacher option, repeatable (e.g. seed=0, weights=PATH, frontend=none, "
@@ -46,7 +49,8 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
          dest="allow_mixed_precision", action="store_true", default=False,
          help="let --incremental add rows of another teacher precision to an existing output "
               "(refused by default)")
-    _add(parser, "--batch-size", "--batch_size", dest="batch_size", type=int, default=32,
+    _add(parser, "--batch-size", "--batch_size", dest="batch_size", type=int,
+         default=TEACHER_BATCH_SIZE,
          help="windows per teacher forward pass (every pass is exactly this size)")
     _add(parser, "--teacher-window", "--teacher_window", dest="teacher_window", default=None,
          help="aisfx analysis window: 1s (default: the students' 1 s of 8-kHz audio, 64 x 50 "

@@ -25,7 +25,7 @@ import os
 from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions,
                                                   PortableOptions, StandardOptions)
 
-__all__ = ["select_runner", "runner_label", "DASK_RUNNER", "DEFAULT_LOCAL_MODE"]
+__all__ = ["select_runner", "DASK_RUNNER", "DEFAULT_LOCAL_MODE"]
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,3 @@ def select_runner(options: PipelineOptions):
         return name, f"PortableRunner({port.environment_type or 'DOCKER'}, "\
                      f"{port.job_endpoint or 'embed'})"
     return name, name.rsplit(".", 1)[-1]
-
-
-def runner_label(options: PipelineOptions) -> str:
-    return select_runner(options)[1]

@@ -11,6 +11,7 @@ no weights are downloaded except through the package registry (bug 5);
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import math
 import os
@@ -22,14 +23,14 @@ from typing import Any, Callable
 import numpy as np
 
 from sea_core.errors import ModelNotFoundError, ParameterError, SeaError
-from sea_core.params import API, SPARSE_L3_SPARSITIES, STUDENT_EMB_DIMS, STUDENT_MEL64
+from sea_core.models.teacher_base import Teacher, check_batch_size
+from sea_core.params import (API, SPARSE_L3_SPARSITIES, STUDENT_EMB_DIMS, STUDENT_MEL64,
+                             TEACHER_NAMES)
+from sea_core.storage import publish_bytes
 
 __all__ = ["Embedder", "load_embedder", "get_embedding", "process_file", "process_files", "main"]
 
 log = logging.getLogger(__name__)
-
-TEACHER_NAMES = ("aisfx", "l3", "l3-random")
-
 
 @dataclass
 class Embedder:
@@ -42,12 +43,6 @@ class Embedder:
     embed: Callable[[np.ndarray], np.ndarray]
     """windows [N, window_samples] float32 -> [N, emb_dim] float32"""
     is_random: bool = False
-
-
-def _check_batch_size(batch_size) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ParameterError(f"batch_size must be a positive int, got {batch_size!r}")
-    return int(batch_size)
 
 
 def _keras_embedder(model, model_id: str, batch_size: int) -> Embedder:
@@ -127,9 +122,9 @@ def load_embedder(*, model_type: str = API.default_model_type, emb_dim: int = AP
         No registered student for ``emb_dim``, unknown store id, or missing
         teacher weights; the message says how to get them.
     """
-    from sea_core.models.teachers import Teacher, get_teacher
+    from sea_core.models.teachers import get_teacher
 
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_batch_size(batch_size)
     if model is not None:
         if isinstance(model, Embedder):
             return model
@@ -218,7 +213,7 @@ def _check_options(*, hop_size, center, batch_size=API.default_batch_size,
     string must not silently mean True).
     """
     _check_bool(verbose, "verbose")
-    return _check_hop(hop_size), _check_bool(center, "center"), _check_batch_size(batch_size)
+    return _check_hop(hop_size), _check_bool(center, "center"), check_batch_size(batch_size)
 
 
 def _as_float_audio(arr: np.ndarray, uri: str) -> np.ndarray:
@@ -418,10 +413,9 @@ def _run_files(filepaths, embedder: Embedder, *, output_dir, suffix, hop_size: f
             written.append(None)
             continue
         out = _output_path(str(path), output_dir, suffix)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.stem}.tmp.npz")
-        np.savez(tmp, embedding=emb, timestamps=ts, model_id=np.array(embedder.model_id))
-        os.replace(tmp, out)
+        buf = io.BytesIO()
+        np.savez(buf, embedding=emb, timestamps=ts, model_id=np.array(embedder.model_id))
+        publish_bytes(out, buf.getvalue())
         written.append(out)
     return written, errors
 
@@ -477,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     hop = _check_hop(args.hop_size)
-    _check_batch_size(args.batch_size)
+    check_batch_size(args.batch_size)
     _check_output_dir(args.output_dir)
     inputs = expand_inputs(args.inputs)
     embedder = load_embedder(model_type=args.model_type, emb_dim=args.emb_dim, model=args.model,

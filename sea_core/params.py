@@ -1,10 +1,10 @@
 """Every constant of the system, in one place.
 
 Frozen, keyword-only dataclasses grouped by role (front-ends, networks,
-framing, SPL/relevance, sampling, training, deployment). Derived sizes are
-properties, never typed in by hand. Library code receives these objects as
-arguments; nothing else in the project hard-codes a sample rate, FFT size or
-budget.
+teachers, SPL/relevance, sampling, training, deployment); the one teacher
+registry is ``TEACHERS``. Derived sizes are properties, never typed in by hand.
+Library code receives these objects as arguments; nothing else in the project
+hard-codes a sample rate, FFT size or budget.
 
 Sources: ``../shared/docs/reference.md`` (the authors' code, sections in
 brackets below) and ``../shared/models/AISFX.md``.
@@ -15,19 +15,23 @@ import math
 from dataclasses import dataclass, field
 
 __all__ = [
-    "KapreMelParams", "AisfxFrontendParams", "FramingParams",
-    "L3_MEL256", "STUDENT_MEL64", "AISFX_FRONTEND",
+    "KapreMelParams", "AisfxFrontendParams", "L3_MEL256", "STUDENT_MEL64", "AISFX_FRONTEND",
     "ConvNetParams", "L3_NET", "AISFX_NET", "STUDENT_FILTERS", "STUDENT_EMB_DIMS",
-    "TeacherSpec", "L3_TEACHER", "AISFX_TEACHER", "AISFX_TEACHER_1S", "TEACHERS", "AISFX_WINDOWS",
+    "STUDENT_PARAM_COUNTS", "TeacherSpec", "L3_TEACHER", "AISFX_TEACHER", "AISFX_TEACHER_1S",
+    "TEACHERS", "AISFX_WINDOWS",
     "DISTILL_TEACHER_WINDOW", "AISFX_NATIVE_WINDOW", "teacher_window_name", "aisfx_teacher_spec",
-    "teacher_spec",
-    "AisfxWeightsSource", "AISFX_WEIGHTS", "OpenL3WeightsSource", "OPENL3_WEIGHTS",
-    "StudentSpec", "student_spec",
-    "SplParams", "SPL", "RelevanceParams", "RELEVANCE",
-    "SamplingParams", "SAMPLING", "ReductionParams", "REDUCTION", "TrainParams", "TRAIN",
-    "BoardBudget", "BOARDS", "DEFAULT_BOARD", "QuantParams", "QUANT",
-    "DownstreamParams", "DOWNSTREAM", "DOWNSTREAM_QUICK", "SynthParams", "SYNTH",
-    "SONYC_COARSE_CLASSES", "SPARSE_L3_SPARSITIES", "API", "ApiParams", "INT16_SCALE",
+    "teacher_spec", "TEACHER_NAMES", "DEFAULT_TEACHER", "TEACHER_BATCH_SIZE", "TEACHER_OPTIONS",
+    "TEACHER_WINDOW_TOLERANCE_SECONDS", "check_teacher_window", "AisfxWeightsSource",
+    "AISFX_WEIGHTS", "OpenL3WeightsSource", "OPENL3_WEIGHTS", "StudentSpec", "student_spec",
+    "SplParams", "SPL", "RelevanceParams", "RELEVANCE", "SamplingParams", "SAMPLING",
+    "ReductionParams", "REDUCTION", "TrainParams", "TRAIN", "BoardBudget", "BOARDS",
+    "DEFAULT_BOARD", "QuantParams", "QUANT", "DownstreamParams", "DOWNSTREAM", "DOWNSTREAM_QUICK",
+    "SynthParams", "SYNTH", "SONYC_COARSE_CLASSES", "SPARSE_L3_SPARSITIES", "API", "ApiParams",
+    "INT16_SCALE", "AudioLimitsParams", "AUDIO_LIMITS", "ListingParams", "LISTING", "AudioIOParams",
+    "AUDIO_IO", "AWeightingParams", "A_WEIGHTING", "SidecarParams", "SIDECAR", "CapacityParams",
+    "CAPACITY", "TrainingSetParams", "TRAINING_SET", "RunParams", "RUN", "ExperimentParams",
+    "EXPERIMENT", "ReportParams", "REPORT", "SensorParams",
+    "SENSORS",
 ]
 
 
@@ -126,25 +130,6 @@ class AisfxFrontendParams:
 AISFX_FRONTEND = AisfxFrontendParams()
 
 
-@dataclass(frozen=True, kw_only=True)
-class FramingParams:
-    """How long audio is cut into analysis windows (one function does it everywhere)."""
-
-    sample_rate: int
-    window_samples: int
-    hop_seconds: float
-    center: bool = True
-    """Prepend ``window_samples // 2`` zeros (edgel3 / openl3 centring)."""
-
-    @property
-    def hop_samples(self) -> int:
-        return int(self.hop_seconds * self.sample_rate)
-
-    @property
-    def window_seconds(self) -> float:
-        return self.window_samples / self.sample_rate
-
-
 # --------------------------------------------------------------------------- networks
 @dataclass(frozen=True, kw_only=True)
 class ConvNetParams:
@@ -202,14 +187,19 @@ class TeacherSpec:
     block_frames: int | None = None
     """aisfx only: network input block length in frames (derived from ``window_samples``);
     part of the teacher id, so frames made with different blocks are never mixed."""
-    api_hop_seconds: float = 0.1
-    """Default hop of ``get_embedding`` (edgel3)."""
     corpus_hop_seconds: float = 0.5
-    """Default hop of the upstream corpus pipeline."""
+    """Default hop of the upstream corpus pipeline (``sea pipeline embed --hop-seconds``).
+    The API's hop is ``API.default_hop_seconds``; the downstream evaluation's is
+    ``DOWNSTREAM.eval_hop_seconds``."""
 
     @property
     def window_seconds(self) -> float:
+        """Derived from ``window_samples`` (the stored length)."""
         return self.window_samples / self.sample_rate
+
+    def window_samples_at(self, sample_rate: int) -> int:
+        """The same window length in samples at another rate (the 8-kHz student windows)."""
+        return int(round(self.window_samples / self.sample_rate * sample_rate))
 
 
 L3_TEACHER = TeacherSpec(name="l3", sample_rate=48_000, window_samples=48_000, emb_dim=512,
@@ -260,20 +250,49 @@ AISFX_TEACHER = aisfx_teacher_spec(AISFX_NATIVE_WINDOW)
 AISFX_TEACHER_1S = aisfx_teacher_spec("1s")
 """aisfx on 1-s windows (44,100 samples -> 45 frames): the distillation default."""
 
-TEACHERS = {"l3": L3_TEACHER, "l3-random": L3_TEACHER, "aisfx": AISFX_TEACHER}
+# --------------------------------------------------------------------------- the teacher registry
+TEACHERS: dict[str, TeacherSpec] = {"aisfx": AISFX_TEACHER, "l3": L3_TEACHER,
+                                    "l3-random": L3_TEACHER}
+"""THE registry of named teachers -> their spec at the default window (sample rate, window in
+samples with seconds derived, corpus hop, embedding dim). The CLI choices, the API's model
+types, the pipelines and ``get_teacher`` all read it; anything else is a model path."""
+TEACHER_NAMES: tuple[str, ...] = tuple(TEACHERS)
+"""``('aisfx', 'l3', 'l3-random')``: the names ``--teacher`` / ``model_type`` accept."""
+DEFAULT_TEACHER = "aisfx"
+"""Teacher of ``sea run`` / ``sea pipeline embed`` when none is given."""
+TEACHER_BATCH_SIZE = 32
+"""Windows per teacher forward pass (``Teacher.embed``, ``sea pipeline embed --batch-size``)."""
+TEACHER_OPTIONS: dict[str, frozenset[str]] = {
+    "aisfx": frozenset({"weights", "batch_size", "window", "precision"}),
+    "l3": frozenset({"weights", "content_type", "batch_size", "precision"}),
+    "l3-random": frozenset({"seed", "batch_size", "precision"}),
+}
+"""The keyword options ``get_teacher(name, **options)`` accepts for each named teacher."""
+TEACHER_WINDOW_TOLERANCE_SECONDS = 1e-3
+"""A named window fits a teacher whose window is this close in duration."""
 
 
 def teacher_spec(name: str, window: str | None = None) -> TeacherSpec:
     """The spec of a named teacher at ``window`` (aisfx only; L3 takes 1-s windows only)."""
-    from sea_core.errors import ParameterError
     if name == "aisfx":
         return aisfx_teacher_spec(window or AISFX_NATIVE_WINDOW)
     spec = TEACHERS[name]
-    if window is not None and AISFX_WINDOWS[teacher_window_name(window)] / AISFX_FRONTEND.sample_rate \
-            != spec.window_seconds:
-        raise ParameterError(f"teacher {name!r} takes {spec.window_seconds:g}-s windows only, "
-                             f"not {window!r}")
+    if window is not None:
+        check_teacher_window(spec, window, name)
     return spec
+
+
+def check_teacher_window(spec: TeacherSpec, window, name: str | None = None) -> None:
+    """ParameterError unless the named ``window`` (``AISFX_WINDOWS``) has ``spec``'s duration.
+
+    For teachers other than aisfx, whose window is fixed: ``--teacher-window`` may only
+    restate it.
+    """
+    from sea_core.errors import ParameterError
+    named = AISFX_WINDOWS[teacher_window_name(window)] / AISFX_FRONTEND.sample_rate
+    if abs(named - spec.window_seconds) > TEACHER_WINDOW_TOLERANCE_SECONDS:
+        raise ParameterError(f"teacher {name or spec.name!r} takes {spec.window_seconds:g}-s "
+                             f"windows only, not {window!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -386,7 +405,6 @@ RELEVANCE = RelevanceParams()
 class SamplingParams:
     """Informed sampling of the PCA fitting set [ref (e)]."""
 
-    n_sensors_reference: int = 15
     dpp_diag: float = 0.1
     """L = diag(q) S diag(q) + dpp_diag * I."""
     dpp_seed: int = 20180123
@@ -624,8 +642,7 @@ class ApiParams:
     default_batch_size: int = 64
     sea_home_env: str = "SEA_HOME"
     sea_home_default: str = "~/.cache/sea"
-    valid_model_types: tuple[str, ...] = field(
-        default=("sea", "sparse", "aisfx", "l3", "l3-random"))
+    valid_model_types: tuple[str, ...] = field(default=("sea", "sparse", *TEACHER_NAMES))
     max_frames_bytes: int = 4 << 30
     """get_embedding refuses a hop that would cut more than this many bytes of float32
     windows (``hop_size=1e-7`` would otherwise ask for TiB)."""
@@ -635,6 +652,11 @@ API = ApiParams()
 
 
 # --------------------------------------------------------------------------- audio I/O and SPL details
+INT16_SCALE = 32768.0
+"""int16 PCM <-> float audio as soundfile decodes it: ``float = int16 / INT16_SCALE``;
+``int16 = clip(round(float * INT16_SCALE), -32768, 32767)`` (the stored 8-kHz student audio)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class AudioIOParams:
     """Reading, downmixing and resampling audio (``sea_core/audio/io.py``)."""
@@ -649,9 +671,6 @@ class AudioIOParams:
 
 
 AUDIO_IO = AudioIOParams()
-
-INT16_SCALE = 32768.0
-"""int16 PCM <-> float: ``x_float = x_int16 / INT16_SCALE`` (as soundfile decodes int16)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -713,9 +732,6 @@ class SidecarParams:
 
 SIDECAR = SidecarParams()
 
-__all__ += ["AudioLimitsParams", "AUDIO_LIMITS", "ListingParams", "LISTING",
-            "AudioIOParams", "AUDIO_IO", "AWeightingParams", "A_WEIGHTING",
-            "SidecarParams", "SIDECAR"]
 
 
 # --------------------------------------------------------------------------- capacity model (`sea plan`)
@@ -766,7 +782,6 @@ class CapacityParams:
 
 CAPACITY = CapacityParams()
 
-__all__ += ["CapacityParams", "CAPACITY"]
 
 
 # --------------------------------------------------------------------------- training sets
@@ -784,7 +799,6 @@ class TrainingSetParams:
 
 
 TRAINING_SET = TrainingSetParams()
-__all__ += ["TrainingSetParams", "TRAINING_SET"]
 
 
 # --------------------------------------------------------------------------- end-to-end run
@@ -792,7 +806,7 @@ __all__ += ["TrainingSetParams", "TRAINING_SET"]
 class RunParams:
     """Defaults of ``sea run`` / ``make demo`` (sized to finish in <= 15 min on 2 cores)."""
 
-    teacher: str = "aisfx"
+    teacher: str = DEFAULT_TEACHER
     teacher_window: str = DISTILL_TEACHER_WINDOW
     """aisfx analysis window (``AISFX_WINDOWS``); students take the same seconds at 8 kHz."""
     teacher_precision: str = "auto"
@@ -821,7 +835,6 @@ class RunParams:
 
 
 RUN = RunParams()
-__all__ += ["RunParams", "RUN"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -847,7 +860,6 @@ class ExperimentParams:
 
 
 EXPERIMENT = ExperimentParams()
-__all__ += ["ExperimentParams", "EXPERIMENT"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -861,7 +873,6 @@ class ReportParams:
 
 
 REPORT = ReportParams()
-__all__ += ["ReportParams", "REPORT"]
 
 
 # --------------------------------------------------------------------------- sensors (issue 18)
@@ -889,4 +900,3 @@ class SensorParams:
 
 
 SENSORS = SensorParams()
-__all__ += ["SensorParams", "SENSORS"]

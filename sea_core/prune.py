@@ -24,7 +24,6 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from sea_core.errors import DataError, ParameterError
+from sea_core.params import TEACHER_BATCH_SIZE, TEACHER_NAMES
 
 __all__ = ["teacher_windows_from_frames", "distill_sparse", "prune_teacher", "register_sparse",
            "load_sparse_teacher", "RETRAIN", "main"]
@@ -148,7 +148,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.sum(a[ok] * b[ok], axis=1) / (na[ok] * nb[ok]))) if ok.any() else 0.0
 
 
-def _predict(model, x: np.ndarray, batch: int = 32) -> np.ndarray:
+def _predict(model, x: np.ndarray, batch: int = TEACHER_BATCH_SIZE) -> np.ndarray:
     return np.concatenate([np.asarray(model(x[i:i + batch], training=False))
                            for i in range(0, len(x), batch)], axis=0)
 
@@ -216,34 +216,36 @@ def register_sparse(model, base, record: dict):
 
     from sea_core.models.store import META_FILE, StoreEntry, list_entries
     from sea_core.paths import models_dir
+    from sea_core.storage import publish_bytes, publish_text, sha256_file
 
     root = models_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-    model.save_weights(tmp / WEIGHTS_FILE)
-    h = hashlib.sha256((tmp / WEIGHTS_FILE).read_bytes()).hexdigest()
-    model_id = f"sparse{record['sparsity']:g}-{record['retrain']}-{h[:12]}".replace(".", "p")
-    existing = [e for e in list_entries() if e.model_id == model_id]
-    if existing:
-        import shutil
-        shutil.rmtree(tmp)
-        return existing[0]
-    sequence = max([e.sequence for e in list_entries()], default=0) + 1
-    entry = StoreEntry(model_id=model_id, emb_dim=int(base.spec.emb_dim), head="linear",
-                       window_seconds=base.spec.window_samples / base.spec.sample_rate,
-                       teacher_id=record["teacher_id"], source=f"sea prune {record['base']}",
-                       sequence=sequence, dataset_fingerprint=record.get("frames"),
-                       extra={"kind": "sparse", **{k: v for k, v in record.items()
-                                                   if k not in ("prune",)},
-                              "prune": {k: v for k, v in record["prune"].items() if k != "layers"}})
-    (tmp / META_FILE).write_text(json.dumps(asdict(entry), indent=2, sort_keys=True))
-    os.replace(tmp, root / model_id)
+    with tempfile.TemporaryDirectory(prefix="sea-prune-") as tmp:  # Keras saves to a local file
+        local = Path(tmp) / WEIGHTS_FILE
+        model.save_weights(local)
+        h = sha256_file(local)
+        model_id = f"sparse{record['sparsity']:g}-{record['retrain']}-{h[:12]}".replace(".", "p")
+        existing = [e for e in list_entries() if e.model_id == model_id]
+        if existing:
+            return existing[0]
+        sequence = max([e.sequence for e in list_entries()], default=0) + 1
+        entry = StoreEntry(model_id=model_id, emb_dim=int(base.spec.emb_dim), head="linear",
+                           window_seconds=base.spec.window_seconds,
+                           teacher_id=record["teacher_id"], source=f"sea prune {record['base']}",
+                           sequence=sequence, dataset_fingerprint=record.get("frames"),
+                           extra={"kind": "sparse", **{k: v for k, v in record.items()
+                                                       if k not in ("prune",)},
+                                  "prune": {k: v for k, v in record["prune"].items()
+                                            if k != "layers"}})
+        publish_bytes(root / model_id / WEIGHTS_FILE, local.read_bytes())
+    # meta.json last: the store lists an entry only once its meta.json exists
+    publish_text(root / model_id / META_FILE, json.dumps(asdict(entry), indent=2, sort_keys=True))
     return entry
 
 
 def load_sparse_teacher(entry):
     """A Teacher for a ``kind='sparse'`` store entry (base network + stored pruned weights)."""
-    from sea_core.models.teachers import Teacher, get_teacher
+    from sea_core.models.teacher_base import Teacher
+    from sea_core.models.teachers import get_teacher
 
     x = entry.extra
     base = get_teacher(x["base"], **dict(x.get("base_options") or {}))
@@ -286,7 +288,8 @@ def _options(pairs) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="sea prune", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--teacher", required=True, help="aisfx | l3 | l3-random | a .keras teacher file")
+    ap.add_argument("--teacher", required=True,
+                    help=f"{' | '.join(TEACHER_NAMES)} | a .keras teacher file")
     ap.add_argument("--teacher-opt", action="append", metavar="KEY=VALUE")
     ap.add_argument("--sparsity", type=float, required=True, help="percent of conv kernel zeros")
     ap.add_argument("--retrain", default="none", choices=RETRAIN)
@@ -302,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
                         retrain=a.retrain, frames=a.frames, max_windows=a.max_windows, epochs=a.epochs,
                         batch_size=a.batch_size, learning_rate=a.lr, seed=a.seed)
     if a.out:
-        Path(a.out).write_text(json.dumps(rec, indent=2, sort_keys=True))
+        from sea_core.storage import publish_text
+        publish_text(a.out, json.dumps(rec, indent=2, sort_keys=True))
     cos = (f"; cosine to dense {rec['cosine_before']:.4f} -> {rec['cosine_after']:.4f}"
            if "cosine_after" in rec else "")
     print(f"sea prune: {rec['model_id']} ({rec['teacher_id']}), {rec['prune']['achieved']:.2f} % zeros"

@@ -35,8 +35,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sea_core.errors import DataError, ParameterError, SchemaError
-from sea_core.params import STUDENT_EMB_DIMS, STUDENT_MEL64, TRAIN, StudentSpec
+from sea_core.params import INT16_SCALE, STUDENT_EMB_DIMS, STUDENT_MEL64, TRAIN, StudentSpec
 from sea_core.schema import TRAINING_SCHEMA_VERSION, check_schema, target_column
+from sea_core.storage import publish_json
 from sea_core.trainset import CARD_FILE
 
 __all__ = ["TrainConfig", "TrainingSet", "make_dataset", "make_train_step", "train", "main",
@@ -233,7 +234,7 @@ def make_dataset(files: list[Path], *, emb_dim: int, student_samples: int, batch
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
     ds = ds.batch(batch_size).map(
-        lambda a, t: (tf.cast(a, tf.float32) / 32768.0, t), num_parallel_calls=tf.data.AUTOTUNE,
+        lambda a, t: (tf.cast(a, tf.float32) / INT16_SCALE, t), num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 
@@ -244,7 +245,7 @@ CHECKPOINTS_DIR = "checkpoints"
 (a pointer replaced atomically) names the current one."""
 KILL_AT_ENV = "SEA_TRAIN_KILL_AT"
 """Test hook: SIGKILL this process at the named step of a checkpoint save (tests/test_train.py)."""
-SAVE_STEPS = ("dir", "weights", "optimizer", "state", "pointer_tmp", "pointer", "cleaned")
+SAVE_STEPS = ("dir", "weights", "optimizer", "state", "pointer", "cleaned")
 
 
 def _kill_point(step: str) -> None:
@@ -289,8 +290,7 @@ def _clean_checkpoints(out: Path, name: str, keep: Path | None) -> None:
     for d in sorted(root.glob(f"{name}-*")) if root.is_dir() else ():
         if keep is None or d.resolve() != keep.resolve():
             shutil.rmtree(d, ignore_errors=True)
-    tmp = out / f".{name}.json.tmp"
-    if tmp.exists():
+    for tmp in out.glob(f".{name}.json.tmp*"):  # a pointer publish killed half-way
         tmp.unlink()
 
 
@@ -298,7 +298,7 @@ def _save_checkpoint(out: Path, name: str, model, optimizer, state: dict) -> Pat
     """Write a new versioned checkpoint, then switch the pointer to it (crash-safe at any point).
 
     The new directory is complete before ``OUT/<name>.json`` is replaced
-    (``os.replace`` of a fsynced temp file), so a kill leaves either the old or
+    (``sea_core.storage.publish_json``: a temp file moved onto it), so a kill leaves either the old or
     the new checkpoint current; unreferenced directories are removed afterwards
     (and by the next run).
     """
@@ -315,14 +315,7 @@ def _save_checkpoint(out: Path, name: str, model, optimizer, state: dict) -> Pat
     _kill_point("optimizer")
     (d / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True))
     _kill_point("state")
-    ptr = _pointer(out, name)
-    tmp = out / f".{name}.json.tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps({"dir": f"{CHECKPOINTS_DIR}/{d.name}"}))
-        f.flush()
-        os.fsync(f.fileno())
-    _kill_point("pointer_tmp")
-    os.replace(tmp, ptr)
+    publish_json(_pointer(out, name), {"dir": f"{CHECKPOINTS_DIR}/{d.name}"})
     _kill_point("pointer")
     _clean_checkpoints(out, name, keep=d)
     _kill_point("cleaned")

@@ -127,3 +127,28 @@ def test_bad_parameters(kwargs):
         frame_audio(np.zeros(16000), **args)
     with pytest.raises(ParameterError, match="1-D"):
         frame_audio(np.zeros((2, 16000)), sr=8000, window_samples=8000, hop_seconds=0.1)
+
+
+def test_window_starts_seconds_with_window_samples():
+    """Given the window in samples (what frame_audio cut), no seconds -> samples round trip."""
+    hop = AISFX_TEACHER.corpus_hop_seconds
+    spec = AISFX_TEACHER
+    via_seconds = window_starts_seconds(5, hop, spec.window_seconds, True, sr=spec.sample_rate)
+    via_samples = window_starts_seconds(5, hop, spec.window_seconds, True, sr=spec.sample_rate,
+                                        window_samples=spec.window_samples)
+    np.testing.assert_array_equal(via_samples, via_seconds)
+    assert via_samples[0] == -(spec.window_samples // 2) / spec.sample_rate
+    odd = window_starts_seconds(2, 1.0, 1.0, True, sr=8000, window_samples=7999)
+    assert odd[0] == -(7999 // 2) / 8000
+
+
+def test_decode_framing_config_derives_sizes_from_the_teacher_spec():
+    """pipelines' FramingConfig holds the TeacherSpec and the hop; every size is derived."""
+    from pipelines.transforms.decode import FramingConfig
+    from sea_core.params import AISFX_TEACHER_1S, L3_TEACHER
+
+    for spec, student in ((AISFX_TEACHER, 18_390), (AISFX_TEACHER_1S, 8000), (L3_TEACHER, 8000)):
+        cfg = FramingConfig(teacher=spec, hop_seconds=spec.corpus_hop_seconds)
+        assert (cfg.teacher_sr, cfg.teacher_window) == (spec.sample_rate, spec.window_samples)
+        assert cfg.window_seconds == spec.window_seconds and cfg.student_window == student
+        assert not hasattr(cfg, "relevance")          # the time zone is not framing

@@ -70,7 +70,20 @@ def test_checkpoint_swap_survives_sigkill_at_every_step(step, tmp_path):
     _save_checkpoint(out, "latest", model, opt, {"n": 3})
     assert json.loads((checkpoint_dir(out) / "state.json").read_text()) == {"n": 3}
     assert len(list((out / CHECKPOINTS_DIR).glob("latest-*"))) == 1
-    assert not list(out.glob(".*.tmp"))
+    assert not list(out.glob(".*.tmp*"))
+
+
+def test_pointer_publish_killed_half_way_leaves_the_old_checkpoint(tmp_path):
+    """The pointer is published by sea_core.storage (temp file beside it, then moved): a kill
+    between the two leaves a hidden temp file that readers ignore and the next save removes."""
+    model, opt = _model()
+    first = _save_checkpoint(tmp_path, "latest", model, opt, {"n": 1})
+    stale = tmp_path / ".latest.json.tmp-0123456789abcdef"    # what publish_json leaves behind
+    stale.write_text('{"dir": "checkpoints/latest-99')         # torn
+    assert checkpoint_dir(tmp_path) == first
+    _save_checkpoint(tmp_path, "latest", model, opt, {"n": 2})
+    assert not stale.exists() and not list(tmp_path.glob(".*.tmp*"))
+    assert json.loads((checkpoint_dir(tmp_path) / "state.json").read_text()) == {"n": 2}
 
 
 @pytest.mark.parametrize("flag,value,message", [

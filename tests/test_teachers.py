@@ -15,6 +15,7 @@ from conftest import AISFX_GOLDEN, SEA64_H5, SHARED_MODELS, need_shared
 from sea_core.errors import ModelNotFoundError, ParameterError, WeightsError
 from sea_core.models import aisfx, l3
 from sea_core.models.teachers import get_teacher
+from sea_core.models.torch_checkpoint import read_torch_checkpoint
 from sea_core.params import AISFX_WEIGHTS, L3_MEL256, STUDENT_MEL64, KapreMelParams
 
 AISFX_REF_NPZ = SHARED_MODELS / "aisfx_teacher_512.npz"
@@ -172,9 +173,9 @@ def test_restricted_unpickler_refuses_other_globals(tmp_path):
     with zipfile.ZipFile(pth, "w") as zf:
         zf.writestr("archive/data.pkl", evil)
     with pytest.raises(WeightsError, match="os.system"):
-        aisfx.read_torch_checkpoint(pth)
+        read_torch_checkpoint(pth)
     with pytest.raises(WeightsError, match="not a torch zip"):
-        aisfx.read_torch_checkpoint(_write(tmp_path / "x.pth", b"nope"))
+        read_torch_checkpoint(_write(tmp_path / "x.pth", b"nope"))
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -357,3 +358,70 @@ def test_get_teacher_rejects_bad_requests(tmp_path):
         get_teacher(tmp_path / "missing.keras")
     with pytest.raises(ParameterError, match="batch_size"):
         get_teacher("l3-random", batch_size=0)
+
+
+def test_one_teacher_registry_read_everywhere():
+    """TEACHERS / TEACHER_NAMES / TEACHER_OPTIONS in params are what get_teacher, the API's model
+    types, the embed pipeline's --teacher flag and its options read (issue 14)."""
+    import argparse
+
+    from pipelines.options import add_embed_arguments
+    from sea_core.params import (API, DEFAULT_TEACHER, TEACHER_BATCH_SIZE, TEACHER_NAMES,
+                                 TEACHER_OPTIONS, TEACHERS)
+
+    assert TEACHER_NAMES == tuple(TEACHERS) == ("aisfx", "l3", "l3-random")
+    assert set(TEACHER_OPTIONS) == set(TEACHERS) and DEFAULT_TEACHER in TEACHERS
+    assert API.valid_model_types[-len(TEACHER_NAMES):] == TEACHER_NAMES
+    parser = argparse.ArgumentParser()
+    add_embed_arguments(parser)
+    args = parser.parse_args([])
+    assert args.teacher == DEFAULT_TEACHER and args.batch_size == TEACHER_BATCH_SIZE
+    for name in TEACHER_NAMES:
+        assert name in parser._option_string_actions["--teacher"].help
+        with pytest.raises(ParameterError, match="takes options") as err:
+            get_teacher(name, not_an_option=1)
+        assert str(sorted(TEACHER_OPTIONS[name])) in str(err.value)
+    with pytest.raises(ParameterError, match="use 'aisfx', 'l3', 'l3-random' or a path"):
+        get_teacher("vggish")
+    t = get_teacher("l3-random")              # a description: no network is built here
+    assert t.batch_size == TEACHER_BATCH_SIZE and t.spec is TEACHERS["l3-random"]
+    assert t.teacher_id == "l3-random(seed=0)"
+
+
+def test_teacher_window_check_is_one_function():
+    """teacher_spec and the embed pipeline refuse another window with the same check."""
+    from sea_core.params import (AISFX_WINDOWS, L3_TEACHER, check_teacher_window, teacher_spec)
+
+    assert teacher_spec("l3", "1s") is L3_TEACHER and teacher_spec("l3", "1") is L3_TEACHER
+    for name in ("l3", "l3-random"):
+        with pytest.raises(ParameterError, match=f"teacher '{name}' takes 1-s windows only"):
+            teacher_spec(name, "2.30s")
+    check_teacher_window(L3_TEACHER, "1s")
+    assert teacher_spec("aisfx", "1s").window_samples == AISFX_WINDOWS["1s"] == 44_100
+    assert teacher_spec("aisfx").window_samples == AISFX_WINDOWS["2.30s"] == 101_376
+    # seconds are derived from the stored samples; the 8-kHz student window from both
+    spec = teacher_spec("aisfx", "2.30s")
+    assert spec.window_seconds == 101_376 / 44_100 and spec.window_samples_at(8000) == 18_390
+    assert L3_TEACHER.window_samples_at(8000) == 8000
+
+
+def test_params_has_one_complete_all():
+    """params.py declares ``__all__`` once (no ``__all__ +=``) and it names every public constant,
+    dataclass and function, once."""
+    import ast
+    import inspect
+
+    import sea_core.params as params
+
+    tree = ast.parse(inspect.getsource(params))
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.AugAssign)
+                and getattr(n.target, "id", None) == "__all__"]
+    assert len(params.__all__) == len(set(params.__all__))
+    public = {n for n, v in vars(params).items() if not n.startswith("_")
+              and (n.isupper() or getattr(v, "__module__", None) == params.__name__)}
+    assert public == set(params.__all__), public ^ set(params.__all__)
+    assert not hasattr(params, "FramingParams")
+    assert "api_hop_seconds" not in {f.name for f in __import__("dataclasses").fields(
+        params.TeacherSpec)}
+    assert "n_sensors_reference" not in {f.name for f in __import__("dataclasses").fields(
+        params.SamplingParams)}

@@ -6,7 +6,7 @@ id), decode and resample once to the teacher rate and once to the student
 8-kHz rate (stage ``decode``), then cut centred teacher windows at the
 corpus hop and the student windows *aligned to them* with
 ``frame_audio(..., n_windows=T)`` (stage ``frame``). Student audio is stored as
-int16 (``x * 32768``, clipped; readers divide by 32768).
+int16 (``x * INT16_SCALE``, clipped; readers divide by ``INT16_SCALE`` = 32768).
 Any failure becomes a :class:`DeadLetter` item in the same unit.
 """
 from __future__ import annotations
@@ -23,37 +23,48 @@ from pipelines.transforms.records import (DIRECTORY_VERSION, METRICS_NAMESPACE, 
                                           InputFile, Recording, count_failure, dead_letter,
                                           parse_recording_path)
 from sea_core.errors import AudioReadError, NotAFileError, SeaError
-from sea_core.params import AUDIO_LIMITS, RELEVANCE, STUDENT_MEL64, RelevanceParams
+from sea_core.params import (AUDIO_LIMITS, INT16_SCALE, RELEVANCE, STUDENT_MEL64, RelevanceParams,
+                             TeacherSpec)
 
 __all__ = ["FramingConfig", "DecodeAndFrame", "decode_recording", "to_int16"]
 
 
 @dataclass(frozen=True)
 class FramingConfig:
-    """How recordings are cut (taken from the teacher's spec, hop overridable)."""
+    """How recordings are decoded and cut: the teacher's spec (rate, window in samples), the run's
+    hop, and the decode limits. Every size is derived from ``teacher``; nothing is re-stated."""
 
-    teacher_sr: int
-    teacher_window: int
+    teacher: TeacherSpec
     hop_seconds: float
+    """The run's hop (``--hop-seconds``, default ``teacher.corpus_hop_seconds``)."""
     student_sr: int = STUDENT_MEL64.sample_rate
     center: bool = True
-    relevance: RelevanceParams = RELEVANCE
     max_seconds: float = AUDIO_LIMITS.max_seconds
     """Longer recordings are dead letters (checked from the header before decoding)."""
     min_sample_rate: int = AUDIO_LIMITS.min_sample_rate
 
     @property
+    def teacher_sr(self) -> int:
+        return self.teacher.sample_rate
+
+    @property
+    def teacher_window(self) -> int:
+        """Teacher window in samples (``teacher.window_samples``)."""
+        return self.teacher.window_samples
+
+    @property
     def window_seconds(self) -> float:
-        return self.teacher_window / self.teacher_sr
+        return self.teacher.window_seconds
 
     @property
     def student_window(self) -> int:
-        return int(round(self.window_seconds * self.student_sr))
+        """The same window in samples at ``student_sr``."""
+        return self.teacher.window_samples_at(self.student_sr)
 
 
 def to_int16(x: np.ndarray) -> np.ndarray:
-    """float audio in [-1, 1) -> int16 (``round(x * 32768)`` clipped)."""
-    return np.clip(np.round(np.asarray(x, np.float32) * 32768.0), -32768, 32767).astype(np.int16)
+    """float audio in [-1, 1) -> int16 (``round(x * INT16_SCALE)`` clipped)."""
+    return np.clip(np.round(np.asarray(x, np.float32) * INT16_SCALE), -32768, 32767).astype(np.int16)
 
 
 def _read_bytes(uri: str) -> bytes:
@@ -68,8 +79,11 @@ def _read_bytes(uri: str) -> bytes:
         raise AudioReadError(uri, f"cannot read file ({type(exc).__name__}: {exc})") from exc
 
 
-def decode_recording(item: InputFile, cfg: FramingConfig) -> Recording | DeadLetter:
-    """One input -> a framed :class:`Recording`, or the :class:`DeadLetter` of its first failure."""
+def decode_recording(item: InputFile, cfg: FramingConfig,
+                     relevance: RelevanceParams = RELEVANCE) -> Recording | DeadLetter:
+    """One input -> a framed :class:`Recording`, or the :class:`DeadLetter` of its first failure.
+
+    ``relevance`` gives the time zone of the recording's local day (parsed from its path)."""
     from sea_core.audio.framing import frame_audio, window_starts_seconds
     from sea_core.audio.io import decode_bytes, resample
 
@@ -79,7 +93,7 @@ def decode_recording(item: InputFile, cfg: FramingConfig) -> Recording | DeadLet
         if item.version == DIRECTORY_VERSION:
             raise NotAFileError(uri, "is a directory, not an audio file (its name looks like "
                                      "a recording)")
-        name = parse_recording_path(uri, cfg.relevance)
+        name = parse_recording_path(uri, relevance)
         stage = "decode"
         data = _read_bytes(uri)
         rid = hashlib.sha256(data).hexdigest()
@@ -97,7 +111,7 @@ def decode_recording(item: InputFile, cfg: FramingConfig) -> Recording | DeadLet
                                  window_samples=cfg.student_window, hop_seconds=cfg.hop_seconds,
                                  center=cfg.center, n_windows=n, uri=uri)
         starts = window_starts_seconds(n, cfg.hop_seconds, cfg.window_seconds, cfg.center,
-                                       sr=cfg.teacher_sr)
+                                       sr=cfg.teacher_sr, window_samples=cfg.teacher_window)
     except (SeaError, ValueError, TypeError, MemoryError, RuntimeError) as exc:
         return dead_letter(uri, stage, exc)
     return Recording(uri=uri, recording_id=rid, sensor=name.sensor, day=name.day,
@@ -107,9 +121,10 @@ def decode_recording(item: InputFile, cfg: FramingConfig) -> Recording | DeadLet
 
 
 class _DecodeUnit(beam.DoFn):
-    def __init__(self, cfg: FramingConfig):
+    def __init__(self, cfg: FramingConfig, relevance: RelevanceParams):
         super().__init__()
         self._cfg = cfg
+        self._relevance = relevance
 
     def setup(self):
         from apache_beam.metrics import Metrics
@@ -123,7 +138,7 @@ class _DecodeUnit(beam.DoFn):
         for item in unit:
             if isinstance(item, InputFile):
                 self._inputs.inc()
-                item = decode_recording(item, self._cfg)
+                item = decode_recording(item, self._cfg, self._relevance)
                 if isinstance(item, DeadLetter):
                     count_failure(item)
             out.append(item)
@@ -134,9 +149,11 @@ class _DecodeUnit(beam.DoFn):
 class DecodeAndFrame(beam.PTransform):
     """Work unit of :class:`InputFile` -> unit of framed :class:`Recording` / :class:`DeadLetter`."""
 
-    def __init__(self, cfg: FramingConfig, label: str | None = None):
+    def __init__(self, cfg: FramingConfig, relevance: RelevanceParams = RELEVANCE,
+                 label: str | None = None):
         super().__init__(label)
         self._cfg = cfg
+        self._relevance = relevance
 
     def expand(self, units):
-        return units | "DecodeFrame" >> beam.ParDo(_DecodeUnit(self._cfg))
+        return units | "DecodeFrame" >> beam.ParDo(_DecodeUnit(self._cfg, self._relevance))

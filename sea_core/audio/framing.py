@@ -116,7 +116,7 @@ def window_start_samples(n: int, *, hop_seconds: float, sr: int) -> np.ndarray:
 
 
 def window_starts_seconds(n: int, hop_seconds: float, window_seconds: float, center: bool,
-                          *, sr: int | None = None) -> np.ndarray:
+                          *, sr: int | None = None, window_samples: int | None = None) -> np.ndarray:
     """Start of each window in the original clip, in seconds (negative when centred).
 
     Parameters
@@ -132,6 +132,9 @@ def window_starts_seconds(n: int, hop_seconds: float, window_seconds: float, cen
         When given, the result is exact for :func:`frame_audio` at that rate
         (sample-rounded starts, ``W // 2`` centring pad); otherwise
         ``i * hop_seconds - (window_seconds / 2 if center else 0)``.
+    window_samples : int, optional
+        With ``sr``: the window length in samples as given to :func:`frame_audio` (default
+        ``round(window_seconds * sr)``).
 
     Returns
     -------
@@ -140,7 +143,7 @@ def window_starts_seconds(n: int, hop_seconds: float, window_seconds: float, cen
     if sr is None:
         offset = window_seconds / 2.0 if center else 0.0
         return np.arange(int(n), dtype=np.float64) * float(hop_seconds) - offset
-    w = int(round(window_seconds * sr))
+    w = int(window_samples) if window_samples is not None else int(round(window_seconds * sr))
     pad_left = w // 2 if center else 0
     return (window_start_samples(n, hop_seconds=hop_seconds, sr=sr) - pad_left) / float(sr)
 

@@ -18,6 +18,7 @@ name and shape is checked and every stored array must be consumed.
 from __future__ import annotations
 
 import importlib.util
+import io
 import os
 import re
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 
 from sea_core.errors import ModelNotFoundError, ParameterError, WeightsError
 from sea_core.params import L3_MEL256, L3_NET, L3_TEACHER, OPENL3_WEIGHTS, ConvNetParams, KapreMelParams
+from sea_core.storage import publish_bytes
 
 __all__ = [
     "build_l3_trunk", "build_l3_network", "randomize_l3_weights", "weight_layers",
@@ -392,7 +394,8 @@ def save_openl3_layout(model, path: str | os.PathLike, *,
     (``melspectrogram_1``, ``batch_normalization_k``, ``conv2d_k``,
     ``audio_embedding_layer``, plus the weightless ``input_1``,
     ``activation_k``, ``max_pooling2d_k``); the kapre front-end arrays are
-    computed from ``frontend``. Written to a temp file, then renamed.
+    computed from ``frontend``. Built in memory, then published atomically
+    (``sea_core.storage.publish_bytes``).
 
     Returns
     -------
@@ -422,23 +425,18 @@ def save_openl3_layout(model, path: str | os.PathLike, *,
                 groups.append((auto("activation"), []))
                 if layer.name.endswith("_bn2"):
                     groups.append((auto("max_pooling2d"), []))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["layer_names"] = np.array([n.encode() for n, _ in groups])
-            f.attrs["backend"] = b"tensorflow"
-            f.attrs["keras_version"] = b"2.2.4"
-            for lname, weights in groups:
-                g = f.create_group(lname)
-                wnames = [f"{lname}/{var}:0".encode() for var, _ in weights]
-                g.attrs["weight_names"] = np.array(wnames, dtype="S") if wnames else np.array([], "S1")
-                for wn, (_, arr) in zip(wnames, weights):
-                    g.create_dataset(wn.decode(), data=np.asarray(arr, np.float32))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f.attrs["layer_names"] = np.array([n.encode() for n, _ in groups])
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = b"2.2.4"
+        for lname, weights in groups:
+            g = f.create_group(lname)
+            wnames = [f"{lname}/{var}:0".encode() for var, _ in weights]
+            g.attrs["weight_names"] = np.array(wnames, dtype="S") if wnames else np.array([], "S1")
+            for wn, (_, arr) in zip(wnames, weights):
+                g.create_dataset(wn.decode(), data=np.asarray(arr, np.float32))
+    publish_bytes(path, buf.getvalue())
     return path
 
 

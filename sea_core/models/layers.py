@@ -8,9 +8,9 @@ matrix stacked twice (``re**2 @ M + im**2 @ M``), then element-wise ops. No ``tf
 
 * :class:`KapreLogMel` -- kapre 0.1.4 ``Melspectrogram``: (B, S) -> (B, n_mels, n_frames, 1).
 * :class:`AisfxLogMel` -- aisfx essentia log-mel: (B, S) -> (B, block_frames, n_mels, 1).
-* :func:`student_frontend` -- 8-kHz audio (B, S) -> (B, 64, F, 1), the one student
-  front-end used by training (tf.data), export and quantisation; same code path
-  as ``KapreLogMel(STUDENT_MEL64)``.
+* :func:`student_frontend` -- 8-kHz audio (B, S) -> (B, 64, F, 1): the student
+  front-end as a function (the deploy stage's log-mel inputs); training and the
+  exported students run the same code as the layer ``KapreLogMel(STUDENT_MEL64)``.
 """
 from __future__ import annotations
 
@@ -188,9 +188,10 @@ def aisfx_logmel_tf(audio, p: AisfxFrontendParams, *, dft=None, mel=None) -> tf.
 def student_frontend(audio) -> tf.Tensor:
     """THE student front-end: 8-kHz audio -> kapre log-mel, ``STUDENT_MEL64``.
 
-    Used by training (``tf.data`` map), the exported model and the quantisation
-    representative dataset; it is exactly the code path of
-    ``KapreLogMel(STUDENT_MEL64)``.
+    The function form, used where log-mels are computed outside a model: the deploy
+    stage's log-mel inputs (representative, held-out and TFLM check windows) and the
+    tests. Training and the exported students run the same code as a layer,
+    ``KapreLogMel(STUDENT_MEL64)`` (:func:`sea_core.models.students.build_student`).
 
     Parameters
     ----------

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from sea_core.errors import ParameterError
-from sea_core.models.teachers import Teacher
+from sea_core.models.teacher_base import Teacher
 from sea_core.params import SPARSE_L3_SPARSITIES
 
 __all__ = ["LayerPruneStats", "PruneReport", "prune_model", "sparse_teacher", "SparseTeacher",

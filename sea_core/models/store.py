@@ -4,16 +4,15 @@ Every trained student is registered with what produced it: teacher id,
 embedding dim, head, window, PCA artifact and dataset fingerprint.
 ``get_embedding(model_type='sea', emb_dim=D)`` loads the newest registered
 student for ``D``; with none, a :class:`ModelNotFoundError` says how to get one.
-Entries are written atomically (temp directory, then rename).
+Entries are published file by file (``sea_core.storage``), ``meta.json`` last: an
+entry is listed only once its ``meta.json`` exists.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 from sea_core.errors import ModelError, ModelNotFoundError, ParameterError
 from sea_core.params import STUDENT_EMB_DIMS, STUDENT_MEL64
 from sea_core.paths import models_dir
+from sea_core.storage import publish_bytes, publish_text, sha256_file
 
 __all__ = ["StoreEntry", "register", "list_entries", "get_entry", "latest", "load_student",
            "load_keras_student", "import_file", "check_model_id", "main"]
@@ -63,14 +63,6 @@ def check_model_id(model_id, where: str = "model_id") -> str:
         raise ModelError(f"{where}: invalid model id {model_id!r} (one path component of "
                          f"letters, digits, '.', '_' or '-'); refusing to use it")
     return model_id
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def list_entries() -> list[StoreEntry]:
@@ -157,7 +149,7 @@ def register(model_path: str | os.PathLike, *, emb_dim: int, head: str, window_s
         raise ParameterError(f"emb_dim must be one of {sorted(STUDENT_EMB_DIMS)}, got {emb_dim!r}")
     if head not in ("relu", "linear"):
         raise ParameterError(f"head must be 'relu' or 'linear', got {head!r}")
-    digest = _file_sha256(model_path)
+    digest = sha256_file(model_path)
     model_id = f"sea{emb_dim}-{head}-{digest[:12]}"
     existing = [e for e in list_entries() if e.model_id == model_id]
     if existing:
@@ -167,12 +159,9 @@ def register(model_path: str | os.PathLike, *, emb_dim: int, head: str, window_s
                        window_seconds=float(window_seconds), teacher_id=teacher_id, source=source,
                        sequence=sequence, pca_artifact=pca_artifact,
                        dataset_fingerprint=dataset_fingerprint, extra=dict(extra or {}))
-    root = models_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-    shutil.copyfile(model_path, tmp / MODEL_FILE)
-    (tmp / META_FILE).write_text(json.dumps(asdict(entry), indent=2, sort_keys=True))
-    os.replace(tmp, root / model_id)
+    target = models_dir() / model_id
+    publish_bytes(target / MODEL_FILE, model_path.read_bytes())
+    publish_text(target / META_FILE, json.dumps(asdict(entry), indent=2, sort_keys=True))  # last
     return entry
 
 
