@@ -6,12 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sea_core.params import SIDECAR, SPL, SynthParams
+from sea_core.params import INT16_SCALE, SIDECAR, SPL, SynthParams
 from sea_core.synth.sources import (CONTROL_HZ, GENERATORS, band_gain, bandnoise, control_to_audio,
                                     noise_spectrum, smooth, unit)
 
-PCM_SCALE = 32768.0
-"""int16 <-> float as soundfile decodes it (x / 32768)."""
 _PEAK_LIMIT = 0.9
 """Mixes whose peak exceeds this (in full scale) are scaled down: never clip."""
 
@@ -137,7 +135,7 @@ def render(rng: np.random.Generator, params: SynthParams, prof: SensorProfile, h
                        "seconds": round(ev.size / sr, 3), "dba": round(level, 2)})
     peak = float(np.max(np.abs(x)))
     gain = min(1.0, _PEAK_LIMIT / peak) if peak > 0 else 1.0
-    pcm = np.clip(np.round(x * gain * PCM_SCALE), -32768, 32767).astype(np.int16)
+    pcm = np.clip(np.round(x * gain * INT16_SCALE), -32768, 32767).astype(np.int16)
     return pcm, {"background_dba": round(bg_db, 2), "events": events, "gain_db": round(20 * np.log10(gain), 2)}
 
 
@@ -145,7 +143,7 @@ def sidecar(pcm: np.ndarray, params: SynthParams, lev: Leveller) -> bytes:
     """Per-second A-weighted Leq (dB SPL) of the decoded audio as `offset_s,dba` CSV."""
     win = int(round(params.sample_rate / SPL.sidecar_hz))
     t = pcm.size // win
-    dba = lev.leq((pcm[:t * win].astype(np.float64) / PCM_SCALE).reshape(t, win))
+    dba = lev.leq((pcm[:t * win].astype(np.float64) / INT16_SCALE).reshape(t, win))
     rows = [f"{i / SPL.sidecar_hz:g},{v:.3f}" for i, v in enumerate(dba)]
     header = f"{SIDECAR.offset_column},{SIDECAR.dba_column}"
     return (header + "\n" + "\n".join(rows) + "\n").encode()
