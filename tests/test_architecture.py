@@ -40,6 +40,9 @@ class Edge:
     file: str
     """Path of the importing file, relative to the scanned root."""
     line: int
+    kind: str = "import"
+    """``import`` (statement or ``importlib.import_module("literal")``) or ``string`` (a string
+    constant naming a project module, e.g. a table of modules imported later by name)."""
 
     def where(self) -> str:
         return f"{self.file}:{self.line}"
@@ -95,6 +98,16 @@ def _targets(node: ast.AST, importer: str, is_package: bool, modules) -> list[st
     return out
 
 
+def _dynamic_import(call: ast.Call) -> str | None:
+    """The literal module of ``importlib.import_module("x")`` / ``__import__("x")``."""
+    f = call.func
+    fname = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", None)
+    if fname in ("import_module", "__import__") and call.args and \
+            isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str):
+        return call.args[0].value
+    return None
+
+
 def scan(root: Path, packages=PACKAGES) -> Graph:
     """Modules and import edges (module-level and function-level) of ``packages`` under ``root``."""
     files = {}
@@ -109,11 +122,20 @@ def scan(root: Path, packages=PACKAGES) -> Graph:
         lines[name] = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
         tree = ast.parse(text, filename=str(f))
         is_package = f.name == "__init__.py"
+        seen: set[int] = set()  # string arguments of dynamic imports (not also "names" edges)
         for node in ast.walk(tree):
+            rel = str(f.relative_to(root))
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 for dst in _targets(node, name, is_package, files):
                     if dst != name:
-                        edges.append(Edge(name, dst, str(f.relative_to(root)), node.lineno))
+                        edges.append(Edge(name, dst, rel, node.lineno))
+            elif isinstance(node, ast.Call) and _dynamic_import(node) in files:
+                edges.append(Edge(name, _dynamic_import(node), rel, node.lineno))
+                seen.add(id(node.args[0]))
+            elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                  and id(node) not in seen
+                  and node.value in files and node.value != name):
+                edges.append(Edge(name, node.value, rel, node.lineno, kind="string"))
     return Graph(files, edges, lines)
 
 
@@ -123,9 +145,10 @@ def _top(name: str) -> str:
 
 def layer_violations(graph: Graph, lower: str = LIBRARY, upper: str = JOBS) -> list[str]:
     """``file:line: a imports b`` for every import of ``upper`` from inside ``lower``."""
-    bad = {(e.file, e.line, e.src, e.dst) for e in graph.edges
+    bad = {(e.file, e.line, e.src, ("names " if e.kind == "string" else "imports ") + e.dst)
+           for e in graph.edges
            if _top(e.src) == lower and _top(e.dst) == upper}
-    return [f"{f}:{n}: {a} imports {b}" for f, n, a, b in sorted(bad)]
+    return [f"{f}:{n}: {a} {b}" for f, n, a, b in sorted(bad)]
 
 
 def _sccs(nodes, succ) -> list[list[str]]:
@@ -172,6 +195,8 @@ def import_cycles(graph: Graph) -> list[str]:
     succ: dict[str, set[str]] = {}
     where: dict[tuple[str, str], str] = {}
     for e in graph.edges:
+        if e.kind != "import":
+            continue
         succ.setdefault(e.src, set()).add(e.dst)
         where.setdefault((e.src, e.dst), e.where())
     found = []
@@ -251,12 +276,16 @@ def test_checker_finds_library_importing_jobs(tmp_path):
         "sea_core/bad.py": "import json\n\n\ndef f():\n    from pipelines.jobs import run\n",
         "sea_core/sub/__init__.py": "",
         "sea_core/sub/worse.py": "import pipelines.jobs\n",
+        "sea_core/dyn.py": "import importlib\nM = importlib.import_module('pipelines.jobs')\n"
+                           "TABLE = [('jobs', 'pipelines.jobs')]\n",
         "pipelines/__init__.py": "",
         "pipelines/jobs.py": "from sea_core.errors import X\nfrom sea_core import ok\n",
     })
     g = scan(root, ("sea_core", "pipelines"))
     assert layer_violations(g) == [
         "sea_core/bad.py:5: sea_core.bad imports pipelines.jobs",
+        "sea_core/dyn.py:2: sea_core.dyn imports pipelines.jobs",
+        "sea_core/dyn.py:3: sea_core.dyn names pipelines.jobs",
         "sea_core/sub/worse.py:1: sea_core.sub.worse imports pipelines.jobs",
     ]
     assert import_cycles(g) == []
