@@ -31,7 +31,8 @@ from pipelines.embed_corpus import run as run_embed  # noqa: E402
 from pipelines.fit_pca import fit_pca  # noqa: E402
 from pipelines.select import run as run_select  # noqa: E402
 from sea_core.reduction import ReductionArtifact  # noqa: E402
-from tests.test_embed_pipeline import TINY_SR, make_corpus, tiny_teacher  # noqa: E402,F401
+from tests.conftest import TINY_SR  # noqa: E402
+from tests.test_embed_pipeline import make_corpus  # noqa: E402
 
 BUCKET = "sea-test"
 
@@ -100,7 +101,7 @@ def _stages(corpus: str, out: str, teacher, beam_args: list[str]):
 
 @pytest.mark.dask
 @pytest.mark.slow
-def test_stages_on_s3_with_dask_equal_a_local_run(s3, tiny_teacher, tmp_path_factory,  # noqa: F811
+def test_stages_on_s3_with_dask_equal_a_local_run(s3, tiny_teacher, tmp_path_factory,
                                                   monkeypatch):
     fs, _ = s3
     local_root = tmp_path_factory.mktemp("corpus")
