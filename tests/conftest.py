@@ -94,3 +94,17 @@ def write_clip(root: Path, sensor: str, ts: int | str, *, seconds: float = 2.0, 
     y = 0.1 * (1 + seed % 3) * np.sin(2 * np.pi * (220 + 40 * seed) * t) + 0.01 * noise
     sf.write(p, y.astype(np.float32), sr, subtype="PCM_16")
     return p
+
+
+def decoded_recordings(root: Path, sensors=("aa01",), per_sensor: int = 2, seconds: float = 2.0):
+    """Framed :class:`Recording` s of real WAV clips (``decode_recording``, teacher rate 16 kHz, 1-s hop)."""
+    from pipelines.transforms.decode import FramingConfig, decode_recording
+    from pipelines.transforms.records import InputFile
+
+    cfg = FramingConfig(teacher_sr=CLIP_SR, teacher_window=CLIP_SR, hop_seconds=1.0)
+    recs = []
+    for s_i, sensor in enumerate(sensors):
+        for i in range(per_sensor):
+            p = write_clip(root, sensor, CLIP_BASE + 600 * i, seconds=seconds, seed=3 * s_i + i)
+            recs.append(decode_recording(InputFile(str(p)), cfg))
+    return recs
