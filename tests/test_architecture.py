@@ -27,6 +27,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("sea_core", "pipelines", "infra", "benchmarks")
 LIBRARY, JOBS = "sea_core", "pipelines"
@@ -236,20 +238,25 @@ def large_modules(graph: Graph, limit: int = MAX_LINES) -> list[tuple[str, int]]
 
 
 # --------------------------------------------------------------------------- the project's tree
-def test_sea_core_never_imports_pipelines():
-    bad = layer_violations(scan(ROOT))
+@pytest.fixture(scope="module")
+def tree() -> Graph:
+    return scan(ROOT)
+
+
+def test_sea_core_never_imports_pipelines(tree):
+    bad = layer_violations(tree)
     assert not bad, ("sea_core is the library and must not import pipelines:\n  "
                      + "\n  ".join(bad))
 
 
-def test_no_import_cycles_between_project_modules():
-    cycles = import_cycles(scan(ROOT))
+def test_no_import_cycles_between_project_modules(tree):
+    cycles = import_cycles(tree)
     assert not cycles, "import cycles between project modules:\n  " + "\n  ".join(cycles)
 
 
-def test_report_modules_over_500_lines():
+def test_report_modules_over_500_lines(tree):
     """Information only: modules over 500 lines (the closing note gives a reason for each)."""
-    graph = scan(ROOT)
+    graph = tree
     assert {"sea_core.errors", "pipelines.transforms.decode"} <= set(graph.modules)
     big = large_modules(graph)
     for path, n in big:

@@ -1,7 +1,6 @@
 """ListAll and ListInputs alone on a TestPipeline (real files, real staged Parquet)."""
 from __future__ import annotations
 
-import apache_beam as beam
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing import test_pipeline
