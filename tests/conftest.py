@@ -77,6 +77,24 @@ def tiny_teacher(request, tmp_path_factory) -> Path:
     return make_tiny_teacher(tmp_path_factory.mktemp("teacher") / "tiny.keras", hidden=hidden, dim=dim)
 
 
+def save_student(path: Path, emb_dim: int = 64, seed: int = 5) -> Path:
+    """A seeded student with its log-mel frontend (8-kHz audio in), saved to ``path`` (``.keras``)."""
+    import keras
+
+    from sea_core.models.students import build_student
+    from sea_core.params import StudentSpec
+
+    keras.utils.set_random_seed(seed)
+    build_student(StudentSpec(emb_dim=emb_dim), with_frontend=True).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def student_file(tmp_path_factory) -> Path:
+    """A seeded 64-d student saved to a ``.keras`` file."""
+    return save_student(tmp_path_factory.mktemp("student") / "s64.keras")
+
+
 # --------------------------------------------------------------------------- small real recordings
 CLIP_SR = 16_000
 CLIP_BASE = 1551708000  # 2019-03-04 09:00 America/New_York (the relevance time zone)
