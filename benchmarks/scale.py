@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -32,28 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import peak_rss_bytes
+
 RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
 EMB_DIM = 512
 AUDIO_SAMPLES = 8_000
 WINDOWS_PER_SENSOR_DAY = 2_600
 SENSORS = 5
-
-
-def peak_rss_bytes() -> int:
-    """This process' peak resident set (``VmHWM`` of /proc/self/status).
-
-    Not ``getrusage().ru_maxrss``: on Linux that high-water mark survives fork + exec,
-    so a child started by a big parent reports the parent's RSS (seen: three different
-    processes all reporting the benchmark parent's 556 MB).
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _dir_bytes(path: Path) -> int:

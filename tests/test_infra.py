@@ -272,17 +272,27 @@ def _lint(tool: str, path: Path) -> subprocess.CompletedProcess:
                           timeout=60)
 
 
-@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: str(p.relative_to(INFRA)))
-def test_hadolint(path):
-    proc = _lint("hadolint", path)
+LINT_TARGETS = [("hadolint", p) for p in DOCKERFILES] + [("shellcheck", p) for p in SCRIPTS]
+BAD_INPUTS = {  # linter -> (file name, content, the finding it must report)
+    "hadolint": ("Dockerfile", "FROM ubuntu\nRUN apt-get install curl\nRUN pip install requests\n", "DL3006"),
+    "shellcheck": ("bad.sh", "#!/usr/bin/env bash\nrm -rf $1/*\n", "SC2086"),
+}
+
+
+@pytest.mark.parametrize(("tool", "path"), LINT_TARGETS,
+                         ids=[f"{t}:{p.relative_to(INFRA)}" for t, p in LINT_TARGETS])
+def test_lint_clean(tool, path):
+    proc = _lint(tool, path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_hadolint_catches_a_bad_dockerfile(tmp_path):
-    bad = tmp_path / "Dockerfile"
-    bad.write_text("FROM ubuntu\nRUN apt-get install curl\nRUN pip install requests\n")
-    proc = _lint("hadolint", bad)
-    assert proc.returncode != 0 and "DL3006" in proc.stdout
+@pytest.mark.parametrize("tool", sorted(BAD_INPUTS))
+def test_linter_catches_a_bad_file(tool, tmp_path):
+    name, text, finding = BAD_INPUTS[tool]
+    bad = tmp_path / name
+    bad.write_text(text)
+    proc = _lint(tool, bad)
+    assert proc.returncode != 0 and finding in proc.stdout
 
 
 # --------------------------------------------------------------------------- Flex Template
@@ -346,18 +356,6 @@ def test_bash_n_catches_a_syntax_error(tmp_path):
     bad.write_text("#!/usr/bin/env bash\nif true; then echo\n")
     assert subprocess.run(["bash", "-n", str(bad)], capture_output=True).returncode != 0
 
-
-@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: str(p.relative_to(INFRA)))
-def test_shellcheck(path):
-    proc = _lint("shellcheck", path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-def test_shellcheck_catches_a_bad_script(tmp_path):
-    bad = tmp_path / "bad.sh"
-    bad.write_text("#!/usr/bin/env bash\nrm -rf $1/*\n")
-    proc = _lint("shellcheck", bad)
-    assert proc.returncode != 0 and "SC2086" in proc.stdout
 
 
 def _dry_run(script: Path, *args: str, env: list[str]) -> list[list[str]]:
