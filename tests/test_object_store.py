@@ -245,6 +245,8 @@ def test_sea_run_on_s3_with_dask_equals_a_local_run(s3, tmp_path_factory, monkey
     monkeypatch.chdir(cwd)
     repo = Path(__file__).resolve().parents[1]
     before_repo, before_home = _tree(repo), _tree(sea_home)
+    # a private temp dir: other processes' `sea run`s on this machine share /tmp
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("tmp")))
     before_tmp = set(glob.glob(os.path.join(tempfile.gettempdir(), "sea-run-*")))
     out = f"s3://{BUCKET}/searun"
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
