@@ -29,7 +29,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks import peak_rss_bytes  # noqa: E402
 from sea_core.params import SAMPLING  # noqa: E402
 
 SENSORS = 15
@@ -86,19 +86,6 @@ def generate_group(key: tuple[str, str], n: int) -> tuple[np.ndarray, np.ndarray
 
 
 # --------------------------------------------------------------------------- one case (subprocess)
-def peak_rss_bytes() -> int:
-    """This process's peak RSS: VmHWM (reset by exec), not ru_maxrss (which Linux keeps across
-    exec, so a child would report at least its parent's peak)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def run_case(spec: dict) -> dict:
     from sea_core.params import SamplingParams
     from sea_core.sampling import plan_budget, sample_group

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -32,28 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import peak_rss_bytes
+
 RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
 EMB_DIM = 512
 AUDIO_SAMPLES = 8_000
 WINDOWS_PER_SENSOR_DAY = 2_600
 SENSORS = 5
-
-
-def peak_rss_bytes() -> int:
-    """This process' peak resident set (``VmHWM`` of /proc/self/status).
-
-    Not ``getrusage().ru_maxrss``: on Linux that high-water mark survives fork + exec,
-    so a child started by a big parent reports the parent's RSS (seen: three different
-    processes all reporting the benchmark parent's 556 MB).
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _dir_bytes(path: Path) -> int:
@@ -62,17 +46,13 @@ def _dir_bytes(path: Path) -> int:
 
 def make_frames(root: Path, n: int, seed: int = 0) -> dict:
     """Synthetic frames dataset of ``n`` windows in the embed layout; returns its description."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from sea_core.schema import frames_partition_dir, frames_schema
+    from benchmarks.synthetic import frames_table, write_frames_partition
 
     rng = np.random.default_rng(seed)
     centres = rng.gamma(1.0, 1.0, size=(32, EMB_DIM)).astype(np.float32)
     parts = max(1, round(n / WINDOWS_PER_SENSOR_DAY))
     sizes = np.full(parts, n // parts)
     sizes[: n - sizes.sum()] += 1
-    schema = frames_schema(EMB_DIM, AUDIO_SAMPLES)
     t0 = time.perf_counter()
     for i, rows in enumerate(sizes):
         sensor = f"s{i % SENSORS:02d}"
@@ -81,24 +61,14 @@ def make_frames(root: Path, n: int, seed: int = 0) -> dict:
         start = 1546300800000 + day_i * 86_400_000 + (np.arange(rows) // 9) * 300_000
         emb = np.abs(centres[rng.integers(0, 32, rows)] + 0.3 * rng.standard_normal((rows, EMB_DIM),
                                                                                       dtype=np.float32))
-        audio = rng.integers(-300, 300, rows * AUDIO_SAMPLES, dtype=np.int16)
-        rec = [f"{sensor}{day}{j // 9:05d}" for j in range(rows)]
-        table = pa.table({
-            "recording_id": rec, "uri": [f"mem://{r}.flac" for r in rec],
-            "sensor": [sensor] * rows, "day": [day] * rows,
-            "start_time": pa.array(start, pa.timestamp("ms", tz="UTC")),
-            "window_index": pa.array(np.arange(rows) % 9, pa.int32()),
-            "window_start_s": pa.array(np.arange(rows) % 9 * 1.0, pa.float32()),
-            "spl_dba": pa.array(rng.uniform(50, 80, rows), pa.float32()),
-            "spl_source": ["computed"] * rows,
-            "relevance": pa.array(rng.uniform(0.05, 1.0, rows), pa.float32()),
-            "teacher_id": ["bench-teacher"] * rows,
-            "teacher_emb": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), EMB_DIM),
-            "student_audio": pa.FixedSizeListArray.from_arrays(pa.array(audio), AUDIO_SAMPLES),
-        }, schema=schema)
-        folder = root / "frames" / frames_partition_dir(sensor, day)
-        folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, folder / "part-00000.parquet", compression="zstd", row_group_size=4096)
+        audio = rng.integers(-300, 300, rows * AUDIO_SAMPLES, dtype=np.int16).reshape(rows, AUDIO_SAMPLES)
+        table = frames_table(sensor=sensor, day=day,
+                             recording_ids=[f"{sensor}{day}{j // 9:05d}" for j in range(rows)],
+                             window_index=np.arange(rows) % 9, start_ms=start,
+                             window_start_s=np.arange(rows) % 9 * 1.0,
+                             spl_dba=rng.uniform(50, 80, rows), relevance=rng.uniform(0.05, 1.0, rows),
+                             emb=emb, audio=audio, teacher_id="bench-teacher")
+        write_frames_partition(root, table, compression="zstd", row_group_size=4096)
         del table, emb, audio
     return {"windows": int(n), "partitions": int(parts), "bytes": _dir_bytes(root / "frames"),
             "seconds": round(time.perf_counter() - t0, 2)}
@@ -106,25 +76,15 @@ def make_frames(root: Path, n: int, seed: int = 0) -> dict:
 
 def driver(frames: str, out: str, address: str, fraction: float) -> dict:
     """The three stages on DaskRunner (run in its own process: its ru_maxrss is the driver's peak)."""
-    from pipelines.build_training_set import build_training_set
-    from pipelines.fit_pca import fit_pca
-    from pipelines.select import run as run_select
+    from benchmarks.synthetic import CHAIN_DIRS, run_chain
+    from sea_core.reduction import ReductionArtifact
 
     beam = ["--runner=DaskRunner", f"--dask_client_address={address}"]
-    times = {}
-    t0 = time.perf_counter()
-    sel = run_select(["--frames", frames, "--output", f"{out}/selection", "--method",
-                      "diversity+relevance", "--fraction", str(fraction)] + beam)
-    times["select"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    art = fit_pca(frames=frames, selection=f"{out}/selection", output=f"{out}/pca", dims=(128, 64),
-                  beam_args=beam)
-    times["fit_pca"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    card = build_training_set(frames=frames, pca=f"{out}/pca", output=f"{out}/trainset",
-                              dims=(128, 64), beam_args=beam)
-    times["build_training_set"] = time.perf_counter() - t0
-    return {"seconds": {k: round(v, 2) for k, v in times.items()},
+    times = run_chain(frames, out, fraction=fraction, dims=(128, 64), beam_args=beam)
+    sel = json.loads((Path(out) / CHAIN_DIRS["select"] / "selection.json").read_text())
+    art = ReductionArtifact.load(Path(out) / CHAIN_DIRS["fit-pca"])
+    card = json.loads((Path(out) / CHAIN_DIRS["build-training-set"] / "dataset_card.json").read_text())
+    return {"seconds": {k.replace("-", "_"): v for k, v in times.items()},
             "driver_peak_rss_bytes": peak_rss_bytes(),
             "selected": sel["n_selected"], "n_fit": art.n_fit, "train_rows": card["counts"]}
 
@@ -176,7 +136,9 @@ def run_size(n: int, work: Path, fraction: float) -> dict:
                            cluster.scheduler_address, str(fraction)])
         wall = time.perf_counter() - t0
         worker_rss = client.run(peak_rss_bytes)
-    written = {name: _dir_bytes(root / "out" / name) for name in ("selection", "pca", "trainset")}
+    from benchmarks.synthetic import CHAIN_DIRS
+
+    written = {name: _dir_bytes(root / "out" / name) for name in CHAIN_DIRS.values()}
     shutil.rmtree(root, ignore_errors=True)  # disk: one size at a time
     return {"windows": n, "frames": frames, "wall_seconds": round(wall, 2), **res,
             "worker_peak_rss_bytes": max(worker_rss.values()), "workers": len(worker_rss),

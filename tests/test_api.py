@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 import sea_core
-from conftest import ROOT, chirp
+from conftest import ROOT, chirp, save_student
 from sea_core.audio.framing import frame_audio
 from sea_core.audio.io import resample
 from sea_core.errors import (AudioTooShortError, ChannelLayoutError, EmptyAudioError, ModelError,
@@ -32,21 +32,10 @@ def _noise(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def _save_student(emb_dim: int, path: Path, seed: int) -> Path:
-    import keras
-
-    from sea_core.models.students import build_student
-
-    keras.utils.set_random_seed(seed)
-    model = build_student(StudentSpec(emb_dim=emb_dim), with_frontend=True)
-    model.save(path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def student_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("students")
-    return {64: _save_student(64, d / "s64.keras", 1), 128: _save_student(128, d / "s128.keras", 2)}
+    return {64: save_student(d / "s64.keras", 64, seed=1), 128: save_student(d / "s128.keras", 128, seed=2)}
 
 
 def _register(path: Path, emb_dim: int):

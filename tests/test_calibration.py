@@ -14,7 +14,8 @@ from pipelines.transforms.records import Recording
 from pipelines.transforms.spl import SplConfig, window_spl
 from sea_core.cli import main as cli_main
 from sea_core.errors import DataError
-from tests.test_embed_pipeline import BASE, SENSORS, SR, TINY_SR, _clip_path, _tone, tiny_teacher  # noqa: F401
+from tests.conftest import TINY_SR
+from tests.test_embed_pipeline import BASE, SENSORS, SR, _clip_path, _tone
 
 
 def test_window_spl_uses_each_sensors_calibration():
@@ -50,7 +51,7 @@ def _args(root: Path, teacher: Path, out: Path) -> list[str]:
             "--hop-seconds", "1.0", "--batch-size", "8"]
 
 
-def test_embed_two_calibrations(two_sensor_corpus, tiny_teacher, tmp_path):  # noqa: F811
+def test_embed_two_calibrations(two_sensor_corpus, tiny_teacher, tmp_path):
     out = tmp_path / "emb"
     s = run(_args(two_sensor_corpus, tiny_teacher, out))
     assert s["settings"]["calibration_db_by_sensor"] == {SENSORS[0]: 120.0, SENSORS[1]: 100.0}
@@ -70,7 +71,7 @@ def test_embed_two_calibrations(two_sensor_corpus, tiny_teacher, tmp_path):  # n
     assert manifest_settings["calibration_db_by_sensor"][SENSORS[1]] == 100.0
 
 
-def test_bad_calibration_names_file_line_column(two_sensor_corpus, tiny_teacher, tmp_path, capsys):  # noqa: F811
+def test_bad_calibration_names_file_line_column(two_sensor_corpus, tiny_teacher, tmp_path, capsys):
     bad = tmp_path / "sensors.csv"
     bad.write_text("sensor,lat,lon,calibration_db\nx,40,-73,very loud\n")
     with pytest.raises(DataError, match=r"sensors.csv: line 2: column 'calibration_db' is not a number"):

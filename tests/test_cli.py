@@ -13,21 +13,9 @@ from sea_core.api import main as embed_main
 from sea_core.audio.io import read_audio
 from sea_core.cli import main as sea_main
 from sea_core.errors import AudioReadError, ModelNotFoundError
-from sea_core.params import SPARSE_L3_SPARSITIES, StudentSpec
+from sea_core.params import SPARSE_L3_SPARSITIES
 
 SR = 8000
-
-
-@pytest.fixture(scope="module")
-def student_file(tmp_path_factory):
-    import keras
-
-    from sea_core.models.students import build_student
-
-    keras.utils.set_random_seed(5)
-    path = tmp_path_factory.mktemp("cli_student") / "s64.keras"
-    build_student(StudentSpec(emb_dim=64), with_frontend=True).save(path)
-    return path
 
 
 @pytest.fixture

@@ -33,14 +33,14 @@ import soundfile as sf
 from pipelines.embed_corpus import EmbedConfig, build, run
 from sea_core.errors import ParameterError, SchemaError
 from sea_core.schema import FRAMES_SCHEMA_VERSION, check_schema, frames_partition_dir, frames_schema
+from tests.conftest import TINY_SR
 
 SR = 48_000
 SECONDS = 2.0
 TZ = ZoneInfo("America/New_York")
 BASE = int(datetime(2019, 3, 4, 9, 0, tzinfo=TZ).timestamp())
 SENSORS = ("b827eb000001", "b827eb000002")
-TINY_SR = 16_000
-TINY_DIM = 16
+TINY_DIM = 16  # output of the tiny_teacher fixture (tests/conftest.py)
 
 
 # --------------------------------------------------------------------------- corpus + teacher
@@ -107,22 +107,6 @@ def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
     good, bad = make_corpus(root)
     return root, good, bad
-
-
-@pytest.fixture(scope="module")
-def tiny_teacher(tmp_path_factory) -> Path:
-    """A small real Keras teacher: 1-s 16-kHz audio -> 16-d (frontend 'none')."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((TINY_SR,))
-    x = keras.layers.Reshape((100, TINY_SR // 100))(inp)
-    x = keras.layers.Dense(32, activation="tanh")(x)
-    x = keras.layers.GlobalAveragePooling1D()(x)
-    out = keras.layers.Dense(TINY_DIM)(x)
-    path = tmp_path_factory.mktemp("teacher") / "tiny.keras"
-    keras.Model(inp, out).save(path)
-    return path
 
 
 def app_args(corpus, teacher: Path, out: Path, *, input_=None, require=True) -> list[str]:

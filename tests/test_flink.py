@@ -33,12 +33,14 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
+from benchmarks.synthetic import run_chain as run_chain_stages
+
 pytestmark = pytest.mark.flink
 
 ROOT = Path(__file__).resolve().parents[1]
 FLINK_INFRA = ROOT / "infra" / "flink"
 JAR_NAME = re.compile(r"beam-runners-flink-(\d+\.\d+)-job-server-(\d+\.\d+\.\d+)")
-DIMS = "32,8"
+DIMS = (32, 8)
 EXIT_NOT_AVAILABLE = 3  # get_job_server.sh / local_cluster.sh: the thing cannot be had here
 
 
@@ -112,23 +114,15 @@ def sea(*argv: str) -> None:
 
 
 def run_chain(corpus: Path, out: Path, beam_args: list[str]) -> dict[str, float]:
-    """embed -> select -> fit-pca -> build-training-set; wall seconds per stage."""
-    t = {"start": time.perf_counter()}
+    """embed -> select -> fit-pca (default runner: its bytes are compared) -> build-training-set;
+    wall seconds per stage."""
+    t0 = time.perf_counter()
     sea("pipeline", "embed", "--input", str(corpus / "upstream"), "--output", str(out / "embed"),
         "--teacher", "aisfx", "--spl-sidecar", str(corpus / "spl"), *beam_args)
-    t["embed"] = time.perf_counter()
-    sea("pipeline", "select", "--frames", str(out / "embed"), "--output", str(out / "sel"),
-        "--method", "diversity+relevance", "--fraction", "0.3", *beam_args)
-    t["select"] = time.perf_counter()
-    sea("pipeline", "fit-pca", "--frames", str(out / "embed"), "--selection", str(out / "sel"),
-        "--output", str(out / "pca"), "--dims", DIMS)
-    t["fit-pca"] = time.perf_counter()
-    sea("pipeline", "build-training-set", "--frames", str(out / "embed"), "--pca", str(out / "pca"),
-        "--output", str(out / "ts"), "--dims", DIMS, *beam_args)
-    t["build-training-set"] = time.perf_counter()
-    names = list(t)
-    return {b: round(t[b] - t[a], 2) for a, b in zip(names, names[1:])} | \
-        {"total": round(t[names[-1]] - t["start"], 2)}
+    seconds = {"embed": round(time.perf_counter() - t0, 2)}
+    seconds |= run_chain_stages(str(out / "embed"), str(out), fraction=0.3, dims=DIMS,
+                                beam_args=beam_args, local_fit_pca=True)
+    return seconds | {"total": round(time.perf_counter() - t0, 2)}
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +134,7 @@ def reference(corpus, tmp_path_factory):
 
 # --------------------------------------------------------------------------- comparison
 DATA_FILES = ("embed/frames/**/*.parquet", "embed/dead_letter/*.parquet",
-              "sel/selection.parquet/*.parquet", "pca/reduction.npz", "ts/*/*.parquet")
+              "selection/selection.parquet/*.parquet", "pca/reduction.npz", "trainset/*/*.parquet")
 
 
 def data_files(out: Path) -> dict[str, Path]:
@@ -152,7 +146,7 @@ def assert_same_results(ref: Path, out: Path, corpus) -> None:
     a, b = data_files(ref), data_files(out)
     assert sorted(a) == sorted(b)
     assert sum(k.startswith("embed/frames/") for k in a) == 6  # 3 sensors x 2 days
-    assert sum(k.startswith("ts/") for k in a) == 6
+    assert sum(k.startswith("trainset/") for k in a) == 6
     for name in a:
         if name.endswith(".parquet"):
             assert pq.read_table(a[name]).equals(pq.read_table(b[name]), check_metadata=True), name
@@ -175,10 +169,10 @@ def assert_same_results(ref: Path, out: Path, corpus) -> None:
     man = [pq.read_table(d / "embed" / "manifest.parquet").drop_columns(["run_id"]) for d in (ref, out)]
     assert man[0].equals(man[1])
 
-    sel = [json.loads((d / "sel" / "selection.json").read_text()) for d in (ref, out)]
+    sel = [json.loads((d / "selection" / "selection.json").read_text()) for d in (ref, out)]
     for key in ("windows", "n_selected", "total_requested", "groups", "logdet"):
         assert sel[0][key] == sel[1][key], key
-    card = [json.loads((d / "ts" / "dataset_card.json").read_text()) for d in (ref, out)]
+    card = [json.loads((d / "trainset" / "dataset_card.json").read_text()) for d in (ref, out)]
     assert card[0]["counts"] == card[1]["counts"]
     assert sum(card[1]["counts"][s] for s in ("train", "validate", "test")) == c["windows"]
 

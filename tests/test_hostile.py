@@ -31,13 +31,14 @@ import pytest
 import soundfile as sf
 
 from sea_core.cli import main as sea_main
+from tests.conftest import TINY_SR
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 48_000
 TZ = ZoneInfo("America/New_York")
 BASE = int(datetime(2019, 3, 4, 9, 0, tzinfo=TZ).timestamp())
 SENSOR = "b827eb00000a"
-TINY_SR = 16_000
+TINY_TEACHER_UNITS = (16, 8)  # hidden units, output dim of the tiny_teacher fixture (conftest)
 MAX_SECONDS = 5.0
 
 
@@ -134,22 +135,6 @@ def hostile(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     good, bad = make_hostile_corpus(root)
     return root, good, bad
-
-
-@pytest.fixture(scope="module")
-def tiny_teacher(tmp_path_factory) -> Path:
-    """A small real Keras teacher: 1-s 16-kHz audio -> 16-d (frontend 'none')."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((TINY_SR,))
-    x = keras.layers.Reshape((100, TINY_SR // 100))(inp)
-    x = keras.layers.Dense(16, activation="tanh")(x)
-    x = keras.layers.GlobalAveragePooling1D()(x)
-    out = keras.layers.Dense(8)(x)
-    path = tmp_path_factory.mktemp("teacher") / "tiny.keras"
-    keras.Model(inp, out).save(path)
-    return path
 
 
 def embed_args(root: Path, teacher: Path, out: Path, input_: str | None = None) -> list[str]:

@@ -16,7 +16,6 @@ import soundfile as sf
 from conftest import chirp
 from sea_core.cli import main as sea_main
 from sea_core.errors import ModelError, ParameterError
-from sea_core.params import StudentSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,18 +26,6 @@ def one_line_error(capsys, command: str) -> str:
     assert err[0].startswith(f"sea {command}: error: "), err[0]
     assert "Traceback" not in err[0]
     return err[0]
-
-
-@pytest.fixture(scope="module")
-def student_file(tmp_path_factory):
-    import keras
-
-    from sea_core.models.students import build_student
-
-    keras.utils.set_random_seed(5)
-    path = tmp_path_factory.mktemp("student") / "s64.keras"
-    build_student(StudentSpec(emb_dim=64), with_frontend=True).save(path)
-    return path
 
 
 @pytest.fixture

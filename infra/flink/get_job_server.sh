@@ -19,19 +19,20 @@
 # MVN (mvn), PYTHON (python3). FLINK_JOB_SERVER_JAR, when it names an existing file,
 # is printed as is. Exit status 3 when no candidate could be fetched.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
+# shellcheck source=../common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 
 PYTHON="${PYTHON:-python3}"
 MVN="${MVN:-mvn}"
-CACHE="${SEA_CACHE:-${HOME}/.cache/sea}/flink"
+CACHE="$(flink_cache)"
 FLINK_VERSIONS="${FLINK_VERSIONS:-2.2 2.1 2.0 1.20 1.19}"
 FALLBACKS="${FALLBACKS:-1.19:2.62.0}"
 DEP_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 
-log() { printf 'get_job_server: %s\n' "$*" >&2; }
-
 case "${1:-}" in
   -h|--help)
-    sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    print_help
     exit 0
     ;;
 esac

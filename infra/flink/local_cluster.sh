@@ -16,6 +16,9 @@
 # $SEA_CACHE/flink/cluster), SEA_CACHE (~/.cache/sea), PYTHON (python3), START_TIMEOUT (180 s).
 # Exit status 3 when the cluster cannot be had here (no Java, jars not downloadable).
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
+# shellcheck source=../common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 
 PYTHON="${PYTHON:-python3}"
 FLINK_MINOR="${FLINK_MINOR:-1.19}"
@@ -25,12 +28,10 @@ RPC_PORT="${RPC_PORT:-6123}"
 SLOTS="${SLOTS:-2}"
 TM_MEMORY="${TM_MEMORY:-1728m}"
 JM_MEMORY="${JM_MEMORY:-1024m}"
-CACHE="${SEA_CACHE:-${HOME}/.cache/sea}/flink"
+CACHE="$(flink_cache)"
 CLUSTER_DIR="${CLUSTER_DIR:-${CACHE}/cluster}"
 START_TIMEOUT="${START_TIMEOUT:-180}"
 DIST="${CACHE}/flink-${FLINK_VERSION}"
-
-log() { printf 'local_cluster: %s\n' "$*" >&2; }
 
 # The JVM options Flink's own scripts add on Java 17 (env.java.opts.all of its default config).
 JAVA17_OPTS=(
@@ -189,7 +190,7 @@ case "${1:-}" in
     rest_get /overview
     ;;
   *)
-    sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    print_help
     [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && exit 0
     exit 2
     ;;

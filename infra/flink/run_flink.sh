@@ -13,6 +13,9 @@
 # (localhost:8081), WORKER_POOL (localhost:50000, resolved by the task manager), EXTRA_ARGS.
 # DRY_RUN=1 prints the command (shell-quoted) instead of running it.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
+# shellcheck source=../common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 
 MODE="${1:-}"
 INPUT="${INPUT:-/data/corpus/*.flac}"
@@ -25,15 +28,6 @@ FLINK_MASTER="${FLINK_MASTER:-localhost:8081}"
 FLINK_VERSION="${FLINK_VERSION:-1.20}"
 WORKER_POOL="${WORKER_POOL:-localhost:50000}"
 PYTHON="${PYTHON:-python}"
-
-run_cmd() {
-  if [[ "${DRY_RUN:-0}" == "1" ]]; then
-    printf '%q ' "$@"
-    printf '\n'
-  else
-    "$@"
-  fi
-}
 
 APP=(
   "--input=${INPUT}"
@@ -58,7 +52,7 @@ case "${MODE}" in
     fi
     ;;
   -h|--help|"")
-    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    print_help
     exit 0
     ;;
   *)

@@ -1,0 +1,63 @@
+"""ListAll and ListInputs alone on a TestPipeline (real files, real staged Parquet)."""
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+import pipelines.transforms.list_inputs as li
+from pipelines.transforms.list_inputs import ListAll, ListInputs, list_inputs, make_units, stage_units
+from pipelines.transforms.records import DIRECTORY_VERSION, InputFile, Touch, frames_key
+from tests.conftest import CLIP_BASE, write_clip
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    root = tmp_path_factory.mktemp("list") / "upstream"
+    clips = [write_clip(root, s, CLIP_BASE + 60 * i, seconds=0.2, seed=i)
+             for s in ("aa01", "bb02") for i in range(3)]
+    (root / "sensor_aa01" / "2019-03-04" / "notes.txt").write_text("not audio")
+    (root / "sensor_bb02" / "2019-03-04" / f"{CLIP_BASE + 999}.wav").mkdir()  # a directory named like audio
+    return root, clips
+
+
+@pytest.mark.parametrize("kind", ["directory", "glob", "manifest"])
+def test_list_all_writes_the_listing_as_its_final_sink(upstream, tmp_path, kind):
+    root, clips = upstream
+    folder = str(root / "sensor_bb02" / "2019-03-04" / f"{CLIP_BASE + 999}.wav")
+    if kind == "manifest":
+        spec = tmp_path / "inputs.txt"
+        spec.write_text("# recordings\n" + "".join(f"{c}\n" for c in clips) + f"{clips[0]}\n")
+        expected = {str(c): c.stat().st_size for c in clips}
+    else:
+        spec = root if kind == "directory" else root / "*" / "*" / "*.wav"
+        expected = {str(c): c.stat().st_size for c in clips} | {folder: 0}
+    staging = tmp_path / "staging"
+
+    with test_pipeline.TestPipeline() as p:
+        assert_that(p | ListAll(str(spec), str(staging)), equal_to([]))  # nothing past the sink
+
+    rows = [r for f in sorted(staging.glob("part-*.parquet")) for r in pq.read_table(f).to_pylist()]
+    assert {r["uri"]: r["size"] for r in rows} == expected and len(rows) == len(expected)
+    assert {r["uri"] for r in rows if r["version"] == DIRECTORY_VERSION} == expected.keys() & {folder}
+    assert all(r["version"] for r in rows)  # mtime / etag recorded for change detection
+    assert sorted(expected) == [f.uri for f in list_inputs(str(spec))]  # same as the in-process listing
+
+
+def test_list_inputs_reads_the_staged_units_back(upstream, tmp_path, monkeypatch):
+    root, clips = upstream
+    files = list_inputs(str(root))
+    touches = [Touch(frames_key("cc03", "2019-03-04"), frozenset({"mem://a.wav", "mem://b.wav"})),
+               Touch(frames_key("aa01", "2019-03-05"))]
+    units = make_units(files, touches, shard_size=2)
+    assert [len(u) for u in units] == [2, 2, 2, 1, 2]
+    monkeypatch.setattr(li, "UNITS_PER_ROW_GROUP", 2)  # several row groups -> several read elements
+    url = str(tmp_path / "units.parquet")
+    assert stage_units(units, url) == 9
+    assert pq.ParquetFile(url).num_row_groups == 3
+
+    with test_pipeline.TestPipeline() as p:
+        got = p | ListInputs(url)
+        assert_that(got, equal_to(units))
+    assert all(isinstance(f, InputFile) and f.size >= 0 for f in files)
