@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sea_core.params import TeacherSpec
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SEA_SHARED_DIR", ROOT.parent / "shared"))
 SHARED_MODELS = SHARED / "models"
@@ -98,6 +100,8 @@ def student_file(tmp_path_factory) -> Path:
 # --------------------------------------------------------------------------- small real recordings
 CLIP_SR = 16_000
 CLIP_BASE = 1551708000  # 2019-03-04 09:00 America/New_York (the relevance time zone)
+CLIP_TEACHER = TeacherSpec(name="clip", sample_rate=CLIP_SR, window_samples=CLIP_SR, emb_dim=16)
+"""A 1-s window at the clips' rate: the framing of the small real recordings."""
 
 
 def write_clip(root: Path, sensor: str, ts: int | str, *, seconds: float = 2.0, sr: int = CLIP_SR,
@@ -119,7 +123,7 @@ def decoded_recordings(root: Path, sensors=("aa01",), per_sensor: int = 2, secon
     from pipelines.transforms.decode import FramingConfig, decode_recording
     from pipelines.transforms.records import InputFile
 
-    cfg = FramingConfig(teacher_sr=CLIP_SR, teacher_window=CLIP_SR, hop_seconds=1.0)
+    cfg = FramingConfig(teacher=CLIP_TEACHER, hop_seconds=1.0)
     recs = []
     for s_i, sensor in enumerate(sensors):
         for i in range(per_sensor):

@@ -10,9 +10,9 @@ from apache_beam.testing.util import assert_that
 
 from pipelines.transforms.decode import DecodeAndFrame, FramingConfig
 from pipelines.transforms.records import DIRECTORY_VERSION, DeadLetter, InputFile, Recording
-from tests.conftest import CLIP_BASE, CLIP_SR, write_clip
+from tests.conftest import CLIP_BASE, CLIP_SR, CLIP_TEACHER, write_clip
 
-CFG = FramingConfig(teacher_sr=CLIP_SR, teacher_window=CLIP_SR, hop_seconds=1.0)
+CFG = FramingConfig(teacher=CLIP_TEACHER, hop_seconds=1.0)
 
 
 def test_decode_and_frame_recordings_and_dead_letters(tmp_path):
