@@ -12,7 +12,7 @@ import soundfile as sf
 from pipelines.embed_corpus import run
 from pipelines.transforms.records import Recording
 from pipelines.transforms.spl import SplConfig, window_spl
-from sea_core.cli import main as cli_main
+from pipelines.job.cli import main as cli_main
 from sea_core.errors import DataError
 from tests.test_embed_pipeline import BASE, SENSORS, SR, TINY_SR, _clip_path, _tone, tiny_teacher  # noqa: F401
 

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from sea_core.cli import main as sea_main
+from pipelines.job.cli import main as sea_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 48_000

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from conftest import chirp
-from sea_core.cli import main as sea_main
+from pipelines.job.cli import main as sea_main
 from sea_core.errors import ModelError, ParameterError
 from sea_core.params import StudentSpec
 

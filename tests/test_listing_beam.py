@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.transforms.list_inputs import list_inputs, list_inputs_in_beam, split_spec
-from sea_core.cli import main as sea_main
+from pipelines.job.cli import main as sea_main
 from sea_core.errors import DataError
 from tests.test_embed_pipeline import SENSORS, app_args, make_corpus, tiny_teacher  # noqa: F401
 

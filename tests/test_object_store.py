@@ -201,7 +201,7 @@ def test_sea_run_on_s3_with_dask_equals_a_local_run(s3, tmp_path_factory, monkey
     from pathlib import Path
 
     from sea_core.params import RUN, SYNTH
-    from sea_core.run import check_report, main as sea_run_main
+    from pipelines.job.run import check_report, main as sea_run_main
     from sea_core.synth import synthesize
 
     fs, _ = s3
@@ -218,7 +218,7 @@ def test_sea_run_on_s3_with_dask_equals_a_local_run(s3, tmp_path_factory, monkey
     monkeypatch.setenv("SEA_CACHE_DIR", str(weights))
     # the local-path reference: sea run's own stage functions for the data stages (the full
     # local `sea run` is tests/test_run.py; train/quantize/evaluate would double this test's time)
-    from sea_core import run as sea_run
+    from pipelines.job import run as sea_run
     local_out = tmp_path_factory.mktemp("local_sea_run") / "out"
     lembed = sea_run._embed_stage(corpus, local_out / "embed", params, [])
     lsel = sea_run._select_stage(local_out / "embed", local_out / "selection", params, [])

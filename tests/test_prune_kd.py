@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from pipelines.embed_corpus import run as run_embed
-from sea_core.cli import main as cli_main
+from pipelines.job.cli import main as cli_main
 from sea_core.errors import DataError, ParameterError
 from sea_core.models import store
 from sea_core.prune import load_sparse_teacher, prune_teacher

@@ -64,7 +64,7 @@ def test_select_pipeline_splits_large_groups_and_writes_shards(tmp_path):
 
 
 def test_comparison_works_on_a_bounded_sample(tmp_path):
-    from sea_core.experiment import sampling_comparison
+    from pipelines.job.experiment import sampling_comparison
 
     frames = make_frames(tmp_path / "run", rows_per_part=40)
     full = sampling_comparison(frames, k=120, dim=8, seeds=(0,), methods=("random",), max_windows=None)

@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.select import run as run_select
 from sea_core import sensors as S
-from sea_core.cli import main as cli_main
+from pipelines.job.cli import main as cli_main
 from sea_core.errors import DataError, ParameterError
 from tests.test_training_set_pipeline import SENSORS as FRAME_SENSORS
 from tests.test_training_set_pipeline import make_frames

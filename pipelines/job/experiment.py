@@ -260,7 +260,7 @@ def _build_trainset(frames: Path, out: Path, *, method: str, mode: str, k: int, 
 def sampling_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPERIMENT,
                         beam_args: list[str] | None = None) -> dict:
     """The poster's sampling table on the run's corpus (see the module docstring)."""
-    from sea_core.run import StageLog
+    from pipelines.job.run import StageLog
 
     run_dir = Path(run_dir)
     report = _load_run(run_dir)
@@ -317,7 +317,7 @@ def students_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPER
     from pipelines.frames_io import list_partitions
     from sea_core.models.store import load_keras_student
     from sea_core.models.teachers import get_teacher
-    from sea_core.run import StageLog
+    from pipelines.job.run import StageLog
 
     run_dir = Path(run_dir)
     report = _load_run(run_dir)
@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # ----------------------------------------------------------------------------- the poster's claims (issue 18)
 def _add_poster_parsers(sub) -> None:
-    """``sea experiment data|convergence|specialisation`` (``sea_core/experiment_poster.py``)."""
+    """``sea experiment data|convergence|specialisation`` (``pipelines/job/experiment_poster.py``)."""
     p = sub.add_parser("data", help="less training data: 10/30/100 %% of the windows, AUPRC mean ± std")
     p.add_argument("--fractions", default="0.1,0.3,1.0")
     p.add_argument("--seeds", default="0,1,2")
@@ -465,7 +465,7 @@ def _floats(text: str, flag: str) -> tuple:
 
 
 def _run_poster(args) -> int:
-    from sea_core import experiment_poster as ep
+    from pipelines.job import experiment_poster as ep
 
     if args.which == "specialisation":
         result = ep.specialisation_experiment(args.run)

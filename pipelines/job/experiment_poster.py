@@ -86,7 +86,7 @@ def raw_target_trainset(src, dst, frames) -> dict:
     """``dst``: the rows of ``src`` with the teacher's full embedding as the only target (no PCA)."""
     import pyarrow as pa
 
-    from sea_core.experiment import _frames_arrays
+    from pipelines.job.experiment import _frames_arrays
     from sea_core.trainset import training_table, write_card, write_shard
 
     src, dst = Path(src), Path(dst)
@@ -127,7 +127,7 @@ def epochs_to_fraction(val_losses, q: float = 0.95) -> int | None:
 
 
 def _mean_std(values) -> tuple[float, float]:
-    from sea_core.experiment import _mean_std as ms
+    from pipelines.job.experiment import _mean_std as ms
     return ms(list(values))
 
 
@@ -177,7 +177,7 @@ def _markdown(t: dict) -> str:
 
 
 def _finish(run_dir: Path, out: Path, key: str, result: dict) -> dict:
-    from sea_core.experiment import _update_report
+    from pipelines.job.experiment import _update_report
 
     result["markdown"] = _markdown(result["html_table"])
     out.mkdir(parents=True, exist_ok=True)
@@ -190,8 +190,8 @@ def _finish(run_dir: Path, out: Path, key: str, result: dict) -> dict:
 def data_experiment(run_dir, *, fractions=(0.1, 0.3, 1.0), seeds=(0, 1, 2),
                     params: ExperimentParams = EXPERIMENT) -> dict:
     """Less training data: micro-AUPRC mean ± std over ``seeds`` per training-data fraction."""
-    from sea_core.experiment import _load_run
-    from sea_core.run import StageLog
+    from pipelines.job.experiment import _load_run
+    from pipelines.job.run import StageLog
 
     run_dir = Path(run_dir)
     report = _load_run(run_dir)
@@ -243,8 +243,8 @@ def data_experiment(run_dir, *, fractions=(0.1, 0.3, 1.0), seeds=(0, 1, 2),
 def convergence_experiment(run_dir, *, learning_rates=(1e-5, 1e-4), epochs: int = 8, seed: int = 0,
                            q: float = 0.95, params: ExperimentParams = EXPERIMENT) -> dict:
     """Epochs to ``q`` of the final val-loss improvement: SEA (PCA) student vs raw-512-d baseline."""
-    from sea_core.experiment import _load_run
-    from sea_core.run import StageLog
+    from pipelines.job.experiment import _load_run
+    from pipelines.job.run import StageLog
 
     run_dir = Path(run_dir)
     report = _load_run(run_dir)
@@ -293,7 +293,7 @@ def convergence_experiment(run_dir, *, learning_rates=(1e-5, 1e-4), epochs: int 
 
 def specialisation_experiment(run_dir) -> dict:
     """Student / teacher per-class AUPRC, in-domain vs out-of-domain classes (see the docstring)."""
-    from sea_core.experiment import _load_run
+    from pipelines.job.experiment import _load_run
 
     run_dir = Path(run_dir)
     report = _load_run(run_dir)

@@ -152,7 +152,7 @@ def _pca_stage(frames: Path, selection: Path, out: Path, params: RunParams,
 
 
 def _compare_stage(frames: Path, k: int, params: RunParams) -> dict:
-    from sea_core.experiment import sampling_comparison
+    from pipelines.job.experiment import sampling_comparison
 
     result = sampling_comparison(frames, k=k, dim=params.emb_dim, seeds=EXPERIMENT.comparison_seeds,
                                  mode=params.mode)
