@@ -346,7 +346,7 @@ def test_temp_files_cleaned_and_summary_replaced_after_a_kill(small_output, tmp_
     a = list(args)
     a[a.index("--output") + 1] = str(out)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "sea_core", *a], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines", *a], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     summary = out / "run_summary.json"
     deadline = time.time() + 120
