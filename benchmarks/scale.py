@@ -108,13 +108,13 @@ def driver(frames: str, out: str, address: str, fraction: float) -> dict:
     """The three stages on DaskRunner (run in its own process: its ru_maxrss is the driver's peak)."""
     from pipelines.build_training_set import build_training_set
     from pipelines.fit_pca import fit_pca
-    from pipelines.select import run as run_select
+    from pipelines.select import SelectConfig, run as run_select
 
     beam = ["--runner=DaskRunner", f"--dask_client_address={address}"]
     times = {}
     t0 = time.perf_counter()
-    sel = run_select(["--frames", frames, "--output", f"{out}/selection", "--method",
-                      "diversity+relevance", "--fraction", str(fraction)] + beam)
+    sel = run_select(SelectConfig(frames=frames, output=f"{out}/selection", method="diversity+relevance",
+                                  fraction=fraction), beam)
     times["select"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     art = fit_pca(frames=frames, selection=f"{out}/selection", output=f"{out}/pca", dims=(128, 64),

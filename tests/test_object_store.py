@@ -27,8 +27,10 @@ s3fs = pytest.importorskip("s3fs", reason="needs s3fs (pip install -e .[test])")
 distributed = pytest.importorskip("distributed", reason="needs the dask extra")
 
 from pipelines.build_training_set import build_training_set  # noqa: E402
+from pipelines.embed_corpus import parse_args as embed_args  # noqa: E402
 from pipelines.embed_corpus import run as run_embed  # noqa: E402
 from pipelines.fit_pca import fit_pca  # noqa: E402
+from pipelines.select import parse_args as select_args  # noqa: E402
 from pipelines.select import run as run_select  # noqa: E402
 from sea_core.reduction import ReductionArtifact  # noqa: E402
 from tests.test_embed_pipeline import TINY_SR, make_corpus, tiny_teacher  # noqa: E402,F401
@@ -84,13 +86,13 @@ def _parquet_dir(fs, pattern: str) -> dict[str, pa.Table]:
 
 
 def _stages(corpus: str, out: str, teacher, beam_args: list[str]):
-    embed_args = ["--input", f"{corpus}/upstream", "--output", f"{out}/embed",
+    embed_argv = ["--input", f"{corpus}/upstream", "--output", f"{out}/embed",
                   "--teacher", str(teacher), "--teacher-opt", "frontend=none",
                   "--teacher-opt", f"sample_rate={TINY_SR}", "--hop-seconds", "1.0",
                   "--batch-size", "8", "--shard-size", "3"]
-    summary = run_embed(embed_args + beam_args)
-    sel = run_select(["--frames", f"{out}/embed", "--output", f"{out}/selection", "--method",
-                      "diversity+relevance", "--fraction", "0.5", "--seed", "3"] + beam_args)
+    summary = run_embed(*embed_args(embed_argv + beam_args))
+    sel = run_select(*select_args(["--frames", f"{out}/embed", "--output", f"{out}/selection", "--method",
+                      "diversity+relevance", "--fraction", "0.5", "--seed", "3"] + beam_args))
     art = fit_pca(frames=f"{out}/embed", selection=f"{out}/selection", output=f"{out}/pca",
                   dims=(8, 4), beam_args=beam_args)
     card = build_training_set(frames=f"{out}/embed", pca=f"{out}/pca", output=f"{out}/trainset",
