@@ -88,7 +88,7 @@ def test_rerun_skips_finished_stages(tiny_run, caplog):
     from pipelines.job.run import run
 
     out, report = tiny_run
-    with caplog.at_level(logging.INFO, logger="pipelines.job.run"):
+    with caplog.at_level(logging.INFO, logger="pipelines.job.stages"):
         again = run(out, corpus=report["config"]["corpus"], params=TINY)
     assert caplog.text.count("done earlier") == len(report["stages"])
     assert again["evaluation"] == report["evaluation"]
