@@ -136,6 +136,57 @@ class ReductionArtifact:
         z = (x.astype(np.float64) - self.mean) / self.scale
         return (z @ self.components[:dim].T).astype(np.float32)
 
+    def explained_variance_on(self, embeddings: np.ndarray, *, dim: int | None = None,
+                              chunk_rows: int = 16_384) -> float:
+        """Fraction of the variance of ``embeddings`` that the first ``dim`` axes keep (an R²).
+
+        In the space the PCA was fitted in (standardised with this artifact's scaler)::
+
+            z_i = (x_i - mean) / scale
+            EV  = 1 - sum_i ||z_i - C_d^T C_d z_i||^2 / sum_i ||z_i - z_bar||^2
+
+        with ``C_d`` the first ``dim`` components (default: all) and ``z_bar`` the mean of
+        ``z`` over ``embeddings`` (N >= 2 rows): the R² of reconstructing the rows through
+        the artifact against predicting their own mean. On the fitting data it equals
+        ``explained_variance_ratio[:dim].sum()``; a shift of the mean out of the kept axes
+        counts as unexplained, one within them changes nothing. At most 1, negative when
+        worse than the rows' mean, NaN when the rows have no variance. Accumulated in
+        float64 chunk by chunk (no float64 copy of ``embeddings``).
+
+        Raises
+        ------
+        ParameterError
+            ``dim`` out of range, ``embeddings`` of the wrong shape or with fewer than 2 rows.
+        DataError
+            Non-finite values in ``embeddings``.
+        """
+        dim = self.n_components if dim is None else dim
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 1 <= dim <= self.n_components:
+            raise ParameterError(f"dim must be an integer in [1, {self.n_components}] "
+                                 f"(n_components of this artifact), got {dim!r}")
+        x = np.asarray(embeddings)  # no copy of an array (float32 stays float32)
+        if x.ndim != 2 or x.shape[1] != self.input_dim or x.shape[0] < 2:
+            raise ParameterError(f"embeddings: expected shape [N >= 2, {self.input_dim}], got {x.shape}")
+        c = self.components[:dim]
+        n = x.shape[0]
+        z_sum = np.zeros(self.input_dim)
+        for i in range(0, n, chunk_rows):
+            chunk = np.asarray(x[i:i + chunk_rows], dtype=np.float64)
+            if not np.isfinite(chunk).all():
+                bad = int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0]) + i
+                raise DataError(f"embeddings: NaN/inf in row {bad}")
+            z_sum += ((chunk - self.mean) / self.scale).sum(axis=0)
+        z_bar = z_sum / n
+        residual, total = 0.0, 0.0
+        for i in range(0, n, chunk_rows):
+            z = (np.asarray(x[i:i + chunk_rows], dtype=np.float64) - self.mean) / self.scale
+            r = z - (z @ c.T) @ c
+            residual += float(np.einsum("ij,ij->", r, r))
+            zc = z - z_bar
+            total += float(np.einsum("ij,ij->", zc, zc))
+        energy = total + n * float(z_bar @ z_bar)   # sum ||z||^2: round-off of an all-equal set is ~1e-16 of it
+        return float(1.0 - residual / total) if total > 1e-12 * energy else float("nan")
+
     # ----------------------------------------------------------------- persistence
     def metadata(self) -> dict:
         return {"version": self.version, "dims": list(self.dims), "n_components": self.n_components,

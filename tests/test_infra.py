@@ -545,7 +545,26 @@ def _load(name: str, path: Path):
 
 @pytest.fixture(scope="module")
 def sched():
+    """``schedule.py``, the command line (loaded by path, as the Airflow DAG does)."""
     return _load("sea_refresh_schedule", SCHED / "schedule.py")
+
+
+@pytest.fixture(scope="module")
+def cfg(sched):
+    """``schedule_config.py`` (validation), importable once ``schedule.py`` is loaded."""
+    return importlib.import_module("schedule_config")
+
+
+@pytest.fixture(scope="module")
+def rnd(sched):
+    """``schedule_render.py`` (rendering)."""
+    return importlib.import_module("schedule_render")
+
+
+@pytest.fixture(scope="module")
+def refresh(sched):
+    """``schedule_run.py`` (running: re-fit policy, refit-check, the runner)."""
+    return importlib.import_module("schedule_run")
 
 
 EXPECTED_ORDER = ["embed", "refit-check", "select", "fit-pca", "build-training-set", "train",
@@ -580,11 +599,11 @@ def _doc():
     (lambda d: d["tasks"].append(dict(d["tasks"][0])), "duplicate id"),
     (lambda d: d["vars"].update(run_date="x"), "builtin"),
 ])
-def test_schedule_validator_rejects(sched, mutate, message):
+def test_schedule_validator_rejects(cfg, mutate, message):
     doc = _doc()
-    assert sched.validate(doc) == []
+    assert cfg.validate(doc) == []
     mutate(doc)
-    errors = sched.validate(doc)
+    errors = cfg.validate(doc)
     assert any(message in e for e in errors), errors
 
 
@@ -597,14 +616,14 @@ def test_load_schedule_error_lists_problems(sched, tmp_path):
         sched.load_schedule(path)
 
 
-def test_render_vars_env_and_overrides(sched):
+def test_render_vars_env_and_overrides(sched, cfg):
     s = sched.load_schedule(SCHED / "refresh.yaml")
     cmds = sched.render(s, "2026-01-05", {"work": "/w"}, environ={"SEA_REFRESH_TEACHER": "l3"})
     assert list(cmds) == EXPECTED_ORDER
     assert cmds["train"] == ["sea", "train", "--data", "/w/runs/2026-01-05/trainset", "--emb-dim", "128",
                              "--out", "/w/runs/2026-01-05/train"]
     assert "--teacher" in cmds["embed"] and cmds["embed"][cmds["embed"].index("--teacher") + 1] == "l3"
-    assert cmds["refit-check"][:2] == [sys.executable, str(sched.SCHEDULE_PY)]
+    assert cmds["refit-check"][:2] == [sys.executable, str(cfg.SCHEDULE_PY)]
     other = sched.render(s, "2026-01-05", environ={"SEA_REFRESH_PYTHON": "/opt/sea/venv/bin/python"})
     assert other["refit-check"][0] == "/opt/sea/venv/bin/python"
     with pytest.raises(sched.ScheduleError, match="not a var"):
@@ -655,7 +674,7 @@ def _parse_command(argv: list[str], sched) -> tuple[str, argparse.Namespace, lis
         words, module, rest = found
         main = importlib.import_module(module).main
     else:
-        assert Path(argv[1]) == sched.SCHEDULE_PY
+        assert Path(argv[1]) == SCHED / "schedule.py"
         main, rest = sched.main, argv[2:]
     with _stop_after_parsing(), pytest.raises(_Parsed) as info:
         main(rest)
@@ -727,38 +746,44 @@ def test_runner_retries_then_fails(sched, tmp_path):
 POLICY = dict(max_new_fraction=0.25, max_ev_drop=0.02, ev_dim=4, ev_sample_rows=1000)
 
 
-def test_should_refit_rules(sched):
-    p = sched.RefitPolicy(**POLICY)
-    d = sched.should_refit(100, 0, None, None, p)
+def test_should_refit_rules(cfg, refresh):
+    p = cfg.RefitPolicy(**POLICY)
+    d = refresh.should_refit(100, 0, None, None, p)
     assert d.refit and d.reasons == ("no current fit",)
-    assert not sched.should_refit(25, 100, 0.90, 0.91, p).refit           # exactly at both limits
-    d = sched.should_refit(26, 100, 0.90, 0.91, p)
+    assert not refresh.should_refit(25, 100, 0.90, 0.91, p).refit           # exactly at both limits
+    d = refresh.should_refit(26, 100, 0.90, 0.91, p)
     assert d.refit and d.reasons[0].startswith("volume")
-    d = sched.should_refit(1, 100, 0.88, 0.91, p)
+    d = refresh.should_refit(1, 100, 0.88, 0.91, p)
     assert d.refit and d.reasons[0].startswith("drift")
-    d = sched.should_refit(50, 100, 0.5, 0.91, p)
+    d = refresh.should_refit(50, 100, 0.5, 0.91, p)
     assert d.refit and len(d.reasons) == 2
-    d = sched.should_refit(10, 100, None, None, p)                       # nothing new to measure
+    d = refresh.should_refit(10, 100, None, None, p)                       # nothing new to measure
     assert not d.refit and d.reasons[0].startswith("reuse")
-    assert not sched.should_refit(0, 100, 0.95, 0.91, p).refit          # better than at fit: reuse
-    with pytest.raises(sched.ScheduleError):
-        sched.should_refit(-1, 100, None, None, p)
-    with pytest.raises(sched.ScheduleError):
-        sched.should_refit(1, 100, 1.5, 0.9, p)
-    assert sched.should_refit(26, 100, None, None, p).to_json()["refit"] is True
+    assert not refresh.should_refit(0, 100, 0.95, 0.91, p).refit          # better than at fit: reuse
+    d = refresh.should_refit(1, 100, -0.4, 0.91, p)                        # an R² below 0: worse than the mean
+    assert d.refit and d.reasons[0].startswith("drift")
+    with pytest.raises(cfg.ScheduleError):
+        refresh.should_refit(-1, 100, None, None, p)
+    with pytest.raises(cfg.ScheduleError):
+        refresh.should_refit(1, 100, 1.5, 0.9, p)
+    with pytest.raises(cfg.ScheduleError):
+        refresh.should_refit(1, 100, float("nan"), 0.9, p)
+    with pytest.raises(cfg.ScheduleError):
+        refresh.should_refit(1, 100, 0.9, -0.1, p)
+    assert refresh.should_refit(26, 100, None, None, p).to_json()["refit"] is True
 
 
-def test_explained_variance_matches_sklearn_and_drops_on_drift(sched, rng):
+def test_explained_variance_matches_sklearn_and_drops_on_drift(rng):
+    """The schedule's drift measure is ReductionArtifact.explained_variance_on (ONE definition)."""
     from sea_core.reduction import fit_reduction
 
     x = _low_rank(rng, 2000, _mixing(0))
     art = fit_reduction(x, dims=(8, 4), sampling_method="random", teacher_id="t")
-    ev = sched.explained_variance_on(x, mean=art.mean, scale=art.scale, components=art.components, dim=4)
+    ev = art.explained_variance_on(x, dim=4)
     assert ev == pytest.approx(art.explained_variance_ratio[:4].sum(), abs=1e-9)
     assert ev > 0.9
     drifted = _low_rank(rng, 2000, _mixing(1))  # another 4-d subspace
-    ev_new = sched.explained_variance_on(drifted, mean=art.mean, scale=art.scale,
-                                         components=art.components, dim=4)
+    ev_new = art.explained_variance_on(drifted, dim=4)
     assert ev_new < ev - 0.2
 
 
@@ -790,11 +815,11 @@ def _write_frames(root: Path, sensor: str, day: str, emb: np.ndarray, name: str 
     pq.write_table(table, folder / name)
 
 
-def test_refit_check_end_to_end(sched, tmp_path, rng):
+def test_refit_check_end_to_end(sched, cfg, tmp_path, rng):
     """First run fits; a little same-distribution data reuses; drifted data re-fits."""
     from sea_core.reduction import fit_reduction
 
-    policy = sched.RefitPolicy(**POLICY)
+    policy = cfg.RefitPolicy(**POLICY)
     frames, pca, state = tmp_path / "run", tmp_path / "pca", tmp_path / "state.json"
     base = _low_rank(rng, 400, _mixing(0))
     _write_frames(frames, "s1", "2026-01-01", base[:200])
@@ -875,7 +900,7 @@ def test_systemd_units_match_the_schedule(sched):
         assert bad.returncode != 0
 
 
-def test_cloud_scheduler_and_run_job(sched):
+def test_cloud_scheduler_and_run_job(sched, rnd):
     s = sched.load_schedule(SCHED / "refresh.yaml")
     job = json.loads((SCHED / "cloud" / "cloud_scheduler_job.json").read_text())
     assert job["schedule"] == s.cron and job["timeZone"] == s.timezone
@@ -891,7 +916,7 @@ def test_cloud_scheduler_and_run_job(sched):
     env = {e["name"]: e["value"] for e in container["env"]}
     s_vars = sched.load_schedule(SCHED / "refresh.yaml").vars
     for name in env:
-        assert name.startswith(sched.ENV_PREFIX) and name[len(sched.ENV_PREFIX):].lower() in s_vars
+        assert name.startswith(rnd.ENV_PREFIX) and name[len(rnd.ENV_PREFIX):].lower() in s_vars
 
 
 # --------------------------------------------------------------------------- Airflow DAG

@@ -136,3 +136,50 @@ def test_load_errors(tmp_path):
     with pytest.raises(DataError, match=r"reduction.npz: content does not match the sha256"):
         ReductionArtifact.load(d)
     assert not list(d.glob(".*.tmp"))
+
+
+# --------------------------------------------------------------------------- explained variance
+def test_explained_variance_on_is_the_heldout_r2_in_the_fitted_space():
+    """ONE definition (schedule's drift check, the sampling comparison):
+    EV = 1 - sum ||z - C_d^T C_d z||^2 / sum ||z - z_bar||^2 with z = (x - mean) / scale."""
+    from sklearn.metrics import r2_score
+
+    rng = np.random.default_rng(0)
+    mixing = np.random.default_rng(100).standard_normal((4, 16)) * np.linspace(0.2, 5.0, 16)
+    x = rng.standard_normal((2000, 4)) @ mixing + 0.1 * rng.standard_normal((2000, 16))
+    art = fit_reduction(x, dims=(8, 4), sampling_method="random", teacher_id="t")
+    for dim in (1, 4, 8):  # on the fitting data: the artifact's own ratio
+        assert art.explained_variance_on(x, dim=dim) == pytest.approx(
+            art.explained_variance_ratio[:dim].sum(), abs=1e-9)
+    assert art.explained_variance_on(x) == pytest.approx(art.explained_variance_ratio.sum(), abs=1e-9)
+    held = rng.standard_normal((300, 4)) @ mixing + 0.1 * rng.standard_normal((300, 16))
+    z = (held - art.mean) / art.scale
+    c = art.components[:4]
+    want = r2_score(z, z @ c.T @ c, multioutput="variance_weighted")   # the textbook R²
+    got = art.explained_variance_on(held.astype(np.float32), dim=4, chunk_rows=7)  # chunks, float32 in
+    assert got == pytest.approx(want, abs=1e-6)
+    ev = art.explained_variance_on(x, dim=4)
+    inside = x + 3.0 * art.components[0] * art.scale    # mean shifted along a kept axis: same R²
+    outside = x + 3.0 * art.components[6] * art.scale   # ... out of the kept axes: unexplained
+    assert art.explained_variance_on(inside, dim=4) == pytest.approx(ev, abs=1e-9)
+    assert art.explained_variance_on(outside, dim=4) < ev - 0.5
+    far = x + 50.0 * art.components[6] * art.scale
+    assert art.explained_variance_on(far, dim=4) < 0                     # worse than the rows' mean
+    assert np.isnan(art.explained_variance_on(np.repeat(x[:1], 5, axis=0), dim=4))  # no variance
+
+
+def test_explained_variance_on_errors():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((50, 6))
+    art = fit_reduction(x, dims=3, sampling_method="random", teacher_id="t")
+    for bad_dim in (0, 4, 2.0, True):
+        with pytest.raises(ParameterError, match="dim must be an integer in \\[1, 3\\]"):
+            art.explained_variance_on(x, dim=bad_dim)
+    with pytest.raises(ParameterError, match="N >= 2, 6"):
+        art.explained_variance_on(x[:, :5])
+    with pytest.raises(ParameterError, match="N >= 2, 6"):
+        art.explained_variance_on(x[:1])
+    y = x.copy()
+    y[17, 2] = np.nan
+    with pytest.raises(DataError, match="row 17"):
+        art.explained_variance_on(y, chunk_rows=5)

@@ -204,14 +204,36 @@ def test_write_is_atomic(report, tmp_path, monkeypatch):
     assert (html_path.read_bytes(), json_path.read_bytes()) == before
     monkeypatch.undo()
 
-    def failing_replace(src, dst):
+    def failing_move(self, *_a, **_k):  # the temp key is written, moving it onto the target fails
         raise OSError("disk full")
 
-    monkeypatch.setattr(rp.os, "replace", failing_replace)
+    from fsspec.implementations.local import LocalFileSystem
+    monkeypatch.setattr(LocalFileSystem, "mv", failing_move)
     with pytest.raises(OSError):
         rp.write_report(changed, tmp_path)
     assert (html_path.read_bytes(), json_path.read_bytes()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.json"]  # no temp left
+
+
+def test_write_to_an_object_store_url(report, tmp_path):
+    """Same bytes at an fsspec URL (memory://) as on disk; the URLs are returned as strings."""
+    import uuid
+
+    import fsspec
+
+    from sea_core.report import write_report
+
+    url = f"memory://sea-test-report-{uuid.uuid4().hex}"
+    fs = fsspec.filesystem("memory")
+    try:
+        json_url, html_url = write_report(report, url)
+        local_json, local_html = write_report(report, tmp_path)
+        assert (json_url, html_url) == (f"{url}/report.json", f"{url}/report.html")
+        assert fs.cat_file(html_url) == local_html.read_bytes()
+        assert fs.cat_file(json_url) == local_json.read_bytes()
+        assert sorted(p.rsplit("/", 1)[1] for p in fs.ls(url, detail=False)) == ["report.html", "report.json"]
+    finally:
+        fs.rm(url, recursive=True)
 
 
 def test_ensure_browser_script_is_clean():

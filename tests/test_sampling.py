@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import warnings
 
 import numpy as np
@@ -267,6 +268,26 @@ def test_empty_group_and_nonpositive_k_name_the_group():
 def test_bad_options(kwargs, match):
     with pytest.raises(ParameterError, match=match):
         select(clustered_frames(n=50), **kwargs)
+
+
+def test_one_validator_for_every_entry_point():
+    """select, sample_group, period_labels and the Beam stage's flags share check_options."""
+    from sea_core.sampling import MODES, POLICIES, check_options
+
+    check_options(method="random", mode="exact", period="week", policy="skip")   # all valid: no error
+    with pytest.raises(ParameterError, match=r"^--policy must be one of \('whole', 'skip'\), got 'all'$"):
+        check_options(prefix="--", method="random", policy="all")
+    with pytest.raises(ParameterError, match=r"^mode must be one of .*got None$"):
+        check_options(mode=None)                                             # None is a bad value too
+    with pytest.raises(TypeError, match="unknown option 'kernel'"):
+        check_options(kernel="x")
+    emb = np.zeros((4, 2))
+    for bad, match in (({"mode": "fast"}, f"mode must be one of {MODES}"),
+                       ({"policy": "all"}, f"policy must be one of {POLICIES}")):
+        with pytest.raises(ParameterError, match=re.escape(match)):
+            sample_group(emb, None, k=2, method="random", **bad)
+    with pytest.raises(ParameterError, match="period must be one of"):
+        period_labels(np.array(["2026-01-01"]), "year")
 
 
 def test_missing_columns():

@@ -19,6 +19,7 @@ from sea_core.audio.spl import leq_dba, read_spl_sidecar
 from pipelines.job.cli import main as cli_main
 from sea_core.errors import ParameterError
 from sea_core.params import SONYC_COARSE_CLASSES, SYNTH
+from sea_core.synth.sources import GENERATORS
 
 TINY = dataclasses.replace(SYNTH, sensors=2, days=1, clips_per_day=2, labelled_clips=12, seed=7)
 SR = TINY.sample_rate
@@ -207,7 +208,7 @@ def _centroid_hz(x: np.ndarray) -> float:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_class_signatures(seed):
     """Each event model has its documented spectral signature."""
-    g = {c: synth._GENERATORS[c].generate(np.random.default_rng(seed), SR, N)
+    g = {c: GENERATORS[c].generate(np.random.default_rng(seed), SR, N)
          for c in SONYC_COARSE_CLASSES}
     assert all(0 < x.size <= N and np.isfinite(x).all() for x in g.values())
     assert _centroid_hz(g["engine"]) < 600

@@ -1,6 +1,7 @@
 """Airflow DAG of the incremental corpus refresh, built from ``refresh.yaml``.
 
-Drop this file (with ``schedule.py`` and ``refresh.yaml`` beside it) into the
+Drop this file (with ``schedule.py``, its ``schedule_config.py``, ``schedule_render.py``,
+``schedule_run.py`` and ``refresh.yaml`` beside it) into the
 Airflow ``dags/`` folder, or point ``SEA_REFRESH_CONFIG`` at another schedule
 file. One ``BashOperator`` per task, with the schedule's cron, retries, retry
 delay and timeout; the ``{run_date}`` placeholder becomes Airflow's ``{{ ds }}``
