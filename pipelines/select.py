@@ -30,7 +30,8 @@ from pipelines.driver import run_to_completion
 from sea_core import storage
 from sea_core.errors import DataError, ParameterError
 from sea_core.params import SAMPLING, SENSORS
-from sea_core.sampling import METHODS, MODES, PERIODS, POLICIES, group_label, period_labels, plan_budget
+from sea_core.sampling import (METHODS, MODES, PERIODS, POLICIES, check_options, group_label, period_labels,
+                               plan_budget)
 
 __all__ = ["SelectConfig", "plan_groups", "SampleGroups", "WriteSelection", "build", "parse_args", "run", "main",
            "selection_shards", "shard_name", "SELECTION_FILE", "SUMMARY_FILE"]
@@ -66,14 +67,8 @@ class SelectConfig:
     sensor_method: str = SENSORS.method
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ParameterError(f"--method must be one of {METHODS}, got {self.method!r}")
-        if self.mode not in MODES:
-            raise ParameterError(f"--mode must be one of {MODES}, got {self.mode!r}")
-        if self.period not in PERIODS:
-            raise ParameterError(f"--period must be one of {PERIODS}, got {self.period!r}")
-        if self.policy not in POLICIES:
-            raise ParameterError(f"--policy must be one of {POLICIES}, got {self.policy!r}")
+        check_options(prefix="--", method=self.method, mode=self.mode, period=self.period,
+                      policy=self.policy)
         if (self.fraction is None) == (self.k is None):
             raise ParameterError("give exactly one of --fraction and --k")
         if self.fraction is not None and not 0 < self.fraction <= 1:

@@ -188,7 +188,7 @@ def _check_same_config(out, config: dict):
 
 def _validate(params: RunParams, out, corpus, annotations, audio_dir) -> None:
     """Every setting checked before anything is written (a failed run must not lock --out)."""
-    from sea_core.sampling import METHODS, MODES
+    from sea_core.sampling import check_options
 
     if storage.isfile(out):
         raise ParameterError(f"--out {out}: exists and is not a directory")
@@ -206,10 +206,8 @@ def _validate(params: RunParams, out, corpus, annotations, audio_dir) -> None:
                                               or not isinstance(params.sensors_select, int)
                                               or params.sensors_select < 1):
         raise ParameterError(f"--sensors-select must be an integer >= 1, got {params.sensors_select!r}")
-    if params.method not in METHODS:
-        raise ParameterError(f"--method must be one of {METHODS}, got {params.method!r}")
-    if params.mode not in MODES:
-        raise ParameterError(f"mode must be one of {MODES}, got {params.mode!r}")
+    check_options(prefix="--", method=params.method)
+    check_options(mode=params.mode)   # no --mode flag: RunParams.mode
     if not (isinstance(params.fraction, (int, float)) and 0 < params.fraction <= 1):
         raise ParameterError(f"--fraction must be in (0, 1], got {params.fraction!r}")
     for name in ("sensors", "days", "clips_per_day", "labelled_clips", "epochs", "batch_size"):
