@@ -53,27 +53,6 @@ def frames_arrays(frames_dir, max_windows: int | None = None, seed: int = 0) -> 
             "window_id": np.concatenate(ids), "total_windows": total}
 
 
-def _heldout_r2(artifact, emb: np.ndarray, dim: int, chunk_rows: int = 16_384) -> float:
-    """Fraction of the variance of ``emb`` kept by the artifact's first ``dim`` axes.
-
-    Accumulated in float64 chunk by chunk (no float64 copy of ``emb``).
-    """
-    c = artifact.components[:dim]
-    n = len(emb)
-    mean = np.zeros(emb.shape[1])
-    for i in range(0, n, chunk_rows):
-        mean += emb[i:i + chunk_rows].astype(np.float64).sum(axis=0)
-    mean /= max(n, 1)
-    err, total = 0.0, 0.0
-    for i in range(0, n, chunk_rows):
-        x = emb[i:i + chunk_rows].astype(np.float64)
-        z = (x - artifact.mean) / artifact.scale
-        recon = (z @ c.T) @ c * artifact.scale + artifact.mean
-        err += float(np.sum((x - recon) ** 2))
-        total += float(np.sum((x - mean) ** 2))
-    return float(1.0 - err / total) if total > 0 else float("nan")
-
-
 def sampling_comparison(frames_dir: str | Path, *, k: int, dim: int, seeds=(0, 1, 2),
                         methods=METHODS, mode: str = "scalable",
                         max_windows: int | None = EXPERIMENT.comparison_max_windows) -> dict:
@@ -104,7 +83,7 @@ def sampling_comparison(frames_dir: str | Path, *, k: int, dim: int, seeds=(0, 1
             art = fit_reduction(frames["teacher_emb"][sel.indices].astype(np.float64), dims=(dim,),
                                 sampling_method=method, teacher_id="comparison")
             rows.append({"method": method, "seed": seed, "n_selected": int(sel.indices.size),
-                         "r2": _heldout_r2(art, frames["teacher_emb"], dim),
+                         "r2": art.explained_variance_on(frames["teacher_emb"], dim=dim),
                          "logdet": sel.logdet.get("diversity")})
     table = []
     for method in methods:
