@@ -73,9 +73,9 @@ class EmbedConfig:
 
     input: str
     output: str
-    teacher: str = EMBED.teacher
+    teacher: str = "aisfx"
     teacher_options: tuple = ()
-    batch_size: int = EMBED.batch_size
+    batch_size: int = 32
     hop_seconds: float | None = None
     shard_size: int = EMBED.shard_size
     spl_sidecar: str | None = None

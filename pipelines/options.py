@@ -48,7 +48,7 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
          dest="allow_mixed_precision", action="store_true", default=False,
          help="let --incremental add rows of another teacher precision to an existing output "
               "(refused by default)")
-    _add(parser, "--batch-size", "--batch_size", dest="batch_size", type=int, default=EMBED.batch_size,
+    _add(parser, "--batch-size", "--batch_size", dest="batch_size", type=int, default=32,
          help="windows per teacher forward pass (every pass is exactly this size)")
     _add(parser, "--teacher-window", "--teacher_window", dest="teacher_window", default=None,
          help="aisfx analysis window: 1s (default: the students' 1 s of 8-kHz audio, 64 x 50 "

@@ -679,13 +679,11 @@ LISTING = ListingParams()
 
 @dataclass(frozen=True, kw_only=True)
 class EmbedParams:
-    """Defaults of ``sea pipeline embed`` (``pipelines.embed_corpus.EmbedConfig`` and its flags)."""
+    """Defaults of ``sea pipeline embed`` (``pipelines.embed_corpus.EmbedConfig`` and its flags; the
+    teacher and its batch size are the teacher registry's defaults)."""
 
-    teacher: str = "aisfx"
     teacher_precision: str = "auto"
     """'auto' | 'fp32' | 'bf16' (auto: bf16 on a CPU with AMX-BF16 / AVX512-BF16)."""
-    batch_size: int = 32
-    """Windows per teacher forward pass (every pass is exactly this size)."""
     shard_size: int = 16
     """Recordings per work unit (decoded, scored and embedded together)."""
 
