@@ -51,5 +51,5 @@ setup(
     packages=find_packages(include=["sea_core", "sea_core.*", "pipelines", "pipelines.*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["sea=sea_core.cli:main"]},
+    entry_points={"console_scripts": ["sea=pipelines.job.cli:main"]},
 )

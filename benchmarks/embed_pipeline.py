@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    from pipelines.embed_corpus import run
+    from pipelines.embed_corpus import parse_args, run
     from sea_core.models.teachers import get_teacher
     from sea_core.precision import cpu_bf16_flags
 
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
                 out = Path(tmp) / f"out-{p}-{r}"
                 t_bare = bare_inference(teachers[p], windows, args.batch_size)
                 t0 = time.perf_counter()
-                full = run(common(p, out))
+                full = run(*parse_args(common(p, out)))
                 t_full = time.perf_counter() - t0
                 n = full["counts"]["windows"]
                 assert n == n_bare, (n, n_bare)
@@ -144,7 +144,7 @@ def main(argv=None) -> int:
                 new_paths = [make_clip(up, i, args.seconds)
                              for i in range(args.clips, args.clips + n_new)]
                 t0 = time.perf_counter()
-                refresh = run(common(p, out) + ["--incremental"])
+                refresh = run(*parse_args(common(p, out) + ["--incremental"]))
                 t_refresh = time.perf_counter() - t0
                 assert refresh["counts"]["inputs"] == n_new
                 for q in new_paths:  # the next run starts from the same corpus
@@ -172,7 +172,7 @@ def main(argv=None) -> int:
                 flags = [f"--direct_running_mode={m}"] + (
                     [f"--direct_num_workers={workers}"] if m != "in_memory" else [])
                 t0 = time.perf_counter()
-                s = run(common(p, out) + flags)
+                s = run(*parse_args(common(p, out) + flags))
                 wall = time.perf_counter() - t0
                 modes_out.setdefault(m, {})[p] = {
                     "runner": s["runner"], "pipeline_s": s["timings_s"]["pipeline"],

@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--lr", type=float, default=1e-4)
     a = ap.parse_args(argv)
-    from pipelines.embed_corpus import run as run_embed
+    from pipelines.embed_corpus import parse_args as embed_args, run as run_embed
     from sea_core.api import load_embedder
     from sea_core.evaluate import evaluate
     from sea_core.params import DOWNSTREAM_QUICK, SYNTH
@@ -43,8 +43,8 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     frames = work / "embed"
     if not (frames / "_SUCCESS").exists():
-        run_embed(["--input", str(corpus / "upstream"), "--output", str(frames), "--teacher", a.teacher,
-                   "--hop-seconds", "0.5"])
+        run_embed(*embed_args(["--input", str(corpus / "upstream"), "--output", str(frames),
+                               "--teacher", a.teacher, "--hop-seconds", "0.5"]))
     times["embed"] = round(time.perf_counter() - t, 1)
     recs = {}
     for retrain in ("none", "kd"):

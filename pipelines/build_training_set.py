@@ -19,6 +19,8 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
@@ -33,7 +35,8 @@ from sea_core.reduction import ReductionArtifact
 from sea_core.schema import TRAINING_SCHEMA_VERSION, target_column, training_schema
 from sea_core.trainset import CARD_FILE, SPLITS
 
-__all__ = ["assign_splits", "ProjectAndWrite", "build", "run", "main"]
+__all__ = ["assign_splits", "ProjectAndWrite", "TrainingSetConfig", "build", "build_training_set", "parse_args",
+           "run", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +171,25 @@ def build(p: beam.Pipeline, *, frames: str, pca: str, output: str, dims: tuple[i
     return parts, splits, artifact
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrainingSetConfig:
+    """Settings of one build-training-set run (paths made absolute on construction)."""
+
+    frames: str
+    """Frames dataset (output of ``sea pipeline embed``)."""
+    pca: str
+    """Artifact directory of ``sea pipeline fit-pca``."""
+    output: str
+    dims: tuple[int, ...] = REDUCTION.dims
+    params: TrainingSetParams = TRAINING_SET
+    """Split fractions / seed and shard size."""
+
+    def __post_init__(self):
+        for name in ("frames", "pca", "output"):
+            object.__setattr__(self, name, storage.absolute(getattr(self, name)))
+        object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
+
+
 def build_training_set(*, frames: str, pca: str, output: str, dims: tuple[int, ...],
                        beam_args: list[str] | None = None,
                        params: TrainingSetParams = TRAINING_SET) -> dict:
@@ -219,7 +241,14 @@ def build_training_set(*, frames: str, pca: str, output: str, dims: tuple[int, .
     return card
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(cfg: TrainingSetConfig, beam_args: Sequence[str] = ()) -> dict:
+    """Build the training set (``beam_args``: Beam flags); returns the dataset card."""
+    return build_training_set(frames=cfg.frames, pca=cfg.pca, output=cfg.output, dims=cfg.dims,
+                              beam_args=list(beam_args), params=cfg.params)
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[TrainingSetConfig, list[str]]:
+    """``sea pipeline build-training-set`` flags -> (config, the remaining Beam flags)."""
     parser = argparse.ArgumentParser(prog="sea pipeline build-training-set",
                                      description="Project every window with the PCA artifact into "
                                                  "Parquet training shards.")
@@ -228,9 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dims", default=",".join(map(str, REDUCTION.dims)))
     parser.add_argument("--output", required=True)
     args, beam_args = parser.parse_known_args(argv)
-    card = build_training_set(frames=args.frames, pca=args.pca, output=args.output,
-                              dims=tuple(int(d) for d in args.dims.split(",")), beam_args=beam_args)
-    print(f"sea pipeline build-training-set: {card['counts']} rows, dims {card['dims']} -> {args.output}")
+    return TrainingSetConfig(frames=args.frames, pca=args.pca, output=args.output,
+                             dims=tuple(int(d) for d in args.dims.split(","))), beam_args
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg, beam_args = parse_args(argv)
+    card = run(cfg, beam_args)
+    print(f"sea pipeline build-training-set: {card['counts']} rows, dims {card['dims']} -> {cfg.output}")
     return 0
 
 

@@ -31,12 +31,12 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 
 import apache_beam as beam
 import fsspec
-import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -55,13 +55,14 @@ from pipelines.transforms.write import (MANIFEST_NAME, SUCCESS_NAME, SUMMARY_NAM
                                         WritePartitions, read_table_or_none, remove_file,
                                         remove_temp_files)
 from sea_core.errors import AudioError, DataError, ParameterError
-from sea_core.params import (AUDIO_LIMITS, DISTILL_TEACHER_WINDOW, LISTING, RELEVANCE, SPL,
-                             STUDENT_MEL64, TEACHER_NAMES, RelevanceParams, check_teacher_window,
-                             teacher_window_name)
+from sea_core import storage
+from sea_core.params import (AUDIO_LIMITS, DEFAULT_TEACHER, DISTILL_TEACHER_WINDOW, EMBED, LISTING,
+                             RELEVANCE, SPL, STUDENT_MEL64, TEACHER_BATCH_SIZE, TEACHER_NAMES, RelevanceParams,
+                             check_teacher_window, teacher_window_name)
 from sea_core.precision import cpu_bf16_flags, describe_cpu
 from sea_core.schema import DEAD_LETTER_SCHEMA_VERSION, FRAMES_SCHEMA_VERSION
 
-__all__ = ["EmbedConfig", "config_from_options", "build", "plan", "run", "main"]
+__all__ = ["EmbedConfig", "config_from_options", "parse_args", "build", "plan", "run", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +73,11 @@ class EmbedConfig:
 
     input: str
     output: str
-    teacher: str = "aisfx"
+    teacher: str = DEFAULT_TEACHER
     teacher_options: tuple = ()
-    batch_size: int = 32
+    batch_size: int = TEACHER_BATCH_SIZE
     hop_seconds: float | None = None
-    shard_size: int = 16
+    shard_size: int = EMBED.shard_size
     spl_sidecar: str | None = None
     require_sidecar: bool = False
     incremental: bool = False
@@ -85,7 +86,7 @@ class EmbedConfig:
     teacher_window: str | None = None
     """aisfx analysis window ('1s' or '2.30s'); None = the distillation default (1 s).
     Other teachers accept only their own window."""
-    teacher_precision: str = "auto"
+    teacher_precision: str = EMBED.teacher_precision
     """'auto' | 'fp32' | 'bf16' (auto: bf16 on a CPU with AMX-BF16 / AVX512-BF16)."""
     allow_mixed_precision: bool = False
     sensors_csv: str | None = None
@@ -96,6 +97,10 @@ class EmbedConfig:
             raise ParameterError("--input is required (a glob, a directory or a manifest of URIs)")
         if not self.output:
             raise ParameterError("--output is required (an output directory)")
+        # local relative paths -> absolute (workers may run in another directory); URLs unchanged
+        for name in ("input", "output", "spl_sidecar", "sensors_csv"):
+            if getattr(self, name):
+                object.__setattr__(self, name, storage.absolute(getattr(self, name)))
         for name in ("batch_size", "shard_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -513,10 +518,24 @@ def _remove_legacy_frames(layout: OutputLayout) -> None:
 
 
 # --------------------------------------------------------------------------- entry points
-def run(argv: list[str] | None = None, *, options: PipelineOptions | None = None) -> dict:
+def parse_args(argv: list[str] | None = None) -> tuple[EmbedConfig, list[str]]:
+    """``sea pipeline embed`` flags -> (config, the remaining Beam flags).
+
+    The application flags are read the way a Beam runner reads them (``EmbedOptions``,
+    :func:`config_from_options`); the flags ``add_embed_arguments`` does not declare are
+    the Beam flags.
+    """
+    argv = list(argv or [])
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    add_embed_arguments(parser)
+    _, beam_args = parser.parse_known_args(argv)
+    return config_from_options(PipelineOptions(argv)), beam_args
+
+
+def run(cfg: EmbedConfig, beam_args: Sequence[str] = ()) -> dict:
     """Run the pipeline; returns the run summary (also written to ``DIR/run_summary.json``).
 
-    ``argv`` holds the application flags (see ``--help``) and any Beam flags.
+    ``beam_args``: Beam pipeline flags (``--runner``, ...); the application settings are ``cfg``.
 
     Raises
     ------
@@ -526,8 +545,7 @@ def run(argv: list[str] | None = None, *, options: PipelineOptions | None = None
         ``inputs != ok + dead_lettered`` (nothing may go missing), or the runner failed.
     """
     t_start = time.perf_counter()
-    options = options or PipelineOptions(list(argv or []))
-    cfg = config_from_options(options)
+    options = PipelineOptions(list(beam_args))
     resolved = _resolve(cfg)
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     runner, label = select_runner(options)
@@ -613,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in argv):
         _help_parser().print_help()
         return 0
-    summary = run(argv)
+    summary = run(*parse_args(argv))
     c = summary["counts"]
     print(f"{c['inputs']} inputs: {c['ok']} ok, {c['dead_lettered']} dead-lettered, "
           f"{c['windows']} windows -> {summary['output']}")

@@ -23,6 +23,8 @@ import hashlib
 import io
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
@@ -38,7 +40,7 @@ from sea_core.errors import DataError, ParameterError
 from sea_core.params import REDUCTION
 from sea_core.reduction import Moments, ReductionArtifact, fit_from_moments
 
-__all__ = ["GroupStats", "CombineStats", "GroupMoments", "fit_pca", "main"]
+__all__ = ["GroupStats", "CombineStats", "GroupMoments", "PcaConfig", "fit_pca", "parse_args", "run", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +163,24 @@ def _read_moments(url: str) -> dict:
         return {k: z[k] for k in z.files}
 
 
+@dataclass(frozen=True, kw_only=True)
+class PcaConfig:
+    """Settings of one fit-pca run (paths made absolute on construction)."""
+
+    frames: str
+    """Frames dataset (output of ``sea pipeline embed``)."""
+    selection: str
+    """Output directory of ``sea pipeline select``."""
+    output: str
+    """Artifact directory."""
+    dims: tuple[int, ...] = REDUCTION.dims
+
+    def __post_init__(self):
+        for name in ("frames", "selection", "output"):
+            object.__setattr__(self, name, storage.absolute(getattr(self, name)))
+        object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
+
+
 def fit_pca(*, frames: str, selection: str, output: str, dims=REDUCTION.dims,
             beam_args: list[str] | None = None) -> ReductionArtifact:
     """Run the moments pipeline, fit in the driver from the moments, publish the artifact."""
@@ -225,7 +245,18 @@ def fit_pca(*, frames: str, selection: str, output: str, dims=REDUCTION.dims,
     return artifact
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(cfg: PcaConfig, beam_args: Sequence[str] = ()) -> dict:
+    """Fit and publish the artifact (``beam_args``: Beam flags); returns its summary:
+    ``output``, ``artifact`` (:meth:`ReductionArtifact.metadata`) and the full
+    ``explained_variance_ratio`` list."""
+    artifact = fit_pca(frames=cfg.frames, selection=cfg.selection, output=cfg.output, dims=cfg.dims,
+                       beam_args=list(beam_args))
+    return {"output": cfg.output, "artifact": artifact.metadata(),
+            "explained_variance_ratio": [float(v) for v in artifact.explained_variance_ratio]}
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[PcaConfig, list[str]]:
+    """``sea pipeline fit-pca`` flags -> (config, the remaining Beam flags)."""
     parser = argparse.ArgumentParser(prog="sea pipeline fit-pca",
                                      description="Fit scaler + PCA on the selected windows (Beam: "
                                                  "moments on the workers, eigh in the driver).")
@@ -235,9 +266,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dims", default=",".join(map(str, REDUCTION.dims)))
     args, beam_args = parser.parse_known_args(argv)
     dims = tuple(int(d) for d in args.dims.split(","))
-    artifact = fit_pca(frames=args.frames, selection=args.selection, output=args.output, dims=dims,
-                       beam_args=beam_args)
-    print(f"sea pipeline fit-pca: {artifact.n_fit} windows, dims {artifact.dims} -> {args.output}")
+    return PcaConfig(frames=args.frames, selection=args.selection, output=args.output, dims=dims), beam_args
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg, beam_args = parse_args(argv)
+    summary = run(cfg, beam_args)
+    meta = summary["artifact"]
+    print(f"sea pipeline fit-pca: {meta['n_fit']} windows, dims {tuple(meta['dims'])} -> "
+          f"{cfg.output}")
     return 0
 
 

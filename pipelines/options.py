@@ -13,7 +13,7 @@ import argparse
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from sea_core.params import DEFAULT_TEACHER, TEACHER_BATCH_SIZE, TEACHER_NAMES
+from sea_core.params import DEFAULT_TEACHER, EMBED, TEACHER_BATCH_SIZE, TEACHER_NAMES
 
 __all__ = ["EmbedOptions", "add_embed_arguments"]
 
@@ -41,7 +41,7 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
          help="get_teacher option, repeatable (e.g. seed=0, weights=PATH, frontend=none, "
               "sample_rate=16000)")
     _add(parser, "--teacher-precision", "--teacher_precision", dest="teacher_precision",
-         default="auto", metavar="{auto,fp32,bf16}",
+         default=EMBED.teacher_precision, metavar="{auto,fp32,bf16}",
          help="teacher arithmetic: bf16 (bfloat16 compute on AMX-BF16 / AVX512-BF16 CPUs, "
               "~1.4-2.4x faster, cosine to fp32 >= 0.9999), fp32, or auto (default: bf16 when "
               "this machine's /proc/cpuinfo lists amx_bf16 or avx512_bf16, else fp32)")
@@ -58,7 +58,7 @@ def add_embed_arguments(parser: argparse.ArgumentParser) -> None:
     _add(parser, "--hop-seconds", "--hop_seconds", dest="hop_seconds", type=float, default=None,
          help="hop between windows; default: the teacher's corpus hop (0.5 s for L3, "
               "1.16 s for aisfx)")
-    _add(parser, "--shard-size", "--shard_size", dest="shard_size", type=int, default=16,
+    _add(parser, "--shard-size", "--shard_size", dest="shard_size", type=int, default=EMBED.shard_size,
          help="recordings per work unit (decoded, scored and embedded together)")
     _add(parser, "--spl-sidecar", "--spl_sidecar", dest="spl_sidecar", default=None,
          help="directory of per-second SPL sidecars sensor_<id>/<day>/<ts>.csv|.parquet")

@@ -18,6 +18,8 @@ import argparse
 import json
 import logging
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
@@ -27,10 +29,11 @@ from pipelines.frames_io import Partition, fixed_list_to_numpy, list_partitions,
 from pipelines.driver import run_to_completion
 from sea_core import storage
 from sea_core.errors import DataError, ParameterError
-from sea_core.params import SAMPLING
-from sea_core.sampling import METHODS, MODES, PERIODS, POLICIES, group_label, period_labels, plan_budget
+from sea_core.params import SAMPLING, SENSORS
+from sea_core.sampling import (METHODS, MODES, PERIODS, POLICIES, check_options, group_label, period_labels,
+                               plan_budget)
 
-__all__ = ["SelectConfig", "plan_groups", "SampleGroups", "WriteSelection", "build", "run", "main",
+__all__ = ["SelectConfig", "plan_groups", "SampleGroups", "WriteSelection", "build", "parse_args", "run", "main",
            "selection_shards", "shard_name", "SELECTION_FILE", "SUMMARY_FILE"]
 
 log = logging.getLogger(__name__)
@@ -40,38 +43,44 @@ SUMMARY_FILE = "selection.json"
 _DPP_METHODS = ("diversity", "diversity+relevance")
 
 
+@dataclass(frozen=True, kw_only=True)
 class SelectConfig:
-    """Settings of one selection run (plain attributes, picklable)."""
+    """Settings of one selection run (defaults from ``sea_core.params``; picklable).
 
-    def __init__(self, *, frames: str, output: str, method: str, fraction: float | None = None,
-                 k: int | None = None, mode: str = "scalable", period: str = SAMPLING.period,
-                 seed: int = SAMPLING.dpp_seed, policy: str = SAMPLING.small_group_policy,
-                 per_sensor_budget: bool = False, max_group_windows: int = SAMPLING.max_group_windows,
-                 sensors: int | None = None, sensors_csv: str | None = None,
-                 sensor_method: str = "kdpp"):
-        if method not in METHODS:
-            raise ParameterError(f"--method must be one of {METHODS}, got {method!r}")
-        if mode not in MODES:
-            raise ParameterError(f"--mode must be one of {MODES}, got {mode!r}")
-        if period not in PERIODS:
-            raise ParameterError(f"--period must be one of {PERIODS}, got {period!r}")
-        if policy not in POLICIES:
-            raise ParameterError(f"--policy must be one of {POLICIES}, got {policy!r}")
-        if (fraction is None) == (k is None):
+    ``frames`` / ``output`` are made absolute (local paths) on construction.
+    """
+
+    frames: str
+    output: str
+    method: str
+    fraction: float | None = None
+    k: int | None = None
+    mode: str = SAMPLING.default_mode
+    period: str = SAMPLING.period
+    seed: int = SAMPLING.dpp_seed
+    policy: str = SAMPLING.small_group_policy
+    per_sensor_budget: bool = False
+    max_group_windows: int = SAMPLING.max_group_windows
+    sensors: int | None = None
+    """Sensor selection by DPP (issue 18, sea_core/sensors.py): first choose this many sensors."""
+    sensors_csv: str | None = None
+    sensor_method: str = SENSORS.method
+
+    def __post_init__(self):
+        check_options(prefix="--", method=self.method, mode=self.mode, period=self.period,
+                      policy=self.policy)
+        if (self.fraction is None) == (self.k is None):
             raise ParameterError("give exactly one of --fraction and --k")
-        if fraction is not None and not 0 < fraction <= 1:
-            raise ParameterError(f"--fraction must be in (0, 1], got {fraction}")
-        if k is not None and k <= 0:
-            raise ParameterError(f"--k must be > 0, got {k}")
-        self.frames, self.output = storage.absolute(frames), storage.absolute(output)
-        self.method, self.mode = method, mode
-        self.fraction, self.k, self.period, self.seed = fraction, k, period, int(seed)
-        if max_group_windows < 1:
-            raise ParameterError(f"--max-group-windows must be >= 1, got {max_group_windows}")
-        self.policy, self.per_sensor_budget = policy, per_sensor_budget
-        self.max_group_windows = int(max_group_windows)
-        # sensor selection by DPP (issue 18, sea_core/sensors.py)
-        self.sensors, self.sensors_csv, self.sensor_method = sensors, sensors_csv, sensor_method
+        if self.fraction is not None and not 0 < self.fraction <= 1:
+            raise ParameterError(f"--fraction must be in (0, 1], got {self.fraction}")
+        if self.k is not None and self.k <= 0:
+            raise ParameterError(f"--k must be > 0, got {self.k}")
+        if self.max_group_windows < 1:
+            raise ParameterError(f"--max-group-windows must be >= 1, got {self.max_group_windows}")
+        object.__setattr__(self, "frames", storage.absolute(self.frames))
+        object.__setattr__(self, "output", storage.absolute(self.output))
+        object.__setattr__(self, "seed", int(self.seed))
+        object.__setattr__(self, "max_group_windows", int(self.max_group_windows))
 
 
 def plan_groups(parts: list[Partition], cfg: SelectConfig) -> tuple[list[tuple], dict]:
@@ -224,18 +233,14 @@ def build(p: beam.Pipeline, cfg: SelectConfig):
             | "Write" >> WriteSelection(cfg, budget))
 
 
-def run(argv: list[str] | None = None) -> dict:
-    """Parse arguments, run the pipeline, return ``selection.json``'s content."""
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from pipelines.runners import select_runner
-
+def parse_args(argv: list[str] | None = None) -> tuple[SelectConfig, list[str]]:
+    """``sea pipeline select`` flags -> (config, the remaining Beam flags)."""
     parser = argparse.ArgumentParser(prog="sea pipeline select",
                                      description="Select the PCA fitting set from a frames dataset.")
     parser.add_argument("--frames", required=True, help="embed pipeline output directory")
     parser.add_argument("--output", required=True)
     parser.add_argument("--method", required=True, choices=METHODS)
-    parser.add_argument("--mode", default="scalable", choices=MODES)
+    parser.add_argument("--mode", default=SAMPLING.default_mode, choices=MODES)
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--fraction", type=float)
     group.add_argument("--k", type=int)
@@ -249,7 +254,7 @@ def run(argv: list[str] | None = None) -> dict:
     # sensor selection by DPP (issue 18)
     parser.add_argument("--sensors", type=int, help="first choose this many sensors (k-DPP over sensors.csv)")
     parser.add_argument("--sensors-csv", help="sensor coordinates (default: sensors.csv next to the corpus)")
-    parser.add_argument("--sensor-method", default="kdpp", choices=("kdpp", "greedy"))
+    parser.add_argument("--sensor-method", default=SENSORS.method, choices=("kdpp", "greedy"))
     args, beam_args = parser.parse_known_args(argv)
     fraction = args.fraction if (args.fraction is not None or args.k is not None) \
         else SAMPLING.default_fraction
@@ -259,7 +264,16 @@ def run(argv: list[str] | None = None) -> dict:
                        max_group_windows=args.max_group_windows,
                        sensors=args.sensors, sensors_csv=args.sensors_csv,
                        sensor_method=args.sensor_method)
-    options = PipelineOptions(beam_args)
+    return cfg, beam_args
+
+
+def run(cfg: SelectConfig, beam_args: Sequence[str] = ()) -> dict:
+    """Run the selection pipeline (``beam_args``: Beam flags); return ``selection.json``'s content."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.runners import select_runner
+
+    options = PipelineOptions(list(beam_args))
     runner, _ = select_runner(options)
     p = beam.Pipeline(runner=runner, options=options)
     build(p, cfg)
@@ -271,7 +285,7 @@ def run(argv: list[str] | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    summary = run(argv)
+    summary = run(*parse_args(argv))
     print(f"sea pipeline select: {summary['n_selected']} of {summary['windows']} windows "
           f"({summary['method']}, {summary['groups']} groups) -> {summary['frames']}")
     return 0

@@ -31,7 +31,7 @@ __all__ = [
     "AUDIO_IO", "AWeightingParams", "A_WEIGHTING", "SidecarParams", "SIDECAR", "CapacityParams",
     "CAPACITY", "TrainingSetParams", "TRAINING_SET", "RunParams", "RUN", "ExperimentParams",
     "EXPERIMENT", "ReportParams", "REPORT", "SensorParams",
-    "SENSORS",
+    "SENSORS", "EmbedParams", "EMBED",
 ]
 
 
@@ -411,6 +411,8 @@ class SamplingParams:
     s_init_seed: int = 413121
     reference_nb_iter: int = 3
     default_fraction: float = 0.1
+    default_mode: str = "scalable"
+    """DPP mode of ``sea pipeline select`` (``sea_core.sampling.MODES``)."""
     period: str = "day"
     small_group_policy: str = "whole"
     """Groups smaller than their k: 'whole' = take the whole group and report it;
@@ -698,6 +700,20 @@ class ListingParams:
 
 
 LISTING = ListingParams()
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbedParams:
+    """Defaults of ``sea pipeline embed`` (``pipelines.embed_corpus.EmbedConfig`` and its flags; the
+    teacher and its batch size are the teacher registry's defaults)."""
+
+    teacher_precision: str = "auto"
+    """'auto' | 'fp32' | 'bf16' (auto: bf16 on a CPU with AMX-BF16 / AVX512-BF16)."""
+    shard_size: int = 16
+    """Recordings per work unit (decoded, scored and embedded together)."""
+
+
+EMBED = EmbedParams()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -266,7 +266,7 @@ def test_bug3_no_collections_abc_aliases_and_modules_import():
                 offenders.append(f"{path}: collections.{node.attr}")
     assert not offenders, offenders
     for mod in ("sea_core.api", "sea_core.models.store", "sea_core.models.teachers",
-                "sea_core.models.students", "sea_core.models.sparse", "sea_core.cli"):
+                "sea_core.models.students", "sea_core.models.sparse", "pipelines.job.cli"):
         importlib.import_module(mod)
     assert callable(sea_core.get_embedding) and callable(sea_core.process_files)
 

@@ -9,13 +9,19 @@ import pyarrow.dataset as ds
 import pytest
 import soundfile as sf
 
-from pipelines.embed_corpus import run
+from pipelines.embed_corpus import parse_args as embed_args
+from pipelines.embed_corpus import run as embed_job
 from pipelines.transforms.records import Recording
 from pipelines.transforms.spl import SplConfig, window_spl
-from sea_core.cli import main as cli_main
+from pipelines.job.cli import main as cli_main
 from sea_core.errors import DataError
 from tests.conftest import TINY_SR
 from tests.test_embed_pipeline import BASE, SENSORS, SR, _clip_path, _tone
+
+
+def run(argv: list[str]) -> dict:
+    """The embed job on ``sea pipeline embed`` flags; returns the run summary."""
+    return embed_job(*embed_args(argv))
 
 
 def test_window_spl_uses_each_sensors_calibration():

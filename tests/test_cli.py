@@ -11,7 +11,7 @@ import sea_core
 from conftest import URBAN_OGG, chirp, need_shared
 from sea_core.api import main as embed_main
 from sea_core.audio.io import read_audio
-from sea_core.cli import main as sea_main
+from pipelines.job.cli import main as sea_main
 from sea_core.errors import AudioReadError, ModelNotFoundError
 from sea_core.params import SPARSE_L3_SPARSITIES
 

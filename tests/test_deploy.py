@@ -83,7 +83,7 @@ def _trained_student(path, data_dir, emb_dim: int = 128) -> None:
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
     """Training set + trained student + `sea quantize` outputs (int8 and memory modes)."""
-    from sea_core.cli import main as cli
+    from pipelines.job.cli import main as cli
 
     root = tmp_path_factory.mktemp("deploy")
     data = root / "trainset"
@@ -326,7 +326,7 @@ def test_latency_fields(deployed):
 
 
 def test_budget_failure_exits_non_zero(deployed, capsys):
-    from sea_core.cli import main as cli
+    from pipelines.job.cli import main as cli
 
     out = deployed["root"] / "out_small_board"
     rc = cli(["quantize", str(deployed["model"]), "--data", str(deployed["data"]), "--out", str(out),

@@ -30,10 +30,18 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from pipelines.embed_corpus import EmbedConfig, build, run
+from pipelines.embed_corpus import EmbedConfig, build
+from pipelines.embed_corpus import parse_args as embed_args
+from pipelines.embed_corpus import run as embed_job
 from sea_core.errors import ParameterError, SchemaError
 from sea_core.schema import FRAMES_SCHEMA_VERSION, check_schema, frames_partition_dir, frames_schema
 from tests.conftest import TINY_SR
+
+
+def run(argv: list[str]) -> dict:
+    """The embed job on ``sea pipeline embed`` flags; returns the run summary."""
+    return embed_job(*embed_args(argv))
+
 
 SR = 48_000
 SECONDS = 2.0

@@ -8,9 +8,16 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from pipelines.fit_pca import fit_pca
-from pipelines.select import run as run_select
+from pipelines.select import parse_args as select_args
+from pipelines.select import run as select_job
 from sea_core.reduction import Moments, ReductionArtifact, fit_from_moments
 from tests.test_training_set_pipeline import make_frames
+
+
+def run_select(argv: list[str]) -> dict:
+    """The select job on ``sea pipeline select`` flags; returns ``selection.json``'s content."""
+    return select_job(*select_args(argv))
+
 
 RTOL = 1e-6
 

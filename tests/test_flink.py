@@ -107,7 +107,7 @@ def corpus(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 
 def sea(*argv: str) -> None:
-    from sea_core.cli import main
+    from pipelines.job.cli import main
 
     rc = main(list(argv))
     assert rc == 0, f"sea {' '.join(argv)} exited {rc}"

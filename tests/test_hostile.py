@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from sea_core.cli import main as sea_main
+from pipelines.job.cli import main as sea_main
 from tests.conftest import TINY_SR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -331,7 +331,7 @@ def test_temp_files_cleaned_and_summary_replaced_after_a_kill(small_output, tmp_
     a = list(args)
     a[a.index("--output") + 1] = str(out)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "sea_core", *a], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines", *a], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     summary = out / "run_summary.json"
     deadline = time.time() + 120

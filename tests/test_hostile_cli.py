@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from conftest import chirp
-from sea_core.cli import main as sea_main
+from pipelines.job.cli import main as sea_main
 from sea_core.errors import ModelError, ParameterError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,9 +218,9 @@ def test_tensorflow_cxx_logs_quiet_unless_verbose(bad_models, tmp_path):
     env["PYTHONPATH"] = str(ROOT)
     argv = ["quantize", str(bad_models["text"]), "--data", str(tmp_path), "--out",
             str(tmp_path / "d")]
-    quiet = subprocess.run([sys.executable, "-m", "sea_core", *argv], env=env, capture_output=True,
+    quiet = subprocess.run([sys.executable, "-m", "pipelines", *argv], env=env, capture_output=True,
                            text=True, timeout=300)
-    loud = subprocess.run([sys.executable, "-m", "sea_core", "-v", *argv], env=env,
+    loud = subprocess.run([sys.executable, "-m", "pipelines", "-v", *argv], env=env,
                           capture_output=True, text=True, timeout=300)
     assert quiet.returncode == loud.returncode == 2
     assert "cpu_feature_guard" in loud.stderr  # TensorFlow's C++ INFO line, shown with -v

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sea_core.cli import main as sea_main
+from pipelines.job.cli import main as sea_main
 from sea_core.train import (CHECKPOINTS_DIR, KILL_AT_ENV, SAVE_STEPS, _load_checkpoint,
                             _save_checkpoint, checkpoint_dir)
 

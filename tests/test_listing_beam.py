@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.transforms.list_inputs import list_inputs, list_inputs_in_beam, split_spec
-from sea_core.cli import main as sea_main
+from pipelines.job.cli import main as sea_main
 from sea_core.errors import DataError
 from tests.test_embed_pipeline import SENSORS, app_args, make_corpus, tiny_teacher  # noqa: F401
 
@@ -71,7 +71,10 @@ def test_contract_errors_exit_2_and_touch_nothing(corpus, tiny_teacher, tmp_path
 
 
 def test_incremental_removal_guard(corpus, tiny_teacher, tmp_path, capsys):  # noqa: F811
-    from pipelines.embed_corpus import run
+    from pipelines.embed_corpus import parse_args, run as embed_job
+
+    def run(argv):
+        return embed_job(*parse_args(argv))
 
     root, good, _, _ = corpus
     out = tmp_path / "out"

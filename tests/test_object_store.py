@@ -28,8 +28,10 @@ s3fs = pytest.importorskip("s3fs", reason="needs s3fs (pip install -e .[test])")
 distributed = pytest.importorskip("distributed", reason="needs the dask extra")
 
 from pipelines.build_training_set import build_training_set  # noqa: E402
+from pipelines.embed_corpus import parse_args as embed_args  # noqa: E402
 from pipelines.embed_corpus import run as run_embed  # noqa: E402
 from pipelines.fit_pca import fit_pca  # noqa: E402
+from pipelines.select import parse_args as select_args  # noqa: E402
 from pipelines.select import run as run_select  # noqa: E402
 from sea_core.reduction import ReductionArtifact  # noqa: E402
 from tests.conftest import TINY_SR  # noqa: E402
@@ -117,13 +119,13 @@ def assert_same_trainset(fs, s3_root: str, local_root: Path, dims) -> None:
 
 
 def _stages(corpus: str, out: str, teacher, beam_args: list[str]):
-    embed_args = ["--input", f"{corpus}/upstream", "--output", f"{out}/embed",
+    embed_argv = ["--input", f"{corpus}/upstream", "--output", f"{out}/embed",
                   "--teacher", str(teacher), "--teacher-opt", "frontend=none",
                   "--teacher-opt", f"sample_rate={TINY_SR}", "--hop-seconds", "1.0",
                   "--batch-size", "8", "--shard-size", "3"]
-    summary = run_embed(embed_args + beam_args)
-    sel = run_select(["--frames", f"{out}/embed", "--output", f"{out}/selection", "--method",
-                      "diversity+relevance", "--fraction", "0.5", "--seed", "3"] + beam_args)
+    summary = run_embed(*embed_args(embed_argv + beam_args))
+    sel = run_select(*select_args(["--frames", f"{out}/embed", "--output", f"{out}/selection", "--method",
+                      "diversity+relevance", "--fraction", "0.5", "--seed", "3"] + beam_args))
     art = fit_pca(frames=f"{out}/embed", selection=f"{out}/selection", output=f"{out}/pca",
                   dims=(8, 4), beam_args=beam_args)
     card = build_training_set(frames=f"{out}/embed", pca=f"{out}/pca", output=f"{out}/trainset",
@@ -217,7 +219,7 @@ def test_sea_run_on_s3_with_dask_equals_a_local_run(s3, tmp_path_factory, monkey
     from dataclasses import replace
 
     from sea_core.params import RUN, SYNTH
-    from sea_core.run import check_report, main as sea_run_main
+    from pipelines.job.run import check_report, main as sea_run_main
     from sea_core.synth import synthesize
 
     fs, _ = s3
@@ -234,7 +236,7 @@ def test_sea_run_on_s3_with_dask_equals_a_local_run(s3, tmp_path_factory, monkey
     monkeypatch.setenv("SEA_CACHE_DIR", str(weights))
     # the local-path reference: sea run's own stage functions for the data stages (the full
     # local `sea run` is tests/test_run.py; train/quantize/evaluate would double this test's time)
-    from sea_core import run as sea_run
+    from pipelines.job import run as sea_run
     local_out = tmp_path_factory.mktemp("local_sea_run") / "out"
     lembed = sea_run._embed_stage(corpus, local_out / "embed", params, [])
     lsel = sea_run._select_stage(local_out / "embed", local_out / "selection", params, [])

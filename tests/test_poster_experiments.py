@@ -94,7 +94,7 @@ def test_specialisation_ratio_in_and_out_of_domain(tmp_path):
 
 
 def test_cli_bad_fractions_exit_2(tmp_path, capsys):
-    from sea_core.cli import main
+    from pipelines.job.cli import main
 
     run = _fake_run(tmp_path / "run", ["music"])
     rc = main(["experiment", "data", "--run", str(run), "--fractions", "0.1,lots"])
@@ -104,7 +104,7 @@ def test_cli_bad_fractions_exit_2(tmp_path, capsys):
 # --------------------------------------------------------------------------- end to end (slow)
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
-    from sea_core.run import run
+    from pipelines.job.run import run
     from sea_core.synth import synthesize
 
     root = tmp_path_factory.mktemp("poster")

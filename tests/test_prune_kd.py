@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from pipelines.embed_corpus import parse_args as embed_args
 from pipelines.embed_corpus import run as run_embed
-from sea_core.cli import main as cli_main
+from pipelines.job.cli import main as cli_main
 from sea_core.errors import DataError, ParameterError
 from sea_core.models import store
 from sea_core.prune import load_sparse_teacher, prune_teacher
@@ -42,9 +43,9 @@ def frames(tmp_path_factory, conv_teacher):
         sf.write(_clip_path(root / "upstream", SENSORS[i % 2], BASE + 600 * i), _tone(i, seconds=3.0), SR,
                  subtype="PCM_16", format="FLAC")
     out = root / "emb"
-    run_embed(["--input", str(root / "upstream"), "--output", str(out), "--teacher", str(conv_teacher),
+    run_embed(*embed_args(["--input", str(root / "upstream"), "--output", str(out), "--teacher", str(conv_teacher),
                "--teacher-opt", "frontend=none", "--teacher-opt", f"sample_rate={T_SR}",
-               "--hop-seconds", "0.5", "--batch-size", "8"])
+               "--hop-seconds", "0.5", "--batch-size", "8"]))
     return out
 
 

@@ -57,7 +57,7 @@ class _Page(HTMLParser):
 
 
 def test_fixture_is_a_consistent_report_of_a_real_run(report):
-    from sea_core.run import check_report
+    from pipelines.job.run import check_report
 
     assert check_report(report) == []
     assert {"sampling_experiment", "students_experiment"} <= set(report)

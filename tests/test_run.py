@@ -22,7 +22,7 @@ BAD_FILE = "sensor_b827ebffffff/2019-03-04/1551700000.flac"
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from sea_core.run import run
+    from pipelines.job.run import run
     from sea_core.synth import synthesize
 
     root = tmp_path_factory.mktemp("run")
@@ -38,7 +38,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_report_schema_and_cross_stage_counts(tiny_run):
-    from sea_core.run import REPORT_KEYS, REPORT_SCHEMA_VERSION, STAGES, check_report
+    from pipelines.job.run import REPORT_KEYS, REPORT_SCHEMA_VERSION, STAGES, check_report
 
     out, report = tiny_run
     assert check_report(report) == []
@@ -85,10 +85,10 @@ def test_report_schema_and_cross_stage_counts(tiny_run):
 def test_rerun_skips_finished_stages(tiny_run, caplog):
     import logging
 
-    from sea_core.run import run
+    from pipelines.job.run import run
 
     out, report = tiny_run
-    with caplog.at_level(logging.INFO, logger="sea_core.run"):
+    with caplog.at_level(logging.INFO, logger="pipelines.job.stages"):
         again = run(out, corpus=report["config"]["corpus"], params=TINY)
     assert caplog.text.count("done earlier") == len(report["stages"])
     assert again["evaluation"] == report["evaluation"]
@@ -100,7 +100,7 @@ def test_rerun_skips_finished_stages(tiny_run, caplog):
 
 
 def test_check_report_catches_disagreeing_counts(tiny_run):
-    from sea_core.run import check_report
+    from pipelines.job.run import check_report
 
     _, report = tiny_run
     broken = json.loads(json.dumps(report))
@@ -114,7 +114,7 @@ def test_check_report_catches_disagreeing_counts(tiny_run):
 
 
 def test_sampling_experiment_table(tiny_run):
-    from sea_core.experiment import sampling_experiment
+    from pipelines.job.experiment import sampling_experiment
 
     out, _ = tiny_run
     params = replace(EXPERIMENT, methods=("random", "diversity+relevance"), seeds=(0, 1), epochs=1,
@@ -134,7 +134,7 @@ def test_sampling_experiment_table(tiny_run):
 
 
 def test_students_experiment_table(tiny_run):
-    from sea_core.experiment import students_experiment
+    from pipelines.job.experiment import students_experiment
 
     out, _ = tiny_run
     params = replace(EXPERIMENT, student_dims=(128, 64), epochs=1, downstream_epochs=20)
@@ -167,7 +167,7 @@ def test_report_page_in_a_browser(tiny_run):
 
 def test_experiment_needs_a_finished_run(tmp_path):
     from sea_core.errors import DataError
-    from sea_core.experiment import sampling_experiment
+    from pipelines.job.experiment import sampling_experiment
 
     with pytest.raises(DataError, match="sea run --out"):
         sampling_experiment(tmp_path)
@@ -175,7 +175,7 @@ def test_experiment_needs_a_finished_run(tmp_path):
 
 def test_activation_memory_matches_the_poster_definition():
     """Student 0's largest activation is its first conv output, 0.8 MB as in the poster."""
-    from sea_core.experiment import activation_bytes, network_params
+    from pipelines.job.experiment import activation_bytes, network_params
     from sea_core.models.students import build_student
     from sea_core.params import StudentSpec
 

@@ -6,9 +6,15 @@ import logging
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipelines.select import run as run_select
+from pipelines.select import parse_args as select_args
+from pipelines.select import run as select_job
 from sea_core.sampling import sample_group, sample_group_bounded, split_blocks
 from tests.test_training_set_pipeline import make_frames
+
+
+def run_select(argv: list[str]) -> dict:
+    """The select job on ``sea pipeline select`` flags; returns ``selection.json``'s content."""
+    return select_job(*select_args(argv))
 
 
 def test_split_blocks_whole_hours_and_cap():
@@ -64,7 +70,7 @@ def test_select_pipeline_splits_large_groups_and_writes_shards(tmp_path):
 
 
 def test_comparison_works_on_a_bounded_sample(tmp_path):
-    from sea_core.experiment import sampling_comparison
+    from pipelines.job.comparison import sampling_comparison
 
     frames = make_frames(tmp_path / "run", rows_per_part=40)
     full = sampling_comparison(frames, k=120, dim=8, seeds=(0,), methods=("random",), max_windows=None)

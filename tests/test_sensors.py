@@ -9,12 +9,18 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.select import run as run_select
+from pipelines.select import parse_args as select_args
+from pipelines.select import run as select_job
 from sea_core import sensors as S
-from sea_core.cli import main as cli_main
+from pipelines.job.cli import main as cli_main
 from sea_core.errors import DataError, ParameterError
 from tests.test_training_set_pipeline import SENSORS as FRAME_SENSORS
 from tests.test_training_set_pipeline import make_frames
+
+
+def run_select(argv: list[str]) -> dict:
+    """The select job on ``sea pipeline select`` flags; returns ``selection.json``'s content."""
+    return select_job(*select_args(argv))
 
 
 def city(n: int = 12, seed: int = 0) -> dict[str, S.SensorInfo]:

@@ -10,7 +10,7 @@ import pytest
 import sea_core
 from conftest import SEA64_H5, chirp, need_shared
 from sea_core.audio.framing import frame_audio
-from sea_core.cli import main as sea_main
+from pipelines.job.cli import main as sea_main
 from sea_core.errors import ModelError, ModelNotFoundError, ParameterError
 from sea_core.models import store
 from sea_core.params import StudentSpec

@@ -16,7 +16,7 @@ import soundfile as sf
 
 from sea_core import synth
 from sea_core.audio.spl import leq_dba, read_spl_sidecar
-from sea_core.cli import main as cli_main
+from pipelines.job.cli import main as cli_main
 from sea_core.errors import ParameterError
 from sea_core.params import SONYC_COARSE_CLASSES, SYNTH
 from sea_core.synth.sources import GENERATORS

@@ -108,9 +108,9 @@ def test_mixed_teacher_windows_refused(tmp_path):
     other window, and a PCA over frames holding both teacher ids is refused."""
     import soundfile as sf
 
-    from pipelines.embed_corpus import EmbedConfig, _resolve, plan, run
+    from pipelines.embed_corpus import EmbedConfig, _resolve, parse_args, plan, run as embed_job
     from pipelines.fit_pca import fit_pca
-    from pipelines.select import run as run_select
+    from pipelines.select import parse_args as select_args, run as run_select
     from sea_core.errors import DataError
 
     inputs = []
@@ -120,10 +120,10 @@ def test_mixed_teacher_windows_refused(tmp_path):
         sf.write(up / f"{ts}.flac", _audio(1, 44_100 * 3, seed=i)[0] / 2, 44_100, format="FLAC")
         inputs.append(str(tmp_path / f"c{i}" / "upstream"))
     base = ["--teacher", "aisfx", "--hop-seconds", "1.0", "--batch-size", "4"]
-    s1 = run(base + ["--input", inputs[0], "--output", str(tmp_path / "w1")])
+    s1 = embed_job(*parse_args(base + ["--input", inputs[0], "--output", str(tmp_path / "w1")]))
     assert s1["teacher_id"] == "aisfx-0.1.2/45f" and s1["window_seconds"] == 1.0   # the default
-    s2 = run(base + ["--input", inputs[1], "--output", str(tmp_path / "w23"),
-                     "--teacher-window", "2.30s"])
+    s2 = embed_job(*parse_args(base + ["--input", inputs[1], "--output", str(tmp_path / "w23"),
+                     "--teacher-window", "2.30s"]))
     assert s2["teacher_id"] == "aisfx-0.1.2/100f" and abs(s2["window_seconds"] - 2.30) < 0.01
     cfg = EmbedConfig(input=inputs[0], output=str(tmp_path / "w1"), teacher="aisfx",
                       hop_seconds=1.0, batch_size=4, teacher_window="2.30s", incremental=True)
@@ -140,8 +140,8 @@ def test_mixed_teacher_windows_refused(tmp_path):
                 f"part-{i:05d}.parquet")
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(f, dst)
-    run_select(["--frames", str(merged), "--method", "random", "--fraction", "1.0",
-                "--output", str(tmp_path / "sel")])
+    run_select(*select_args(["--frames", str(merged), "--method", "random", "--fraction", "1.0",
+                "--output", str(tmp_path / "sel")]))
     with pytest.raises(DataError, match="2 teachers"):
         fit_pca(frames=str(merged), selection=str(tmp_path / "sel"), output=str(tmp_path / "pca"))
 

@@ -79,7 +79,7 @@ def test_two_processes_give_identical_weights(dataset, tmp_path):
     args = ["--data", str(dataset), "--emb-dim", str(DIM), "--lr", "1e-3", "--batch-size", "32",
             "--epochs", "1", "--steps-per-epoch", "6", "--seed", "3", "--no-register", "--quiet"]
     for name in ("a", "b"):
-        subprocess.run([sys.executable, "-m", "sea_core", "train", *args, "--out", str(tmp_path / name)],
+        subprocess.run([sys.executable, "-m", "pipelines", "train", *args, "--out", str(tmp_path / name)],
                        check=True, capture_output=True)
     for wa, wb in zip(_weights(tmp_path / "a" / "model.keras"), _weights(tmp_path / "b" / "model.keras")):
         np.testing.assert_array_equal(wa, wb)
@@ -94,7 +94,7 @@ def test_kill_and_resume_gives_same_weights(dataset, tmp_path):
                       checkpoint_every=2, seed=7, register=False, progress=False))
     out_b = tmp_path / "b"
     log = open(tmp_path / "train.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "sea_core", "train", *args, "--out", str(out_b)],
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines", "train", *args, "--out", str(out_b)],
                             stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and checkpoint_dir(out_b) is None:
@@ -166,7 +166,7 @@ def test_bf16_training_two_processes_identical_and_exports_float32(dataset, tmp_
             "--epochs", "1", "--steps-per-epoch", "6", "--seed", "3", "--no-register", "--quiet",
             "--precision", "bf16"]
     for name in ("a", "b"):
-        subprocess.run([sys.executable, "-m", "sea_core", "train", *args, "--out", str(tmp_path / name)],
+        subprocess.run([sys.executable, "-m", "pipelines", "train", *args, "--out", str(tmp_path / name)],
                        check=True, capture_output=True)
     for wa, wb in zip(_weights(tmp_path / "a" / "model.keras"), _weights(tmp_path / "b" / "model.keras")):
         np.testing.assert_array_equal(wa, wb)
@@ -176,7 +176,7 @@ def test_bf16_training_two_processes_identical_and_exports_float32(dataset, tmp_
     assert {layer.dtype_policy.name for layer in walk_layers(model)} == {"float32"}
     assert keras.mixed_precision.global_policy().name == "float32"
     # and it really trained differently from fp32 (the bf16 path ran)
-    subprocess.run([sys.executable, "-m", "sea_core", "train", *args[:-2], "--precision", "fp32",
+    subprocess.run([sys.executable, "-m", "pipelines", "train", *args[:-2], "--precision", "fp32",
                     "--out", str(tmp_path / "c")], check=True, capture_output=True)
     assert any(not np.array_equal(wa, wc) for wa, wc in
                zip(_weights(tmp_path / "a" / "model.keras"), _weights(tmp_path / "c" / "model.keras")))

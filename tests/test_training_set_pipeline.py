@@ -12,9 +12,16 @@ from benchmarks.synthetic import frames_table, write_frames_partition
 from pipelines.build_training_set import assign_splits, build_training_set
 from pipelines.fit_pca import fit_pca
 from pipelines.frames_io import list_partitions
-from pipelines.select import run as run_select
+from pipelines.select import parse_args as select_args
+from pipelines.select import run as select_job
 from sea_core.errors import DataError, ParameterError, SchemaError
 from sea_core.reduction import ReductionArtifact
+
+
+def run_select(argv: list[str]) -> dict:
+    """The select job on ``sea pipeline select`` flags; returns ``selection.json``'s content."""
+    return select_job(*select_args(argv))
+
 
 EMB = 48
 SAMPLES = 800  # short student windows keep the files small

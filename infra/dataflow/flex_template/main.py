@@ -4,7 +4,7 @@ The template launcher passes every parameter as ``--name=value``. Boolean
 template parameters arrive as ``--incremental=true|false``, which the
 pipeline's ``store_true`` flags do not accept: :func:`translate` turns them
 into ``--incremental`` (or drops them); every other flag passes through to
-:func:`pipelines.embed_corpus.run` unchanged (Beam / Dataflow options included).
+:func:`pipelines.embed_corpus.parse_args` unchanged (Beam / Dataflow options included).
 """
 from __future__ import annotations
 
@@ -41,9 +41,9 @@ def translate(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.embed_corpus import run
+    from pipelines.embed_corpus import parse_args, run
 
-    summary = run(translate(list(sys.argv[1:] if argv is None else argv)))
+    summary = run(*parse_args(translate(list(sys.argv[1:] if argv is None else argv))))
     c = summary["counts"]
     logging.info("embed: %d inputs = %d ok + %d dead-lettered, %d windows -> %s",
                  c["inputs"], c["ok"], c["dead_lettered"], c["windows"], summary["output"])

@@ -32,13 +32,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from pipelines.job.stages import StageLog
 from sea_core import storage
 
 from sea_core.errors import DataError, ParameterError
@@ -55,40 +55,6 @@ REPORT_KEYS = ("schema_version", "config", "stages", "corpus", "embed", "selecti
                "sampling_comparison", "dataset_card", "train", "deploy", "evaluation", "model_sizes", "wall_seconds")
 
 
-class StageLog:
-    """Runs named stages once; a finished stage's record is reused on rerun.
-
-    ``on_first_record`` is called just before the first stage record is written
-    (``run`` locks the settings there: a run that fails before finishing a
-    stage leaves nothing that would refuse the corrected rerun).
-    """
-
-    def __init__(self, out, on_first_record=None):
-        self.dir = storage.join(out, "stages")
-        if not storage.is_url(self.dir):
-            Path(self.dir).mkdir(parents=True, exist_ok=True)
-        self.records: dict[str, dict] = {}
-        self._on_first_record = on_first_record
-
-    def run(self, name: str, fn) -> dict:
-        path = storage.join(self.dir, f"{name}.json")
-        if storage.isfile(path):
-            record = storage.read_json(path)
-            log.info("[%s] done earlier (%.1f s), skipped", name, record["seconds"])
-        else:
-            log.info("[%s] started", name)
-            start = time.perf_counter()
-            result = fn()
-            record = {"seconds": time.perf_counter() - start, **result}
-            if self._on_first_record is not None:
-                self._on_first_record()
-                self._on_first_record = None
-            storage.publish_text(path, json.dumps(record, indent=2, default=str))
-            log.info("[%s] finished in %.1f s: %s", name, record["seconds"], record.get("counts"))
-        self.records[name] = record
-        return record
-
-
 def _corpus_stage(corpus: Path, params: RunParams) -> dict:
     from sea_core.synth import synthesize
 
@@ -102,16 +68,14 @@ def _corpus_stage(corpus: Path, params: RunParams) -> dict:
 
 
 def _embed_stage(corpus, out, params: RunParams, beam_args: list[str]) -> dict:
-    from pipelines.embed_corpus import run as run_embed
+    from pipelines.embed_corpus import EmbedConfig, run as run_embed
 
-    args = ["--input", storage.join(corpus, "upstream"), "--output", str(out), "--teacher", params.teacher,
-            "--teacher-window", params.teacher_window,
-            "--teacher-precision", params.teacher_precision]
-    if storage.isdir(storage.join(corpus, "spl")):
-        args += ["--spl-sidecar", storage.join(corpus, "spl")]
-    if params.corpus_hop_seconds:
-        args += ["--hop-seconds", str(params.corpus_hop_seconds)]
-    run_embed(args + beam_args)
+    spl = storage.join(corpus, "spl")
+    cfg = EmbedConfig(input=storage.join(corpus, "upstream"), output=str(out), teacher=params.teacher,
+                      teacher_window=params.teacher_window, teacher_precision=params.teacher_precision,
+                      spl_sidecar=spl if storage.isdir(spl) else None,
+                      hop_seconds=float(params.corpus_hop_seconds) if params.corpus_hop_seconds else None)
+    run_embed(cfg, beam_args)
     summary = storage.read_json(storage.join(out, "run_summary.json"))
     counts = summary["counts"]
     if counts["inputs"] != counts["ok"] + counts["dead_lettered"]:
@@ -121,18 +85,12 @@ def _embed_stage(corpus, out, params: RunParams, beam_args: list[str]) -> dict:
 
 
 def _select_stage(frames: Path, out: Path, params: RunParams, beam_args: list[str]) -> dict:
-    from pipelines.frames_io import list_partitions
-    from pipelines.select import run as run_select
+    from pipelines.job.chain import fitting_set_size, run_select
 
-    windows = sum(p.rows for p in list_partitions(frames))
-    k = max(math.ceil(params.fraction * windows), params.min_fit_per_dim * params.emb_dim)
-    if k > windows:
-        raise DataError(f"{frames}: {windows} windows cannot give a PCA fitting set of {k} "
-                        f"(>= {params.min_fit_per_dim} x emb_dim {params.emb_dim}); use a larger corpus")
-    summary = run_select(["--frames", str(frames), "--output", str(out), "--method", params.method,
-                          "--mode", params.mode, "--k", str(k), "--seed", str(params.seed)]
-                         + (["--sensors", str(params.sensors_select)] if params.sensors_select else [])
-                         + beam_args)
+    k = fitting_set_size(frames, fraction=params.fraction, dim=params.emb_dim,
+                         min_fit_per_dim=params.min_fit_per_dim)
+    summary = run_select(frames, out, method=params.method, mode=params.mode, k=k, seed=params.seed,
+                         sensors=params.sensors_select, beam_args=beam_args)
     sensors = summary.get("sensor_selection") or {}  # issue 18: --sensors-select K
     return {"counts": {"windows": sensors.get("windows_all_sensors", summary["windows"]),
                        "selected": summary["n_selected"], "groups": summary["groups"],
@@ -142,17 +100,15 @@ def _select_stage(frames: Path, out: Path, params: RunParams, beam_args: list[st
 
 def _pca_stage(frames: Path, selection: Path, out: Path, params: RunParams,
                beam_args: list[str] | None = None) -> dict:
-    from pipelines.fit_pca import fit_pca
+    from pipelines.job.chain import run_fit_pca
 
-    artifact = fit_pca(frames=str(frames), selection=str(selection), output=str(out),
-                       dims=(params.emb_dim,), beam_args=beam_args)
-    meta = artifact.metadata()
-    return {"counts": {"fit_windows": artifact.n_fit}, "artifact": meta,
-            "explained_variance_ratio": float(sum(artifact.explained_variance_ratio[:params.emb_dim]))}
+    pca = run_fit_pca(frames, selection, out, dims=(params.emb_dim,), beam_args=beam_args or ())
+    return {"counts": {"fit_windows": pca["artifact"]["n_fit"]}, "artifact": pca["artifact"],
+            "explained_variance_ratio": float(sum(pca["explained_variance_ratio"][:params.emb_dim]))}
 
 
 def _compare_stage(frames: Path, k: int, params: RunParams) -> dict:
-    from sea_core.experiment import sampling_comparison
+    from pipelines.job.comparison import sampling_comparison
 
     result = sampling_comparison(frames, k=k, dim=params.emb_dim, seeds=EXPERIMENT.comparison_seeds,
                                  mode=params.mode)
@@ -160,10 +116,9 @@ def _compare_stage(frames: Path, k: int, params: RunParams) -> dict:
 
 
 def _trainset_stage(frames: Path, pca: Path, out: Path, params: RunParams, beam_args) -> dict:
-    from pipelines.build_training_set import build_training_set
+    from pipelines.job.chain import run_training_set
 
-    card = build_training_set(frames=str(frames), pca=str(pca), output=str(out),
-                              dims=(params.emb_dim,), beam_args=beam_args)
+    card = run_training_set(frames, pca, out, dims=(params.emb_dim,), beam_args=beam_args)
     return {"counts": card["counts"], "card": card}
 
 
@@ -233,7 +188,7 @@ def _check_same_config(out, config: dict):
 
 def _validate(params: RunParams, out, corpus, annotations, audio_dir) -> None:
     """Every setting checked before anything is written (a failed run must not lock --out)."""
-    from sea_core.sampling import METHODS, MODES
+    from sea_core.sampling import check_options
 
     if storage.isfile(out):
         raise ParameterError(f"--out {out}: exists and is not a directory")
@@ -251,10 +206,8 @@ def _validate(params: RunParams, out, corpus, annotations, audio_dir) -> None:
                                               or not isinstance(params.sensors_select, int)
                                               or params.sensors_select < 1):
         raise ParameterError(f"--sensors-select must be an integer >= 1, got {params.sensors_select!r}")
-    if params.method not in METHODS:
-        raise ParameterError(f"--method must be one of {METHODS}, got {params.method!r}")
-    if params.mode not in MODES:
-        raise ParameterError(f"mode must be one of {MODES}, got {params.mode!r}")
+    check_options(prefix="--", method=params.method)
+    check_options(mode=params.mode)   # no --mode flag: RunParams.mode
     if not (isinstance(params.fraction, (int, float)) and 0 < params.fraction <= 1):
         raise ParameterError(f"--fraction must be in (0, 1], got {params.fraction!r}")
     for name in ("sensors", "days", "clips_per_day", "labelled_clips", "epochs", "batch_size"):

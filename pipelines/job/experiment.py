@@ -1,4 +1,4 @@
-"""The paper's two experiments on one corpus, and a quick sampling comparison.
+"""The paper's two experiments on one corpus.
 
 ``sea experiment sampling --run DIR``
     The sampling table (seed poster section 7): for each sampling method
@@ -16,10 +16,8 @@ finished cells. Results are added to ``DIR/report.json`` (keys
 ``sampling_experiment`` / ``students_experiment``) and ``report.html`` is
 re-rendered.
 
-:func:`sampling_comparison` is the cheap variant ``sea run`` always does: no
-student is trained; each method's PCA is judged by how much variance of *all*
-windows it explains (held-out R^2 at the student dim) and by the log det of its
-selection.
+The cheap variant ``sea run`` always does (no student trained) is
+:func:`pipelines.job.comparison.sampling_comparison`.
 """
 from __future__ import annotations
 
@@ -32,11 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from sea_core.errors import DataError, ParameterError
+from pipelines.job.stages import StageLog, load_run, mean_std, update_report
+from sea_core.errors import ParameterError
 from sea_core.params import DOWNSTREAM_QUICK, EXPERIMENT, STUDENT_EMB_DIMS, ExperimentParams
 from sea_core.sampling import METHODS
 
-__all__ = ["sampling_comparison", "sampling_experiment", "students_experiment",
+__all__ = ["sampling_experiment", "students_experiment",
            "activation_bytes", "network_params", "main"]
 
 log = logging.getLogger(__name__)
@@ -46,77 +45,6 @@ STUDENT_NAMES = {512: "Student 0", 256: "Student 1", 128: "Student 2", 64: "Stud
 
 
 # ----------------------------------------------------------------------------- helpers
-def _load_run(run_dir: Path) -> dict:
-    path = run_dir / "report.json"
-    if not path.is_file():
-        raise DataError(f"{path}: no finished run here; run `sea run --out {run_dir}` first")
-    report = json.loads(path.read_text())
-    if not (run_dir / "embed" / "frames").is_dir():
-        raise DataError(f"{run_dir / 'embed' / 'frames'}: the run's frames dataset is missing")
-    return report
-
-
-def _frames_arrays(frames_dir, max_windows: int | None = None, seed: int = 0) -> dict:
-    """sensor, day, teacher_emb (float32), relevance, window_id of the windows (in memory).
-
-    With ``max_windows`` and a larger dataset: a uniform random sample of
-    ``max_windows`` windows, drawn partition by partition (each partition keeps
-    ``round(rows * max_windows / total)`` rows, seeded), so memory is bounded by
-    the sample plus one partition whatever the corpus size.
-    """
-    from pipelines.frames_io import fixed_list_to_numpy, list_partitions, read_partition, window_ids
-
-    parts = list_partitions(frames_dir)
-    total = sum(p.rows for p in parts)
-    ratio = 1.0 if not max_windows or total <= max_windows else max_windows / total
-    rng = np.random.default_rng([int(seed), 0x5EA])
-    sensors, days, embs, rels, ids = [], [], [], [], []
-    for part in parts:
-        table = read_partition(part, ["recording_id", "window_index", "teacher_emb", "relevance"])
-        if ratio < 1.0:
-            m = min(table.num_rows, int(round(table.num_rows * ratio)))
-            if m == 0:
-                continue
-            keep = np.sort(rng.choice(table.num_rows, size=m, replace=False))
-            table = table.take(keep)
-        sensors += [part.sensor] * table.num_rows
-        days += [part.day] * table.num_rows
-        embs.append(fixed_list_to_numpy(table.column("teacher_emb")).astype(np.float32))
-        rels.append(table.column("relevance").to_numpy(zero_copy_only=False))
-        ids.append(window_ids(table))
-    return {"sensor": np.asarray(sensors), "day": np.asarray(days),
-            "teacher_emb": np.concatenate(embs), "relevance": np.concatenate(rels).astype(np.float64),
-            "window_id": np.concatenate(ids), "total_windows": total}
-
-
-def _heldout_r2(artifact, emb: np.ndarray, dim: int, chunk_rows: int = 16_384) -> float:
-    """Fraction of the variance of ``emb`` kept by the artifact's first ``dim`` axes.
-
-    Accumulated in float64 chunk by chunk (no float64 copy of ``emb``).
-    """
-    c = artifact.components[:dim]
-    n = len(emb)
-    mean = np.zeros(emb.shape[1])
-    for i in range(0, n, chunk_rows):
-        mean += emb[i:i + chunk_rows].astype(np.float64).sum(axis=0)
-    mean /= max(n, 1)
-    err, total = 0.0, 0.0
-    for i in range(0, n, chunk_rows):
-        x = emb[i:i + chunk_rows].astype(np.float64)
-        z = (x - artifact.mean) / artifact.scale
-        recon = (z @ c.T) @ c * artifact.scale + artifact.mean
-        err += float(np.sum((x - recon) ** 2))
-        total += float(np.sum((x - mean) ** 2))
-    return float(1.0 - err / total) if total > 0 else float("nan")
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
-    if arr.size == 0:
-        return float("nan"), float("nan")
-    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
-
-
 def network_params(model) -> int:
     """Weights of the network proper: front-end constants (DFT/mel matrices) excluded."""
     from sea_core.models.layers import walk_layers
@@ -152,61 +80,8 @@ def activation_bytes(model) -> dict:
     return {"largest_tensor": int(largest), "peak_in_out": int(peak)}
 
 
-def _update_report(run_dir: Path, key: str, value: dict) -> None:
-    from sea_core.report import write_report
-
-    report = json.loads((run_dir / "report.json").read_text())
-    report[key] = value
-    write_report(report, run_dir)
-
-
 def _selection_k(report: dict) -> int:
     return int(report["selection"]["counts"]["selected"])
-
-
-# ----------------------------------------------------------------------------- quick comparison
-def sampling_comparison(frames_dir: str | Path, *, k: int, dim: int, seeds=(0, 1, 2),
-                        methods=METHODS, mode: str = "scalable",
-                        max_windows: int | None = EXPERIMENT.comparison_max_windows) -> dict:
-    """Each method's PCA judged on the windows (no student): R^2 at ``dim`` and log det.
-
-    Works on at most ``max_windows`` windows (``ExperimentParams.comparison_max_windows``:
-    a seeded uniform sample when the dataset is larger, with ``k`` scaled by the same
-    ratio, at least ``dim``), so its memory does not grow with the corpus.
-
-    Returns ``{"k", "dim", "rows": [{method, seed, r2, logdet}], "table": [{method, mean,
-    std, logdet_mean}]}``; ``mean``/``std`` are of the held-out R^2 over seeds.
-    """
-    from sea_core.reduction import fit_reduction
-    from sea_core.sampling import select
-
-    frames = _frames_arrays(frames_dir, max_windows=max_windows)
-    total = int(frames.pop("total_windows"))
-    n = len(frames["window_id"])
-    k_requested = k
-    if n < total:
-        k = max(dim, math.ceil(k * n / total))
-    if not dim <= k <= n:
-        raise ParameterError(f"sampling comparison: need dim {dim} <= k {k} <= windows {n}")
-    rows = []
-    for method in methods:
-        for seed in seeds:
-            sel = select(frames, k=k, method=method, mode=mode, seed=seed)
-            art = fit_reduction(frames["teacher_emb"][sel.indices].astype(np.float64), dims=(dim,),
-                                sampling_method=method, teacher_id="comparison")
-            rows.append({"method": method, "seed": seed, "n_selected": int(sel.indices.size),
-                         "r2": _heldout_r2(art, frames["teacher_emb"], dim),
-                         "logdet": sel.logdet.get("diversity")})
-    table = []
-    for method in methods:
-        mine = [r for r in rows if r["method"] == method]
-        mean, std = _mean_std([r["r2"] for r in mine])
-        table.append({"method": method, "mean": mean, "std": std,
-                      "logdet_mean": _mean_std([r["logdet"] for r in mine])[0]})
-    scope = f"all {n} windows" if n == total else f"a uniform sample of {n} of {total} windows"
-    return {"metric": f"held-out R^2 of {scope} at dim {dim} (PCA fit on k={k})",
-            "k": k, "k_requested": k_requested, "dim": dim, "windows": n, "total_windows": total,
-            "sampled": n < total, "seeds": list(seeds), "rows": rows, "table": table}
 
 
 # ----------------------------------------------------------------------------- cells
@@ -240,30 +115,13 @@ def _train_and_evaluate(cell: Path, trainset: Path, report: dict, *, emb_dim: in
     return out
 
 
-def _build_trainset(frames: Path, out: Path, *, method: str, mode: str, k: int, seed: int,
-                    dims: tuple[int, ...], beam_args: list[str] | None):
-    """select -> fit PCA -> training set under ``out``; (selection summary, artifact, card)."""
-    from pipelines.build_training_set import build_training_set
-    from pipelines.fit_pca import fit_pca
-    from pipelines.select import run as run_select
-
-    sel = run_select(["--frames", str(frames), "--output", str(out / "selection"),
-                      "--method", method, "--mode", mode, "--k", str(k),
-                      "--seed", str(seed)] + list(beam_args or []))
-    art = fit_pca(frames=str(frames), selection=str(out / "selection"), output=str(out / "pca"),
-                  dims=dims)
-    card = build_training_set(frames=str(frames), pca=str(out / "pca"),
-                              output=str(out / "trainset"), dims=dims, beam_args=beam_args)
-    return sel, art, card
-
-
 def sampling_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPERIMENT,
                         beam_args: list[str] | None = None) -> dict:
     """The poster's sampling table on the run's corpus (see the module docstring)."""
-    from sea_core.run import StageLog
+    from pipelines.job.chain import run_chain
 
     run_dir = Path(run_dir)
-    report = _load_run(run_dir)
+    report = load_run(run_dir)
     cfg = report["config"]
     frames = run_dir / "embed"
     out = run_dir / "experiments" / "sampling"
@@ -278,16 +136,15 @@ def sampling_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPER
             cell = out / name
 
             def work(method=method, seed=seed, cell=cell):
-                sel, art, _ = _build_trainset(frames, cell, method=method, mode=params.mode, k=k,
-                                              seed=seed, dims=(cfg["emb_dim"],),
-                                              beam_args=beam_args)
+                sel, pca, _ = run_chain(frames, cell, method=method, mode=params.mode, k=k,
+                                        seed=seed, dims=(cfg["emb_dim"],), beam_args=beam_args or ())
                 res = _train_and_evaluate(cell, cell / "trainset", report, emb_dim=cfg["emb_dim"],
                                           seed=seed, params=params)
                 micro = res["models"]["student"]
                 return {"counts": {"selected": sel["n_selected"], **res["train"]},
                         "method": method, "seed": seed, "logdet": sel.get("logdet", {}),
                         "explained_variance": float(np.sum(
-                            art.explained_variance_ratio[:cfg["emb_dim"]])),
+                            np.asarray(pca["explained_variance_ratio"])[:cfg["emb_dim"]])),
                         "micro_auprc_test": micro.get("test"),
                         "micro_auprc_validate": micro.get("validate")}
 
@@ -297,47 +154,43 @@ def sampling_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPER
     table = []
     for method in params.methods:
         mine = [r for r in rows if r["method"] == method]
-        mean, std = _mean_std([r["micro_auprc_test"] for r in mine])
-        vmean, vstd = _mean_std([r["micro_auprc_validate"] for r in mine])
+        mean, std = mean_std([r["micro_auprc_test"] for r in mine])
+        vmean, vstd = mean_std([r["micro_auprc_validate"] for r in mine])
         table.append({"method": method, "mean": mean, "std": std, "validate_mean": vmean,
                       "validate_std": vstd, "n_seeds": len(mine),
-                      "explained_variance_mean": _mean_std([r["explained_variance"] for r in mine])[0]})
+                      "explained_variance_mean": mean_std([r["explained_variance"] for r in mine])[0]})
     result = {"metric": "float student downstream micro-AUPRC (test split; MIL classifier)",
               "k": k, "emb_dim": cfg["emb_dim"], "mode": params.mode, "seeds": list(params.seeds),
               "epochs": params.epochs, "rows": rows, "table": table,
               "markdown": _sampling_markdown(table)}
     (out / "sampling_experiment.json").write_text(json.dumps(result, indent=2))
-    _update_report(run_dir, "sampling_experiment", result)
+    update_report(run_dir, "sampling_experiment", result)
     return result
 
 
 def students_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPERIMENT,
                         beam_args: list[str] | None = None) -> dict:
     """The poster's model table on the run's corpus (see the module docstring)."""
-    from pipelines.frames_io import list_partitions
+    from pipelines.job.chain import fitting_set_size, run_chain
     from sea_core.models.store import load_keras_student
     from sea_core.models.teachers import get_teacher
-    from sea_core.run import StageLog
 
     run_dir = Path(run_dir)
-    report = _load_run(run_dir)
+    report = load_run(run_dir)
     cfg = report["config"]
     dims = tuple(sorted(params.student_dims, reverse=True))
     bad = [d for d in dims if d not in STUDENT_EMB_DIMS]
     if bad:
         raise ParameterError(f"--dims: {bad} not in {STUDENT_EMB_DIMS}")
     frames = run_dir / "embed"
-    windows = sum(p.rows for p in list_partitions(frames))
-    k = max(_selection_k(report), cfg["min_fit_per_dim"] * max(dims))
-    if k > windows:
-        raise DataError(f"{frames}: {windows} windows cannot fit a {max(dims)}-d PCA on "
-                        f"{k} windows; run `sea run` on a larger corpus or pass smaller --dims")
+    k = fitting_set_size(frames, k=_selection_k(report), dim=max(dims),
+                         min_fit_per_dim=cfg["min_fit_per_dim"])
     out = run_dir / "experiments" / "students"
     stages = StageLog(out)
 
     def prepare():
-        sel, _, card = _build_trainset(frames, out, method=cfg["method"], mode=cfg["mode"], k=k,
-                                       seed=cfg["seed"], dims=dims, beam_args=beam_args)
+        sel, _, card = run_chain(frames, out, method=cfg["method"], mode=cfg["mode"], k=k,
+                                 seed=cfg["seed"], dims=dims, beam_args=beam_args or ())
         return {"counts": {"selected": sel["n_selected"], **card["counts"]}}
 
     stages.run("trainset", prepare)
@@ -362,7 +215,7 @@ def students_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPER
                         "largest float32 activation at batch 1",
               "k": k, "epochs": params.epochs, "rows": rows, "markdown": _students_markdown(rows)}
     (out / "students_experiment.json").write_text(json.dumps(result, indent=2))
-    _update_report(run_dir, "students_experiment", result)
+    update_report(run_dir, "students_experiment", result)
     return result
 
 
@@ -439,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # ----------------------------------------------------------------------------- the poster's claims (issue 18)
 def _add_poster_parsers(sub) -> None:
-    """``sea experiment data|convergence|specialisation`` (``sea_core/experiment_poster.py``)."""
+    """``sea experiment data|convergence|specialisation`` (``pipelines/job/experiment_poster.py``)."""
     p = sub.add_parser("data", help="less training data: 10/30/100 %% of the windows, AUPRC mean ± std")
     p.add_argument("--fractions", default="0.1,0.3,1.0")
     p.add_argument("--seeds", default="0,1,2")
@@ -465,7 +318,7 @@ def _floats(text: str, flag: str) -> tuple:
 
 
 def _run_poster(args) -> int:
-    from sea_core import experiment_poster as ep
+    from pipelines.job import experiment_poster as ep
 
     if args.which == "specialisation":
         result = ep.specialisation_experiment(args.run)

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from pipelines.job.stages import StageLog, load_run, mean_std, update_report
 from sea_core.errors import DataError, ParameterError
 from sea_core.params import EXPERIMENT, ExperimentParams
 
@@ -86,11 +87,11 @@ def raw_target_trainset(src, dst, frames) -> dict:
     """``dst``: the rows of ``src`` with the teacher's full embedding as the only target (no PCA)."""
     import pyarrow as pa
 
-    from sea_core.experiment import _frames_arrays
+    from pipelines.job.comparison import frames_arrays
     from sea_core.trainset import training_table, write_card, write_shard
 
     src, dst = Path(src), Path(dst)
-    fr = _frames_arrays(Path(frames))
+    fr = frames_arrays(Path(frames))
     index = {w: i for i, w in enumerate(fr["window_id"].tolist())}
     dim = int(fr["teacher_emb"].shape[1])
     card = json.loads((src / "dataset_card.json").read_text())
@@ -127,8 +128,7 @@ def epochs_to_fraction(val_losses, q: float = 0.95) -> int | None:
 
 
 def _mean_std(values) -> tuple[float, float]:
-    from sea_core.experiment import _mean_std as ms
-    return ms(list(values))
+    return mean_std(list(values))
 
 
 def _train(cell: Path, data: Path, *, emb_dim: int, head: str, lr: float, batch_size: int,
@@ -177,12 +177,10 @@ def _markdown(t: dict) -> str:
 
 
 def _finish(run_dir: Path, out: Path, key: str, result: dict) -> dict:
-    from sea_core.experiment import _update_report
-
     result["markdown"] = _markdown(result["html_table"])
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{key}.json").write_text(json.dumps(result, indent=2))
-    _update_report(run_dir, key, result)
+    update_report(run_dir, key, result)
     return result
 
 
@@ -190,11 +188,8 @@ def _finish(run_dir: Path, out: Path, key: str, result: dict) -> dict:
 def data_experiment(run_dir, *, fractions=(0.1, 0.3, 1.0), seeds=(0, 1, 2),
                     params: ExperimentParams = EXPERIMENT) -> dict:
     """Less training data: micro-AUPRC mean ± std over ``seeds`` per training-data fraction."""
-    from sea_core.experiment import _load_run
-    from sea_core.run import StageLog
-
     run_dir = Path(run_dir)
-    report = _load_run(run_dir)
+    report = load_run(run_dir)
     cfg = report["config"]
     src = run_dir / "trainset"
     if not (src / "dataset_card.json").is_file():
@@ -243,11 +238,8 @@ def data_experiment(run_dir, *, fractions=(0.1, 0.3, 1.0), seeds=(0, 1, 2),
 def convergence_experiment(run_dir, *, learning_rates=(1e-5, 1e-4), epochs: int = 8, seed: int = 0,
                            q: float = 0.95, params: ExperimentParams = EXPERIMENT) -> dict:
     """Epochs to ``q`` of the final val-loss improvement: SEA (PCA) student vs raw-512-d baseline."""
-    from sea_core.experiment import _load_run
-    from sea_core.run import StageLog
-
     run_dir = Path(run_dir)
-    report = _load_run(run_dir)
+    report = load_run(run_dir)
     cfg = report["config"]
     src = run_dir / "trainset"
     out = run_dir / "experiments" / "convergence"
@@ -293,10 +285,8 @@ def convergence_experiment(run_dir, *, learning_rates=(1e-5, 1e-4), epochs: int 
 
 def specialisation_experiment(run_dir) -> dict:
     """Student / teacher per-class AUPRC, in-domain vs out-of-domain classes (see the docstring)."""
-    from sea_core.experiment import _load_run
-
     run_dir = Path(run_dir)
-    report = _load_run(run_dir)
+    report = load_run(run_dir)
     card = report.get("corpus") or {}
     held = list(((card.get("params") or {}).get("upstream_held_out")) or [])
     if not held:
