@@ -1,7 +1,8 @@
 """Stage 1, list: which recordings to process (fsspec glob, directory or manifest file of URIs).
 
-Listing happens on the launcher (it compares the listing with the previous
-run's manifest for ``--incremental``); the work units - shards of up to
+Listing happens inside a Beam job (:class:`ListAll`, and the plan job of
+:mod:`pipelines.transforms.diff`, which also joins it with the previous
+manifest for ``--incremental``); the work units - shards of up to
 ``shard_size`` recordings (sorted by URI) plus one unit of :class:`Touch` items -
 are *staged* as a Parquet file (:func:`stage_units`, one row per item, row groups
 of whole units) and the :class:`ListInputs` transform reads that file inside
@@ -376,11 +377,14 @@ def _row_groups(url: str):
 
     from sea_core import storage
 
-    fs, path = storage.url_to_fs(url)
-    with fs.open(path, "rb") as f:
-        n = pq.ParquetFile(f).num_row_groups
-    for i in range(n):
-        yield url, i
+    files = sorted(storage.glob(f"{url.rstrip('/')}/part-*.parquet")) if storage.isdir(url) \
+        else [url]
+    for f in files:
+        fs, path = storage.url_to_fs(f)
+        with fs.open(path, "rb") as fh:
+            n = pq.ParquetFile(fh).num_row_groups
+        for i in range(n):
+            yield f, i
 
 
 def _read_units(element):
@@ -409,7 +413,8 @@ class ListInputs(beam.PTransform):
     Parameters
     ----------
     units_url : str
-        The file written by :func:`stage_units`; the job graph holds only this URL.
+        A file written by :func:`stage_units`, or a directory of such ``part-*.parquet``
+        shards (written by the plan job's workers); the job graph holds only this URL.
     """
 
     def __init__(self, units_url: str, label: str | None = None):
