@@ -2,7 +2,7 @@
 
 One pipeline (one chain into one sink, correct on DaskRunner)::
 
-    ListAll parts        the workers list the input (one element per prefix / manifest chunk)
+    ListParts            the workers list the input (one element per prefix / manifest chunk)
     ReadManifest         the workers read the previous manifest (one element per row group)
     CoGroupByKey         both keyed by URI
     Classify             per URI: new | changed | unchanged | removed  (:func:`classify`)
@@ -29,12 +29,12 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
-from pipelines.transforms.list_inputs import _list_part, split_spec, stage_units
+from pipelines.transforms.list_inputs import ListParts, stage_units
 from pipelines.transforms.manifest import ReadManifest, manifest_table
 from pipelines.transforms.records import DEAD_LETTER_KEY, Touch
 from sea_core.params import LISTING, RELEVANCE, RelevanceParams
 
-__all__ = ["classify", "PlanRefresh", "StagedPlan", "run_plan_job", "read_counts",
+__all__ = ["classify", "PlanRefresh", "smallest_uris", "StagedPlan", "run_plan_job", "read_counts",
            "UNITS_DIR", "KEEP_DIR", "COUNTS_NAME", "PLAN_COUNTS"]
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,8 @@ class _SumCounts(beam.CombineFn):
         if item[0] == "n":
             counts[item[1]] = counts.get(item[1], 0) + 1
         else:
-            removed = _smallest(removed + [item[1]])
+            removed.append(item[1])
+            removed = smallest_uris(removed)
         return counts, removed
 
     def merge_accumulators(self, accs):
@@ -158,17 +159,22 @@ class _SumCounts(beam.CombineFn):
         for c, r in accs:
             for k, v in c.items():
                 counts[k] = counts.get(k, 0) + v
-            removed = _smallest(removed + list(r))
+            removed = smallest_uris(removed + list(r))
         return counts, removed
 
     def extract_output(self, acc):
         counts, removed = acc
-        return {**{k: counts.get(k, 0) for k in PLAN_COUNTS}, "removed_uris": sorted(removed)}
+        return {**{k: counts.get(k, 0) for k in PLAN_COUNTS},
+                "removed_uris": smallest_uris(removed, final=True)}
 
 
-def _smallest(uris: list) -> list:
+def smallest_uris(uris: list, final: bool = False) -> list:
+    """Bounded list of the ``LISTING.summary_max_uris`` smallest URIs: pruned when it holds
+    twice that (amortised O(log n) per URI); ``final``: pruned and sorted."""
     n = LISTING.summary_max_uris
-    return uris if len(uris) <= n else heapq.nsmallest(n, uris)
+    if final:
+        return sorted(heapq.nsmallest(n, uris))
+    return uris if len(uris) <= 2 * n else heapq.nsmallest(n, uris)
 
 
 class _WritePlanFn(beam.DoFn):
@@ -239,10 +245,7 @@ class PlanRefresh(beam.PTransform):
     def expand(self, pbegin):
         p = pbegin.pipeline
         listed = (p
-                  | "Spec" >> beam.Create([self.spec], reshuffle=False)
-                  | "SplitSpec" >> beam.FlatMap(split_spec)
-                  | "SpreadPrefixes" >> beam.Reshuffle()
-                  | "ListPrefix" >> beam.FlatMap(_list_part)
+                  | "List" >> ListParts(self.spec)
                   | "KeyListed" >> beam.Map(lambda f: (f.uri, f)))
         previous = (p
                     | "ReadManifest" >> ReadManifest(self.manifest_url)

@@ -22,10 +22,10 @@ import uuid
 
 import apache_beam as beam
 
+from pipelines.transforms.diff import smallest_uris
 from pipelines.transforms.manifest import ManifestRow, shard_name, shard_of, write_shard
 from pipelines.transforms.records import DEAD_LETTER_KEY, FRAMES_KIND, InputFile, Touch
 from pipelines.transforms.write import OutputLayout
-from sea_core.params import LISTING
 
 __all__ = ["FinalizeManifest", "run_finalize_job", "read_stats", "MANIFEST_STAGING",
            "STATS_NAME"]
@@ -104,13 +104,6 @@ def _totals(item):
         yield "s", ("total_dead",)
 
 
-def _smallest(uris: list) -> list:
-    import heapq
-
-    n = LISTING.summary_max_uris
-    return uris if len(uris) <= n else heapq.nsmallest(n, uris)
-
-
 class _SumStats(beam.CombineFn):
     """The run's counts; the partitions set holds one (sensor, day) per frames partition."""
 
@@ -128,7 +121,8 @@ class _SumStats(beam.CombineFn):
             acc[name][s[1]] = acc[name].get(s[1], 0) + 1
         elif name in self._LISTS:
             n[name] = n.get(name, 0) + 1
-            acc[name] = _smallest(acc[name] + [s[1]])
+            acc[name].append(s[1])
+            acc[name] = smallest_uris(acc[name])
         elif name == "windows":
             n["windows"] = n.get("windows", 0) + s[1]
         elif name == "total_ok":
@@ -148,7 +142,7 @@ class _SumStats(beam.CombineFn):
                 for k, v in a[part].items():
                     out[part][k] = out[part].get(k, 0) + v
             for name in self._LISTS:
-                out[name] = _smallest(out[name] + list(a[name]))
+                out[name] = smallest_uris(out[name] + list(a[name]))
             out["partitions"] |= a["partitions"]
         return out
 
@@ -158,7 +152,8 @@ class _SumStats(beam.CombineFn):
                                                     "missing", "in_both_outputs")},
                 "by_failure_kind": dict(sorted(acc["kind"].items())),
                 "by_stage": dict(sorted(acc["stage"].items())),
-                "missing": sorted(acc["missing"]), "in_both_outputs": sorted(acc["in_both_outputs"]),
+                "missing": smallest_uris(acc["missing"], final=True),
+                "in_both_outputs": smallest_uris(acc["in_both_outputs"], final=True),
                 "totals": {"recordings_ok": n.get("recordings_ok", 0),
                            "recordings_dead": n.get("recordings_dead", 0),
                            "windows": n.get("total_windows", 0),
