@@ -12,10 +12,13 @@ Pipeline (one chain, one sink; every stage a named composite PTransform in
     WritePartitions   one Parquet file per partition, temp file + rename
 
 Good and failed inputs travel in the same PCollection (tagged-union items), so
-the shape is correct on every runner, DaskRunner included. After the
-pipeline the driver reads back what was written, checks
-``inputs == ok + dead_lettered``, and writes ``manifest.parquet``,
-``run_summary.json`` and finally ``_SUCCESS``.
+the shape is correct on every runner, DaskRunner included. Two smaller Beam
+jobs run around it: before, the plan job (``transforms/diff.py``: listing joined
+with the previous manifest, work units staged by the workers); after, the
+finalize job (``transforms/finalize.py``: what was written, joined with what was
+processed; new manifest shards written by the workers). The driver reads their
+counts only, checks ``inputs == ok + dead_lettered``, publishes
+``manifest.parquet/``, writes ``run_summary.json`` and finally ``_SUCCESS``.
 
     sea pipeline embed --input 'data/upstream/**/*.flac' --output out/ --teacher aisfx
     python -m pipelines.embed_corpus --input ... --output ... --runner=DaskRunner \
