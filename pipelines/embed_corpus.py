@@ -12,10 +12,13 @@ Pipeline (one chain, one sink; every stage a named composite PTransform in
     WritePartitions   one Parquet file per partition, temp file + rename
 
 Good and failed inputs travel in the same PCollection (tagged-union items), so
-the shape is correct on every runner, DaskRunner included. After the
-pipeline the driver reads back what was written, checks
-``inputs == ok + dead_lettered``, and writes ``manifest.parquet``,
-``run_summary.json`` and finally ``_SUCCESS``.
+the shape is correct on every runner, DaskRunner included. Two smaller Beam
+jobs run around it: before, the plan job (``transforms/diff.py``: listing joined
+with the previous manifest, work units staged by the workers); after, the
+finalize job (``transforms/finalize.py``: what was written, joined with what was
+processed; new manifest shards written by the workers). The driver reads their
+counts only, checks ``inputs == ok + dead_lettered``, publishes
+``manifest.parquet/``, writes ``run_summary.json`` and finally ``_SUCCESS``.
 
     sea pipeline embed --input 'data/upstream/**/*.flac' --output out/ --teacher aisfx
     python -m pipelines.embed_corpus --input ... --output ... --runner=DaskRunner \
@@ -30,32 +33,31 @@ import os
 import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 
 import apache_beam as beam
 import fsspec
-import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.options import EmbedOptions, add_embed_arguments
 from pipelines.runners import select_runner
 from pipelines.transforms.decode import DecodeAndFrame, FramingConfig
-from pipelines.transforms.list_inputs import ListInputs, list_inputs_in_beam, make_units, stage_units
-from pipelines.transforms.manifest import (ManifestRow, Plan, check_settings, plan_run,
-                                           read_manifest, write_manifest)
-from pipelines.transforms.records import (DEAD_LETTER_KEY, METRICS_NAMESPACE, frames_key,
-                                          parse_recording_path)
+from pipelines.transforms.diff import StagedPlan, run_plan_job
+from pipelines.transforms.finalize import run_finalize_job
+from pipelines.transforms.list_inputs import ListInputs, check_input_exists
+from pipelines.transforms.manifest import (MANIFEST_SHARD_ROWS, check_settings, manifest_footer,
+                                           publish_manifest)
+from pipelines.transforms.records import METRICS_NAMESPACE
 from pipelines.transforms.relevance import GroupByPartition, ScoreConfig, ScoreRelevance
 from pipelines.transforms.spl import ComputeSpl, SplConfig
 from pipelines.transforms.teacher import TeacherConfig, TeacherInference
 from pipelines.transforms.write import (MANIFEST_NAME, SUCCESS_NAME, SUMMARY_NAME, OutputLayout,
-                                        WritePartitions, read_table_or_none, remove_file,
+                                        WritePartitions, remove_file,
                                         remove_temp_files)
-from sea_core.errors import AudioError, DataError, ParameterError
 from sea_core import storage
+from sea_core.errors import DataError, ParameterError
 from sea_core.params import (AUDIO_LIMITS, DEFAULT_TEACHER, DISTILL_TEACHER_WINDOW, EMBED, LISTING,
                              RELEVANCE, SPL, STUDENT_MEL64, TEACHER_BATCH_SIZE, TEACHER_NAMES, RelevanceParams,
                              check_teacher_window, teacher_window_name)
@@ -264,20 +266,16 @@ def _precision_checked(previous: dict | None, current: dict, cfg: EmbedConfig) -
 
 
 def _manifest_settings(root: str) -> dict | None:
-    """The settings recorded in ``root``'s manifest (its Parquet footer only), or None."""
-    fs, path = fsspec.core.url_to_fs(f"{root}/{MANIFEST_NAME}")
-    if not fs.isfile(path):
-        return None
-    with fs.open(path, "rb") as f:
-        meta = pq.read_schema(f).metadata or {}
-    return json.loads(meta[b"sea.settings"]) if b"sea.settings" in meta else None
+    """The settings recorded in ``root``'s manifest (its Parquet footers only), or None."""
+    found = manifest_footer(f"{root}/{MANIFEST_NAME}")
+    return found[2] if found else None
 
 
 def _listing_staging(cfg: EmbedConfig, options: PipelineOptions | None, run_id: str,
                      in_process: bool = False) -> str:
-    """Where the listing job's workers write their result: a local temporary directory for
-    an in-process listing or a local output, ``--temp_location`` when given, else
-    ``DIR/_staging/``."""
+    """Where the plan job's workers write the plan (work units, kept manifest rows, counts)
+    and the finalize job the new manifest: a local temporary directory for an in-process
+    plan or a local output, ``--temp_location`` when given, else ``DIR/_staging/``."""
     from apache_beam.options.pipeline_options import GoogleCloudOptions
 
     if in_process:
@@ -285,34 +283,48 @@ def _listing_staging(cfg: EmbedConfig, options: PipelineOptions | None, run_id: 
         return os.path.join(tempfile.mkdtemp(prefix="sea-listing-"), "listing")
     temp = options.view_as(GoogleCloudOptions).temp_location if options is not None else None
     if temp:
-        return f"{temp.rstrip('/')}/sea-listing-{run_id}"
+        return f"{temp.rstrip('/')}/sea-plan-{run_id}"
     if "://" not in cfg.output or cfg.output.startswith("file://"):
         import tempfile
         return os.path.join(tempfile.mkdtemp(prefix="sea-listing-"), "listing")
-    return f"{cfg.output.rstrip('/')}/{STAGING_DIR}/listing-{run_id}"
+    return f"{cfg.output.rstrip('/')}/{STAGING_DIR}/plan-{run_id}"
 
 
 def plan(cfg: EmbedConfig, resolved: _Resolved | None = None, *, runner=None,
-         options: PipelineOptions | None = None, run_id: str | None = None) -> Plan:
-    """List the inputs (inside a Beam pipeline) and decide what this run processes.
+         options: PipelineOptions | None = None, run_id: str | None = None) -> StagedPlan:
+    """List the inputs and join them with the previous manifest in a Beam job (the plan job,
+    :mod:`pipelines.transforms.diff`); the workers stage the plan, the launcher reads counts.
 
-    Reads the previous manifest. Raises before anything is written or removed:
-    "input not found", "no input matches", an --incremental run with other
-    settings or one that would remove too much (:func:`check_removals`).
+    Reads only the previous manifest's footers here. Raises before anything is
+    written to the output: "input not found", "no input matches", an
+    --incremental run with other settings or one that would remove too much
+    (:func:`check_removals`).
     """
     resolved = resolved or _resolve(cfg)
-    previous, settings = read_manifest(f"{resolved.layout.root}/{MANIFEST_NAME}")
+    root = resolved.layout.root
+    found = manifest_footer(f"{root}/{MANIFEST_NAME}")
+    n_previous, settings = (found[1], found[2]) if found else (0, None)
     if cfg.incremental:
         check_settings(*_precision_checked(settings, resolved.settings(cfg), cfg))
+    check_input_exists(cfg.input)
+    spec = str(cfg.input).strip()
     run_id = run_id or uuid.uuid4().hex[:12]
     staging = _listing_staging(cfg, options, run_id, in_process=runner is None)
-    listed = list_inputs_in_beam(cfg.input, staging=staging, runner=runner, options=options)
-    run_plan = plan_run(listed, previous, incremental=cfg.incremental,
-                        keys_on_disk=resolved.layout.frames_keys_on_disk(),
-                        params=resolved.relevance)
-    if run_plan.incremental:
-        check_removals(len(run_plan.removed), len(previous), allow=cfg.allow_removals,
-                       where=cfg.input)
+    run_plan = run_plan_job(spec, manifest_url=f"{root}/{MANIFEST_NAME}" if found else None,
+                            manifest_rows=n_previous, layout_root=root, staging=staging,
+                            incremental=cfg.incremental, shard_size=cfg.shard_size,
+                            settings=settings, params=resolved.relevance, runner=runner,
+                            options=options)
+    try:
+        if not run_plan.counts["listed"]:
+            raise DataError(f"no input matches {spec} (nothing was written or removed)")
+        if run_plan.incremental:
+            check_removals(run_plan.counts["removed"], n_previous, allow=cfg.allow_removals,
+                           where=cfg.input)
+    except BaseException:
+        run_plan.cleanup()
+        raise
+    log.info("list: %d input(s) from %s", run_plan.counts["listed"], spec)
     return run_plan
 
 
@@ -336,25 +348,20 @@ STAGING_DIR = "_staging"
 """``DIR/_staging/``: the run's staged work units (removed when the run finishes)."""
 
 
-def build(p: beam.Pipeline, cfg: EmbedConfig, *, run_plan: Plan | None = None,
-          resolved: _Resolved | None = None, units_url: str | None = None) -> beam.PCollection:
+def build(p: beam.Pipeline, cfg: EmbedConfig, *, run_plan: StagedPlan | None = None,
+          resolved: _Resolved | None = None) -> beam.PCollection:
     """Add the embedding pipeline to ``p``; returns the sink's per-partition results.
 
-    The work units are staged at ``units_url`` (``run`` passes ``DIR/_staging/units-<run>.parquet``,
-    which every worker reaches); without it they are staged in a local temporary
-    directory - enough for in-process runners and for inspecting the graph. The
-    graph holds only that URL, never the listing. The last transform added is the
-    sink (DaskRunner evaluates only the last one).
+    The work units are the shards the plan job's workers staged (``run_plan.units_url``;
+    without ``run_plan`` the plan job runs in-process now, staging in a local
+    temporary directory - enough for in-process runners and for inspecting the
+    graph). The graph holds only that URL, never the listing. The last transform
+    added is the sink (DaskRunner evaluates only the last one).
     """
     resolved = resolved or _resolve(cfg)
     run_plan = run_plan or plan(cfg, resolved)
-    units = make_units(run_plan.process, run_plan.touches, cfg.shard_size)
-    if units_url is None:
-        import tempfile
-        units_url = os.path.join(tempfile.mkdtemp(prefix="sea-units-"), "units.parquet")
-    stage_units(units, units_url)
     return (p
-            | "ListInputs" >> ListInputs(units_url)
+            | "ListInputs" >> ListInputs(run_plan.units_url)
             | "DecodeAndFrame" >> DecodeAndFrame(resolved.framing, resolved.relevance)
             | "ComputeSpl" >> ComputeSpl(resolved.spl)
             | "TeacherInference" >> TeacherInference(resolved.teacher)
@@ -384,72 +391,32 @@ def _metrics(result) -> dict | None:
     return out
 
 
-def _processed_state(run_plan: Plan, layout: OutputLayout) -> tuple[dict, dict]:
-    """(uri -> (recording_id, windows, key)) of processed ok inputs, (uri -> dead row) of dead ones."""
-    process = {f.uri for f in run_plan.process}
-    keys = set()
-    for u in process:
-        try:
-            n = parse_recording_path(u)
-            keys.add(frames_key(n.sensor, n.day))
-        except AudioError:
-            pass
-    ok: dict[str, tuple] = {}
-    for key in sorted(keys):
-        t = read_table_or_none(layout.path(key), columns=["uri", "recording_id", "window_index"])
-        if t is None or t.num_rows == 0:
-            continue
-        g = t.group_by(["uri", "recording_id"]).aggregate([("window_index", "count")])
-        for uri, rid, n in zip(g.column("uri").to_pylist(), g.column("recording_id").to_pylist(),
-                               g.column("window_index_count").to_pylist()):
-            if uri in process:
-                ok[uri] = (rid, int(n), key)
-    dead: dict[str, dict] = {}
-    t = read_table_or_none(layout.path(DEAD_LETTER_KEY))
-    if t is not None:
-        for row in t.to_pylist():
-            if row["uri"] in process:
-                dead.setdefault(row["uri"], row)
-    return ok, dead
-
-
-def _write_text_atomic(uri: str, text: str) -> None:
-    fs, path = fsspec.core.url_to_fs(uri)
-    parent, name = path.rsplit("/", 1)
-    fs.makedirs(parent, exist_ok=True)
-    tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}"
-    with fs.open(tmp, "w") as f:
-        f.write(text)
-    fs.mv(tmp, path)
-
-
-def _finalize(cfg: EmbedConfig, resolved: _Resolved, run_plan: Plan, *, run_id: str,
-              runner: str, timings: dict, metrics: dict | None) -> dict:
+def _finalize(cfg: EmbedConfig, resolved: _Resolved, run_plan: StagedPlan, *, run_id: str,
+              runner: str, timings: dict, metrics: dict | None,
+              options: PipelineOptions | None = None) -> dict:
+    """The finalize job (:mod:`pipelines.transforms.finalize`: the workers join the processed
+    recordings with what the output holds and write the new manifest shards), then, on the
+    launcher, the summary, the manifest publish and ``_SUCCESS`` - from counts only."""
     t0 = time.perf_counter()
     layout = resolved.layout
-    ok, dead = _processed_state(run_plan, layout)
-    listed = {f.uri: f for f in run_plan.listed}
-    rows: dict[str, ManifestRow] = {u: run_plan.previous[u] for u in run_plan.unchanged}
-    missing, both = [], sorted(set(ok) & set(dead))
-    for f in run_plan.process:
-        if f.uri in ok:
-            rid, n, key = ok[f.uri]
-            rows[f.uri] = ManifestRow(uri=f.uri, size=f.size, version=f.version, content_hash=rid,
-                                      run_id=run_id, status="ok", sensor=key[1], day=key[2],
-                                      windows=n)
-        elif f.uri in dead:
-            rows[f.uri] = ManifestRow(uri=f.uri, size=f.size, version=f.version,
-                                      content_hash=None, run_id=run_id, status="dead",
-                                      sensor=None, day=None, windows=0)
-        else:
-            missing.append(f.uri)
-    n_in = len(run_plan.process)
-    n_ok = sum(1 for f in run_plan.process if f.uri in ok)
-    n_dead = sum(1 for f in run_plan.process if f.uri in dead and f.uri not in ok)
-    balanced = (n_in == n_ok + n_dead) and not missing and not both
-    kinds = Counter(d["error_kind"] for d in dead.values())
-    stages = Counter(d["stage"] for d in dead.values())
-    total_ok = [r for r in rows.values() if r.status == "ok"]
+    root = layout.root
+    settings = resolved.settings(cfg)
+    c = run_plan.counts
+    n_shards = max(1, -(-(c["process"] + c["unchanged"]) // MANIFEST_SHARD_ROWS))
+    try:
+        stats, shards = run_finalize_job(
+            run_plan, layout, run_id=run_id, settings=settings, n_shards=n_shards,
+            runner=select_runner(options)[0] if options is not None else None, options=options)
+        k = stats["counts"]
+        n_in, n_ok, n_dead = c["process"], k["ok"], k["dead_lettered"]
+        balanced = (n_in == k["inputs"] == n_ok + n_dead and not k["missing"]
+                    and not k["in_both_outputs"])
+        if balanced:
+            publish_manifest(shards, f"{root}/{MANIFEST_NAME}")
+    finally:
+        run_plan.cleanup()
+        if storage.exists(f"{root}/{STAGING_DIR}"):  # this run's plan (remote output), leftovers
+            storage.rm(f"{root}/{STAGING_DIR}", recursive=True)
     summary = {
         "run_id": run_id,
         "status": "finished",
@@ -465,40 +432,34 @@ def _finalize(cfg: EmbedConfig, resolved: _Resolved, run_plan: Plan, *, run_id: 
         "input": cfg.input,
         "output": cfg.output,
         "counts": {
-            "inputs": n_in, "ok": n_ok, "dead_lettered": n_dead,
-            "windows": sum(ok[u][1] for u in ok),
-            "by_failure_kind": dict(sorted(kinds.items())),
-            "by_stage": dict(sorted(stages.items())),
-            "listed": len(listed), "new": n_in - len(run_plan.changed),
-            "changed": len(run_plan.changed), "unchanged": len(run_plan.unchanged),
-            "removed": len(run_plan.removed), "missing": len(missing),
+            "inputs": n_in, "ok": n_ok, "dead_lettered": n_dead, "windows": k["windows"],
+            "by_failure_kind": stats["by_failure_kind"], "by_stage": stats["by_stage"],
+            "listed": c["listed"], "new": c["new"], "changed": c["changed"],
+            "unchanged": c["unchanged"], "removed": c["removed"], "missing": k["missing"],
         },
         "balanced": balanced,
+        # URI lists: the first LISTING.summary_max_uris in URI order (the counts are exact)
         "removed": run_plan.removed,
-        "missing": missing,
-        "in_both_outputs": both,
-        "totals": {"recordings_ok": len(total_ok),
-                   "recordings_dead": sum(1 for r in rows.values() if r.status == "dead"),
-                   "windows": sum(r.windows for r in total_ok),
-                   "partitions": len({(r.sensor, r.day) for r in total_ok})},
-        "partitions_rebuilt": len(run_plan.touches),
+        "missing": stats["missing"],
+        "in_both_outputs": stats["in_both_outputs"],
+        "totals": stats["totals"],
+        "partitions_rebuilt": c["touches"],
         "timings_s": timings,
         "metrics": metrics,
-        "settings": resolved.settings(cfg),
+        "settings": settings,
         "embed_config": {k: (list(v) if isinstance(v, tuple) else v)
                          for k, v in asdict(cfg).items()},
     }
-    root = layout.root
-    if balanced:
-        write_manifest(f"{root}/{MANIFEST_NAME}", rows, resolved.settings(cfg))
     timings["finalize"] = round(time.perf_counter() - t0, 3)
     timings["total"] = round(sum(v for k, v in timings.items() if k != "total"), 3)
-    _write_text_atomic(f"{root}/{SUMMARY_NAME}", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    storage.publish_text(f"{root}/{SUMMARY_NAME}", json.dumps(summary, indent=2, sort_keys=True)
+                         + "\n")
     if balanced:
-        _write_text_atomic(f"{root}/{SUCCESS_NAME}", "")
+        storage.publish_text(f"{root}/{SUCCESS_NAME}", "")
     else:
         log.error("embed: inputs (%d) != ok (%d) + dead_lettered (%d); missing %s, in both %s - "
-                  "no manifest / _SUCCESS written", n_in, n_ok, n_dead, missing[:5], both[:5])
+                  "no manifest / _SUCCESS written", n_in, n_ok, n_dead, stats["missing"][:5],
+                  stats["in_both_outputs"][:5])
     return summary
 
 
@@ -558,7 +519,7 @@ def run(cfg: EmbedConfig, beam_args: Sequence[str] = ()) -> dict:
     if fs.exists(success):
         fs.rm(success)
     # the summary of this run from the start: a killed run does not leave the previous one
-    _write_text_atomic(f"{resolved.layout.root}/{SUMMARY_NAME}", json.dumps(
+    storage.publish_text(f"{resolved.layout.root}/{SUMMARY_NAME}", json.dumps(
         {"run_id": run_id, "status": "running", "balanced": False, "input": cfg.input,
          "output": cfg.output}, indent=2, sort_keys=True) + "\n")
     removed_tmp = remove_temp_files(resolved.layout.root)
@@ -571,29 +532,27 @@ def run(cfg: EmbedConfig, beam_args: Sequence[str] = ()) -> dict:
         resolved = replace(resolved, recorded_precision=current["teacher_precision"])
     _remove_legacy_frames(resolved.layout)
     timings = {"list": round(time.perf_counter() - t_start, 3)}
-    nothing = (run_plan.incremental and not run_plan.process and not run_plan.removed
-               and run_plan.touched_keys == {DEAD_LETTER_KEY})
+    nothing = run_plan.nothing
     metrics = None
     if nothing:
         log.info("embed: nothing new, changed or removed since the manifest; output unchanged")
         timings["pipeline"] = 0.0
     else:
         log.info("embed: %d to process (%d changed), %d unchanged, %d removed, %d partition(s) "
-                 "to rebuild, teacher %s, runner %s", len(run_plan.process),
-                 len(run_plan.changed), len(run_plan.unchanged), len(run_plan.removed),
-                 len(run_plan.touches), resolved.teacher_id, label)
+                 "to rebuild, teacher %s, runner %s", *(run_plan.counts[k] for k in (
+                     "process", "changed", "unchanged", "removed", "touches")),
+                 resolved.teacher_id, label)
         log.info("embed: teacher precision %s (--teacher-precision %s; %s)", resolved.precision,
                  cfg.teacher_precision, describe_cpu())
         t0 = time.perf_counter()
         p = beam.Pipeline(runner=runner, options=options)
-        units_url = f"{resolved.layout.root}/{STAGING_DIR}/units-{run_id}.parquet"
-        build(p, cfg, run_plan=run_plan, resolved=resolved, units_url=units_url)
+        build(p, cfg, run_plan=run_plan, resolved=resolved)
         try:
             result = p.run()
             state = result.wait_until_finish()
-        finally:
-            if fs.exists(f"{root}/{STAGING_DIR}"):
-                fs.rm(f"{root}/{STAGING_DIR}", recursive=True)
+        except BaseException:
+            run_plan.cleanup()
+            raise
         client = getattr(result, "client", None)  # DaskRunner's own dask Client: release it
         if client is not None and hasattr(client, "close"):
             client.close()
@@ -602,7 +561,7 @@ def run(cfg: EmbedConfig, beam_args: Sequence[str] = ()) -> dict:
         timings["pipeline"] = round(time.perf_counter() - t0, 3)
         metrics = _metrics(result)
     summary = _finalize(cfg, resolved, run_plan, run_id=run_id, runner=label, timings=timings,
-                        metrics=metrics)
+                        metrics=metrics, options=options)
     c = summary["counts"]
     log.info("embed: %d inputs = %d ok + %d dead-lettered, %d windows (%s) -> %s",
              c["inputs"], c["ok"], c["dead_lettered"], c["windows"], summary["teacher_id"],

@@ -697,6 +697,10 @@ class ListingParams:
     max_removed_fraction: float = 0.10
     """An --incremental run that would remove more than this fraction of the manifest (or all
     of it) is refused unless ``--allow-removals`` (a mistyped glob must not wipe the output)."""
+    summary_max_uris: int = 1000
+    """URIs ``run_summary.json`` lists by name (removed, missing, in both outputs; the
+    first ones in URI order): its counts are exact, the lists are capped so the launcher's
+    memory does not grow with the corpus."""
 
 
 LISTING = ListingParams()

@@ -329,6 +329,7 @@ def test_version1_layout_refused_then_replaced(corpus, tiny_teacher, reference, 
     man = pq.read_table(out / "manifest.parquet")
     settings = json.loads(man.schema.metadata[b"sea.settings"])
     settings["frames_schema_version"] = "1"
+    shutil.rmtree(out / "manifest.parquet")  # a single-file manifest (as written before): still read
     pq.write_table(man.replace_schema_metadata(
         {**man.schema.metadata, b"sea.settings": json.dumps(settings, sort_keys=True).encode()}),
         out / "manifest.parquet")

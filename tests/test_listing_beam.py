@@ -79,15 +79,20 @@ def test_incremental_removal_guard(corpus, tiny_teacher, tmp_path, capsys):  # n
     root, good, _, _ = corpus
     out = tmp_path / "out"
     run(app_args(corpus, tiny_teacher, out, require=False))
-    manifest = pq.read_table(out / "manifest.parquet")
-    before = (out / "manifest.parquet").read_bytes()
+    manifest = pq.read_table(out / "manifest.parquet")  # a directory of shards
+
+    def manifest_bytes():
+        return {p.name: p.read_bytes() for p in sorted((out / "manifest.parquet").iterdir())}
+
+    before = manifest_bytes()
+    assert list(before) == ["manifest-00000-of-00001.parquet"]
     one = tmp_path / "one.txt"
     one.write_text(good[1] + "\n")
     args = app_args(corpus, tiny_teacher, out, input_=str(one), require=False) + ["--incremental"]
     assert sea_main(["pipeline", "embed", *args]) == 2
     err = capsys.readouterr().err
     assert f"would remove {manifest.num_rows - 1} of the {manifest.num_rows}" in err
-    assert (out / "manifest.parquet").read_bytes() == before and (out / "_SUCCESS").exists()
+    assert manifest_bytes() == before and (out / "_SUCCESS").exists()
     summary = run(args + ["--allow-removals"])
     assert summary["counts"]["removed"] == manifest.num_rows - 1
     assert pq.read_table(out / "manifest.parquet").num_rows == 1

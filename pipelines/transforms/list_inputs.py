@@ -1,10 +1,11 @@
 """Stage 1, list: which recordings to process (fsspec glob, directory or manifest file of URIs).
 
-Listing happens on the launcher (it compares the listing with the previous
-run's manifest for ``--incremental``); the work units - shards of up to
-``shard_size`` recordings (sorted by URI) plus one unit of :class:`Touch` items -
-are *staged* as a Parquet file (:func:`stage_units`, one row per item, row groups
-of whole units) and the :class:`ListInputs` transform reads that file inside
+Listing happens inside a Beam job (:class:`ListAll`, and the plan job of
+:mod:`pipelines.transforms.diff`, which also joins it with the previous
+manifest for ``--incremental``); the work units - shards of up to
+``shard_size`` recordings (sorted by URI) plus units of :class:`Touch` items -
+are *staged* as Parquet shards written by that job's workers (:func:`stage_units`,
+one row per item, row groups of whole units) and the :class:`ListInputs` transform reads that file inside
 the pipeline (one element per row group, read by the workers through fsspec),
 followed by a :class:`~apache_beam.Reshuffle` so units spread over workers. The
 job graph therefore holds one URL, whatever the corpus size (Dataflow refuses
@@ -21,7 +22,7 @@ import fsspec
 from pipelines.transforms.records import DIRECTORY_VERSION, InputFile, Touch
 from sea_core.errors import DataError, ParameterError
 
-__all__ = ["list_inputs", "list_inputs_in_beam", "ListAll", "split_spec", "check_input_exists",
+__all__ = ["list_inputs", "list_inputs_in_beam", "ListAll", "ListParts", "split_spec", "check_input_exists",
            "make_units", "ListInputs", "stage_units", "AUDIO_SUFFIXES", "MANIFEST_SUFFIXES",
            "UNITS_PER_ROW_GROUP", "DIRECTORY_VERSION"]
 
@@ -273,11 +274,24 @@ class ListAll(beam.PTransform):
 
     def expand(self, pbegin):
         return (pbegin
+                | "ListParts" >> ListParts(self.spec)
+                | "WriteListing" >> beam.ParDo(_WriteListingFn(self.staging)))
+
+
+class ListParts(beam.PTransform):
+    """``spec`` -> its InputFiles (unsorted, possibly repeated), listed by the workers: one
+    element per glob prefix / sub-directory / manifest chunk (:func:`split_spec`)."""
+
+    def __init__(self, spec: str, label: str | None = None):
+        super().__init__(label)
+        self.spec = str(spec)
+
+    def expand(self, pbegin):
+        return (pbegin
                 | "Spec" >> beam.Create([self.spec], reshuffle=False)
                 | "SplitSpec" >> beam.FlatMap(split_spec)
                 | "SpreadPrefixes" >> beam.Reshuffle()
-                | "ListPrefix" >> beam.FlatMap(_list_part)
-                | "WriteListing" >> beam.ParDo(_WriteListingFn(self.staging)))
+                | "ListPrefix" >> beam.FlatMap(_list_part))
 
 
 def list_inputs_in_beam(spec: str, *, staging: str, runner=None, options=None) -> list[InputFile]:
@@ -376,11 +390,14 @@ def _row_groups(url: str):
 
     from sea_core import storage
 
-    fs, path = storage.url_to_fs(url)
-    with fs.open(path, "rb") as f:
-        n = pq.ParquetFile(f).num_row_groups
-    for i in range(n):
-        yield url, i
+    files = sorted(storage.glob(f"{url.rstrip('/')}/part-*.parquet")) if storage.isdir(url) \
+        else [url]
+    for f in files:
+        fs, path = storage.url_to_fs(f)
+        with fs.open(path, "rb") as fh:
+            n = pq.ParquetFile(fh).num_row_groups
+        for i in range(n):
+            yield f, i
 
 
 def _read_units(element):
@@ -409,7 +426,8 @@ class ListInputs(beam.PTransform):
     Parameters
     ----------
     units_url : str
-        The file written by :func:`stage_units`; the job graph holds only this URL.
+        A file written by :func:`stage_units`, or a directory of such ``part-*.parquet``
+        shards (written by the plan job's workers); the job graph holds only this URL.
     """
 
     def __init__(self, units_url: str, label: str | None = None):
