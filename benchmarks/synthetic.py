@@ -79,7 +79,7 @@ def chain_argv(frames: str, out: str, *, fraction: float, dims, method: str = "d
 
 def run_chain(frames: str, out: str, **kwargs) -> dict[str, float]:
     """Run the chain through ``sea pipeline ...`` (:func:`chain_argv` arguments); wall seconds per stage."""
-    from sea_core.cli import main
+    from pipelines.job.cli import main
 
     seconds = {}
     for stage, argv in chain_argv(frames, out, **kwargs).items():

@@ -567,7 +567,7 @@ def test_cli_options_and_runner_defaults(capsys):
 
     from pipelines.embed_corpus import config_from_options
     from pipelines.runners import select_runner
-    from sea_core import cli
+    from pipelines.job import cli
 
     assert cli.main(["pipeline", "embed", "--help"]) == 0
     assert "--incremental" in capsys.readouterr().out

@@ -24,7 +24,6 @@ from pipelines.transforms.manifest import (ManifestRow, manifest_footer, plan_ru
                                            write_manifest)
 from pipelines.transforms.records import DEAD_LETTER_KEY, InputFile, Touch, frames_key
 from pipelines.transforms.write import OutputLayout
-from tests.test_embed_pipeline import tiny_teacher  # noqa: F401
 
 try:  # moto's in-process S3 server (the fixture of tests/test_object_store.py)
     from tests.test_object_store import s3  # noqa: F401

@@ -667,7 +667,7 @@ def _stop_after_parsing():
 
 
 def _parse_command(argv: list[str], sched) -> tuple[str, argparse.Namespace, list[str]]:
-    from sea_core import cli
+    from pipelines.job import cli
 
     if argv[0] == "sea":
         found = cli._resolve(argv[1:])

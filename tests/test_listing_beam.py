@@ -16,7 +16,7 @@ import pytest
 from pipelines.transforms.list_inputs import list_inputs, list_inputs_in_beam, split_spec
 from pipelines.job.cli import main as sea_main
 from sea_core.errors import DataError
-from tests.test_embed_pipeline import SENSORS, app_args, make_corpus, tiny_teacher  # noqa: F401
+from tests.test_embed_pipeline import SENSORS, app_args, make_corpus
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from sea_core import cli
+from pipelines.job import cli
 from sea_core.audio.framing import frame_audio
 from sea_core.errors import ParameterError
 from sea_core.params import AISFX_TEACHER, CAPACITY, L3_TEACHER
