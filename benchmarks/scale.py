@@ -65,7 +65,8 @@ def make_frames(root: Path, n: int, seed: int = 0) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from sea_core.schema import frames_partition_dir, frames_schema
+    from sea_core.datasets.layout import frames_partition_dir
+    from sea_core.datasets.schema import frames_schema
 
     rng = np.random.default_rng(seed)
     centres = rng.gamma(1.0, 1.0, size=(32, EMB_DIM)).astype(np.float32)

@@ -51,14 +51,16 @@ from pipelines.transforms.records import (DEAD_LETTER_KEY, METRICS_NAMESPACE, fr
 from pipelines.transforms.relevance import GroupByPartition, ScoreConfig, ScoreRelevance
 from pipelines.transforms.spl import ComputeSpl, SplConfig
 from pipelines.transforms.teacher import TeacherConfig, TeacherInference
-from pipelines.transforms.write import (MANIFEST_NAME, SUCCESS_NAME, SUMMARY_NAME, OutputLayout,
-                                        WritePartitions, read_table_or_none, remove_file,
+from pipelines.transforms.write import (OutputLayout, WritePartitions, read_table_or_none, remove_file,
                                         remove_temp_files)
+from sea_core.datasets.layout import (LISTING_STAGING_PREFIX, MANIFEST_NAME, STAGING_DIR, SUCCESS_NAME,
+                                      UNITS_STAGING_PREFIX)
+from sea_core.datasets.layout import RUN_SUMMARY_NAME as SUMMARY_NAME
 from sea_core.errors import AudioError, DataError, ParameterError
 from sea_core.params import (AISFX_FRONTEND, AISFX_WINDOWS, AUDIO_LIMITS, DISTILL_TEACHER_WINDOW,
                              LISTING, RELEVANCE, SPL, STUDENT_MEL64, teacher_window_name)
 from sea_core.precision import cpu_bf16_flags, describe_cpu
-from sea_core.schema import DEAD_LETTER_SCHEMA_VERSION, FRAMES_SCHEMA_VERSION
+from sea_core.datasets.schema import DEAD_LETTER_SCHEMA_VERSION, FRAMES_SCHEMA_VERSION
 
 __all__ = ["EmbedConfig", "config_from_options", "build", "plan", "run", "main"]
 
@@ -280,7 +282,7 @@ def _listing_staging(cfg: EmbedConfig, options: PipelineOptions | None, run_id: 
     if "://" not in cfg.output or cfg.output.startswith("file://"):
         import tempfile
         return os.path.join(tempfile.mkdtemp(prefix="sea-listing-"), "listing")
-    return f"{cfg.output.rstrip('/')}/{STAGING_DIR}/listing-{run_id}"
+    return f"{cfg.output.rstrip('/')}/{STAGING_DIR}/{LISTING_STAGING_PREFIX}-{run_id}"
 
 
 def plan(cfg: EmbedConfig, resolved: _Resolved | None = None, *, runner=None,
@@ -321,10 +323,6 @@ def check_removals(n_removed: int, n_manifest: int, *, allow: bool, where: str) 
             f"--incremental would remove {n_removed} of the {n_manifest} recordings in the "
             f"manifest (more than {LISTING.max_removed_fraction:.0%}) because {where} no longer "
             f"lists them; check --input, or pass --allow-removals to remove them")
-
-
-STAGING_DIR = "_staging"
-"""``DIR/_staging/``: the run's staged work units (removed when the run finishes)."""
 
 
 def build(p: beam.Pipeline, cfg: EmbedConfig, *, run_plan: Plan | None = None,
@@ -564,7 +562,7 @@ def run(argv: list[str] | None = None, *, options: PipelineOptions | None = None
                  cfg.teacher_precision, describe_cpu())
         t0 = time.perf_counter()
         p = beam.Pipeline(runner=runner, options=options)
-        units_url = f"{resolved.layout.root}/{STAGING_DIR}/units-{run_id}.parquet"
+        units_url = f"{resolved.layout.root}/{STAGING_DIR}/{UNITS_STAGING_PREFIX}-{run_id}.parquet"
         build(p, cfg, run_plan=run_plan, resolved=resolved, units_url=units_url)
         try:
             result = p.run()

@@ -11,11 +11,12 @@ import pytest
 
 from pipelines.build_training_set import assign_splits, build_training_set
 from pipelines.fit_pca import fit_pca
-from pipelines.frames_io import list_partitions
+from sea_core.datasets.frames import list_partitions
 from pipelines.select import run as run_select
 from sea_core.errors import DataError, ParameterError, SchemaError
 from sea_core.reduction import ReductionArtifact
-from sea_core.schema import frames_partition_dir, frames_schema
+from sea_core.datasets.layout import frames_partition_dir
+from sea_core.datasets.schema import frames_schema
 
 EMB = 48
 SAMPLES = 800  # short student windows keep the files small
