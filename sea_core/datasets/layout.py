@@ -26,6 +26,7 @@ literals), so renaming a folder is a change here. Schemas (the columns) live in
 """
 from __future__ import annotations
 
+from sea_core.params import REDUCTION
 from sea_core.storage import SUCCESS_NAME
 
 __all__ = [
@@ -93,8 +94,8 @@ def selection_shard_name(key: tuple) -> str:
 
 
 # ----------------------------------------------------------------- fit-pca output
-PCA_NPZ_NAME = "reduction.npz"
-PCA_JSON_NAME = "reduction.json"
+PCA_NPZ_NAME = REDUCTION.npz_name        # "reduction.npz" (ReductionParams: part of the artifact format)
+PCA_JSON_NAME = REDUCTION.json_name      # "reduction.json"
 MOMENTS_TEMP_NAME = ".moments-{}.npz"
 """fit-pca's merged moments while the job runs (``{}``: a random hex; removed by the driver)."""
 
