@@ -55,7 +55,8 @@ def assign_splits(parts: list[Partition], *, fractions=TRAINING_SET.split_fracti
     if n_train < 1:
         raise ParameterError(f"{n} sensor-day partition(s) cannot be split {fractions} with a "
                              f"non-empty train split")
-    labels = ["validate"] * n_val + ["test"] * n_test + ["train"] * n_train
+    train, validate, test = SPLITS
+    labels = [validate] * n_val + [test] * n_test + [train] * n_train
     return dict(zip(keys, labels))
 
 
