@@ -107,7 +107,7 @@ def _trainset_all_dims(run: Path, tmp: Path, dims) -> Path:
     import numpy as np
 
     from pipelines.build_training_set import build_training_set
-    from pipelines.frames_io import fixed_list_to_numpy, list_partitions, read_partition
+    from sea_core.datasets.frames import fixed_list_to_numpy, list_partitions, read_partition
     from sea_core.reduction import fit_reduction
 
     frames = run / "embed"

@@ -26,7 +26,7 @@ same run (the speed figures in the same process, in alternating rounds):
   than the shuffle buffer, so the comparison is between two steady states and
   isolates the dataset size.
 
-Sets are written in the training-set format (``sea_core.trainset``, schema
+Sets are written in the training-set format (``sea_core.datasets.trainset``, schema
 ``training``, 1-s 8-kHz int16 windows, row groups of
 ``TRAINING_SET.row_group_rows``).
 
@@ -60,7 +60,7 @@ GOAL_RSS_RATIO = 1.2
 def make_set(root: Path, rows: int, emb_dim: int, samples: int = 8000, shard_rows: int = 2048,
              seed: int = 0) -> Path:
     """Write a training set (train + validate splits) of random audio/targets, shard by shard."""
-    from sea_core.trainset import training_table, write_card, write_shard
+    from sea_core.datasets.trainset import training_table, write_card, write_shard
 
     rng = np.random.default_rng(seed)
     for split, n in (("train", rows), ("validate", max(64, rows // 10))):

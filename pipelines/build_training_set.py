@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -24,19 +23,19 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
-import pyarrow as pa
 
-from pipelines.frames_io import Partition, fixed_list_to_numpy, list_partitions, read_partition, window_ids
 from pipelines.driver import run_to_completion
+from pipelines.transforms.trainset import ProjectAndWrite
 from sea_core import storage
+from sea_core.datasets.frames import Partition, list_partitions
+from sea_core.datasets.layout import COUNTS_TEMP_NAME, RUN_SUMMARY_NAME, SPLITS
+from sea_core.datasets.schema import target_column
+from sea_core.datasets.trainset import dataset_card, publish_card
 from sea_core.errors import DataError, ParameterError
-from sea_core.params import REDUCTION, STUDENT_MEL64, TRAINING_SET, TrainingSetParams
+from sea_core.params import REDUCTION, TRAINING_SET, TrainingSetParams
 from sea_core.reduction import ReductionArtifact
-from sea_core.schema import TRAINING_SCHEMA_VERSION, target_column, training_schema
-from sea_core.trainset import CARD_FILE, SPLITS
 
-__all__ = ["assign_splits", "ProjectAndWrite", "TrainingSetConfig", "build", "build_training_set", "parse_args",
-           "run", "main"]
+__all__ = ["assign_splits", "TrainingSetConfig", "build", "build_training_set", "parse_args", "run", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -58,93 +57,9 @@ def assign_splits(parts: list[Partition], *, fractions=TRAINING_SET.split_fracti
     if n_train < 1:
         raise ParameterError(f"{n} sensor-day partition(s) cannot be split {fractions} with a "
                              f"non-empty train split")
-    labels = ["validate"] * n_val + ["test"] * n_test + ["train"] * n_train
+    train, validate, test = SPLITS
+    labels = [validate] * n_val + [test] * n_test + [train] * n_train
     return dict(zip(keys, labels))
-
-
-class _ProjectAndWriteFn(beam.DoFn):
-    def __init__(self, output: str, dims: tuple[int, ...], shard_bytes: int):
-        self.output, self.dims, self.shard_bytes = output, dims, shard_bytes
-
-    def process(self, element, artifact_arrays):
-        part, split = element
-        artifact = ReductionArtifact(**artifact_arrays)
-        table = read_partition(part, ["recording_id", "window_index", "sensor", "day", "teacher_emb",
-                                      "student_audio"])
-        emb = fixed_list_to_numpy(table.column("teacher_emb"))
-        samples = table.schema.field("student_audio").type.list_size
-        targets = {d: artifact.transform(emb, d) for d in self.dims}
-        schema = training_schema(list(self.dims), samples)
-        audio = table.column("student_audio").combine_chunks()
-        columns = [pa.array(window_ids(table), pa.string()), table.column("sensor").combine_chunks(),
-                   table.column("day").combine_chunks(), audio]
-        columns += [pa.FixedSizeListArray.from_arrays(pa.array(targets[d].ravel()), d)
-                    for d in sorted(self.dims, reverse=True)]
-        out = pa.table(columns, schema=schema)
-        row_bytes = samples * 2 + sum(self.dims) * 4 + 64
-        rows_per_shard = max(1, self.shard_bytes // row_bytes)
-        shards = 0
-        for i, start in enumerate(range(0, out.num_rows, rows_per_shard)):
-            name = f"part-{part.sensor}-{part.day}-{i:03d}.parquet"
-            storage.publish_parquet(out.slice(start, rows_per_shard),
-                                    storage.join(self.output, split, name), **SHARD_OPTIONS)
-            shards += 1
-            beam.metrics.Metrics.counter("sea.training_set", f"rows.{split}").inc(
-                min(rows_per_shard, out.num_rows - start))
-        yield {"counts": {split: out.num_rows}, "shards": {split: shards}, "samples": samples}
-
-
-SHARD_OPTIONS = dict(row_group_size=TRAINING_SET.row_group_rows, compression="zstd",
-                     write_statistics=False)
-"""Writer settings of a training shard (those of ``sea_core.trainset.write_shard``)."""
-
-
-class _SumCounts(beam.CombineFn):
-    def create_accumulator(self):
-        return {"counts": {}, "shards": {}, "samples": None}
-
-    def add_input(self, acc, x):
-        for key in ("counts", "shards"):
-            for split, n in x[key].items():
-                acc[key][split] = acc[key].get(split, 0) + int(n)
-        acc["samples"] = acc["samples"] or x["samples"]
-        return acc
-
-    def merge_accumulators(self, accs):
-        out = self.create_accumulator()
-        for a in accs:
-            self.add_input(out, a)
-        return out
-
-    def extract_output(self, acc):
-        return acc
-
-
-class _WriteCountsFn(beam.DoFn):
-    def __init__(self, url: str):
-        self.url = url
-
-    def process(self, counts):
-        storage.publish_json(self.url, counts)
-        yield counts
-
-
-class ProjectAndWrite(beam.PTransform):
-    """(partition, split) -> shards under ``output/<split>/``; row counts per split -> ``counts_url``."""
-
-    def __init__(self, output: str, dims: tuple[int, ...], artifact_arrays, shard_bytes: int,
-                 counts_url: str):
-        super().__init__()
-        self.output, self.dims, self.shard_bytes = output, dims, shard_bytes
-        self.artifact_arrays, self.counts_url = artifact_arrays, counts_url
-
-    def expand(self, pcoll):
-        return (pcoll
-                | "SpreadPartitions" >> beam.Reshuffle()
-                | "ProjectWrite" >> beam.ParDo(_ProjectAndWriteFn(self.output, self.dims, self.shard_bytes),
-                                               beam.pvalue.AsSingleton(self.artifact_arrays))
-                | "SumCounts" >> beam.CombineGlobally(_SumCounts()).without_defaults()
-                | "WriteCounts" >> beam.ParDo(_WriteCountsFn(self.counts_url)))
 
 
 def _artifact_fields(artifact: ReductionArtifact) -> dict:
@@ -157,7 +72,7 @@ def build(p: beam.Pipeline, *, frames: str, pca: str, output: str, dims: tuple[i
           counts_url: str | None = None) -> tuple[list[Partition], dict, ReductionArtifact]:
     """Add the stages to ``p``; returns the partitions, their splits and the artifact."""
     output = storage.absolute(output)
-    counts_url = counts_url or storage.join(output, f".counts-{uuid.uuid4().hex}.json")
+    counts_url = counts_url or storage.join(output, COUNTS_TEMP_NAME.format(uuid.uuid4().hex))
     artifact = ReductionArtifact.load(pca)
     bad = [d for d in dims if d > artifact.n_components]
     if bad:
@@ -202,7 +117,7 @@ def build_training_set(*, frames: str, pca: str, output: str, dims: tuple[int, .
     if any(storage.glob(storage.join(out, s, "*.parquet")) for s in SPLITS):
         raise DataError(f"{out}: already holds a training set; use a new --output")
     storage.rm(storage.join(out, storage.SUCCESS_NAME))
-    counts_url = storage.join(out, f".counts-{uuid.uuid4().hex}.json")
+    counts_url = storage.join(out, COUNTS_TEMP_NAME.format(uuid.uuid4().hex))
     options = PipelineOptions(beam_args or [])
     runner, _ = select_runner(options)
     try:
@@ -216,27 +131,23 @@ def build_training_set(*, frames: str, pca: str, output: str, dims: tuple[int, .
     finally:
         storage.rm(counts_url)
     samples = written["samples"]
-    summary_path = storage.join(frames, "run_summary.json")
+    summary_path = storage.join(frames, RUN_SUMMARY_NAME)
     source = storage.read_json(summary_path) if storage.isfile(summary_path) else {}
     sensor_days = {s: sorted(f"{k[0]}/{k[1]}" for k, v in splits.items() if v == s) for s in SPLITS}
-    card = {"schema_version": TRAINING_SCHEMA_VERSION,
-            "dims": sorted((int(d) for d in dims), reverse=True),
-            "student_samples": int(samples), "student_sample_rate": STUDENT_MEL64.sample_rate,
-            "counts": {s: int(written["counts"].get(s, 0)) for s in SPLITS},
-            "shards": {s: int(written["shards"].get(s, 0)) for s in SPLITS},
-            "teacher_id": artifact.teacher_id, "sampling_method": artifact.sampling_method,
-            "pca_artifact": pca, "fingerprint": artifact.fingerprint, "n_fit": artifact.n_fit,
-            "explained_variance_ratio": {str(d): float(np.sum(artifact.explained_variance_ratio[:d]))
-                                         for d in dims},
-            "split_fractions": list(params.split_fractions), "sensor_days": sensor_days,
-            "source_runs": [{"frames": frames, "run_id": source.get("run_id"),
-                             "teacher_id": source.get("teacher_id")}],
-            "target_columns": [target_column(d) for d in sorted(dims, reverse=True)]}
+    card = dataset_card(
+        dims=dims, student_samples=samples, counts=written["counts"], shards=written["shards"],
+        teacher_id=artifact.teacher_id, sampling_method=artifact.sampling_method,
+        pca_artifact=pca, fingerprint=artifact.fingerprint, n_fit=artifact.n_fit,
+        explained_variance_ratio={str(d): float(np.sum(artifact.explained_variance_ratio[:d]))
+                                  for d in dims},
+        split_fractions=list(params.split_fractions), sensor_days=sensor_days,
+        source_runs=[{"frames": frames, "run_id": source.get("run_id"),
+                      "teacher_id": source.get("teacher_id")}],
+        target_columns=[target_column(d) for d in sorted(dims, reverse=True)])
     windows = sum(p.rows for p in parts)
     if sum(card["counts"].values()) != windows:
         raise DataError(f"{out}: wrote {sum(card['counts'].values())} rows for {windows} windows")
-    storage.publish_text(storage.join(out, CARD_FILE), json.dumps(card, indent=2, sort_keys=True,
-                                                                   default=str))
+    publish_card(out, card)
     storage.mark_success(out)
     return card
 

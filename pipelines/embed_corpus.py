@@ -53,16 +53,16 @@ from pipelines.transforms.records import METRICS_NAMESPACE
 from pipelines.transforms.relevance import GroupByPartition, ScoreConfig, ScoreRelevance
 from pipelines.transforms.spl import ComputeSpl, SplConfig
 from pipelines.transforms.teacher import TeacherConfig, TeacherInference
-from pipelines.transforms.write import (MANIFEST_NAME, SUCCESS_NAME, SUMMARY_NAME, OutputLayout,
-                                        WritePartitions, remove_file,
-                                        remove_temp_files)
+from pipelines.transforms.write import OutputLayout, WritePartitions, remove_file, remove_temp_files
 from sea_core import storage
+from sea_core.datasets.layout import MANIFEST_NAME, PLAN_STAGING_PREFIX, STAGING_DIR, SUCCESS_NAME
+from sea_core.datasets.layout import RUN_SUMMARY_NAME as SUMMARY_NAME
 from sea_core.errors import DataError, ParameterError
 from sea_core.params import (AUDIO_LIMITS, DEFAULT_TEACHER, DISTILL_TEACHER_WINDOW, EMBED, LISTING,
                              RELEVANCE, SPL, STUDENT_MEL64, TEACHER_BATCH_SIZE, TEACHER_NAMES, RelevanceParams,
                              check_teacher_window, teacher_window_name)
 from sea_core.precision import cpu_bf16_flags, describe_cpu
-from sea_core.schema import DEAD_LETTER_SCHEMA_VERSION, FRAMES_SCHEMA_VERSION
+from sea_core.datasets.schema import DEAD_LETTER_SCHEMA_VERSION, FRAMES_SCHEMA_VERSION
 
 __all__ = ["EmbedConfig", "config_from_options", "parse_args", "build", "plan", "run", "main"]
 
@@ -287,7 +287,7 @@ def _listing_staging(cfg: EmbedConfig, options: PipelineOptions | None, run_id: 
     if "://" not in cfg.output or cfg.output.startswith("file://"):
         import tempfile
         return os.path.join(tempfile.mkdtemp(prefix="sea-listing-"), "listing")
-    return f"{cfg.output.rstrip('/')}/{STAGING_DIR}/plan-{run_id}"
+    return f"{cfg.output.rstrip('/')}/{STAGING_DIR}/{PLAN_STAGING_PREFIX}-{run_id}"
 
 
 def plan(cfg: EmbedConfig, resolved: _Resolved | None = None, *, runner=None,
@@ -342,10 +342,6 @@ def check_removals(n_removed: int, n_manifest: int, *, allow: bool, where: str) 
             f"--incremental would remove {n_removed} of the {n_manifest} recordings in the "
             f"manifest (more than {LISTING.max_removed_fraction:.0%}) because {where} no longer "
             f"lists them; check --input, or pass --allow-removals to remove them")
-
-
-STAGING_DIR = "_staging"
-"""``DIR/_staging/``: the run's staged work units (removed when the run finishes)."""
 
 
 def build(p: beam.Pipeline, cfg: EmbedConfig, *, run_plan: StagedPlan | None = None,

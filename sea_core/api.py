@@ -368,7 +368,7 @@ def expand_inputs(paths) -> list[str]:
     """Directories -> the audio files below them (sorted), as ``sea pipeline embed`` lists them."""
     import fsspec
 
-    from pipelines.transforms.list_inputs import AUDIO_SUFFIXES
+    from sea_core.datasets.layout import AUDIO_SUFFIXES
 
     out: list[str] = []
     for p in paths:

@@ -2,7 +2,7 @@
 
 Every number is a formula of the scenario (sensors, years, clip interval), the
 teacher's framing (``TeacherSpec``: window, corpus hop, centred as the
-pipeline frames it), the Parquet schemas (``sea_core.schema``) and the
+pipeline frames it), the Parquet schemas (``sea_core.datasets.schema``) and the
 throughputs measured by ``benchmarks/models.py``
 (``benchmarks/results/models.json``). Where no measurement exists the
 stated default of :data:`sea_core.params.CAPACITY` is used and the report says

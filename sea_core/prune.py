@@ -60,7 +60,7 @@ def teacher_windows_from_frames(frames, teacher, *, max_windows: int, seed: int 
     re-decoded from their source files at the teacher's sample rate."""
     import pyarrow as pa
 
-    from pipelines.frames_io import list_partitions, read_partition
+    from sea_core.datasets.frames import list_partitions, read_partition
     from sea_core.audio.framing import frame_audio
     from sea_core.audio.io import decode_bytes, resample
 

@@ -1,6 +1,6 @@
 """Train SEA students by streaming Parquet training sets (``sea train``).
 
-Data: ``DIR/{train,validate}/part-*.parquet`` (``sea_core.schema.training_schema``):
+Data: ``DIR/{train,validate}/part-*.parquet`` (``sea_core.datasets.schema.training_schema``):
 8-kHz int16 audio per window and PCA targets per student dim. Row groups are
 streamed with pyarrow into ``tf.data`` (file-level interleave, shuffle buffer,
 prefetch); the whole set is never loaded, and peak memory does not grow with
@@ -34,11 +34,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sea_core.datasets.layout import TRAINSET_CARD_FILE as CARD_FILE
+from sea_core.datasets.schema import TRAINING_SCHEMA_VERSION, check_schema, target_column
 from sea_core.errors import DataError, ParameterError, SchemaError
+from sea_core.datasets.layout import TRAINSET_CARD_FILE as CARD_FILE
+from sea_core.datasets.schema import TRAINING_SCHEMA_VERSION, check_schema, target_column
 from sea_core.params import INT16_SCALE, STUDENT_EMB_DIMS, STUDENT_MEL64, TRAIN, StudentSpec
-from sea_core.schema import TRAINING_SCHEMA_VERSION, check_schema, target_column
 from sea_core.storage import publish_json
-from sea_core.trainset import CARD_FILE
 
 __all__ = ["TrainConfig", "TrainingSet", "make_dataset", "make_train_step", "train", "main",
            "checkpoint_dir"]

@@ -42,7 +42,7 @@ def _write_training_set(root, counts: dict[str, int], dim: int, samples: int = S
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from sea_core.schema import training_schema
+    from sea_core.datasets.schema import training_schema
 
     for k, (split, n) in enumerate(counts.items()):
         (root / split).mkdir(parents=True)

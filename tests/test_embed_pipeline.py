@@ -34,7 +34,8 @@ from pipelines.embed_corpus import EmbedConfig, build
 from pipelines.embed_corpus import parse_args as embed_args
 from pipelines.embed_corpus import run as embed_job
 from sea_core.errors import ParameterError, SchemaError
-from sea_core.schema import FRAMES_SCHEMA_VERSION, check_schema, frames_partition_dir, frames_schema
+from sea_core.datasets.layout import frames_partition_dir
+from sea_core.datasets.schema import FRAMES_SCHEMA_VERSION, check_schema, frames_schema
 from tests.conftest import TINY_SR
 
 
@@ -156,7 +157,7 @@ def test_counts_dead_letters_and_metrics(corpus, reference):
     assert c["windows"] == 30  # 2-s clips, centred, hop 1 s, 1-s windows -> 3 each
     assert c["by_failure_kind"] == {k: 1 for k in bad.values()}
     dl = pq.read_table(out / "dead_letter" / "part-00000.parquet")
-    assert dl.schema.equals(__import__("sea_core.schema", fromlist=["x"]).dead_letter_schema(),
+    assert dl.schema.equals(__import__("sea_core.datasets.schema", fromlist=["x"]).dead_letter_schema(),
                             check_metadata=False)
     got = {r["uri"]: r for r in dl.to_pylist()}
     assert {u: r["error_kind"] for u, r in got.items()} == bad
@@ -314,7 +315,7 @@ def test_version1_layout_refused_then_replaced(corpus, tiny_teacher, reference, 
     --incremental run refuse it; a full run replaces it with the current layout."""
     import json
 
-    from pipelines.frames_io import list_partitions
+    from sea_core.datasets.frames import list_partitions
 
     out = tmp_path / "out"
     shutil.copytree(reference[0], out)

@@ -801,7 +801,8 @@ def _write_frames(root: Path, sensor: str, day: str, emb: np.ndarray, name: str 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from sea_core.schema import frames_partition_dir, frames_schema
+    from sea_core.datasets.layout import frames_partition_dir
+    from sea_core.datasets.schema import frames_schema
 
     n, d = emb.shape
     schema = frames_schema(d, 4)

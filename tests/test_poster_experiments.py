@@ -13,7 +13,7 @@ import pytest
 from sea_core import experiment_poster as ep
 from sea_core.errors import DataError, ParameterError
 from sea_core.params import EXPERIMENT, RUN, SONYC_COARSE_CLASSES, SYNTH
-from sea_core.trainset import training_table, write_card, write_shard
+from sea_core.datasets.trainset import training_table, write_card, write_shard
 
 
 def test_epochs_to_fraction():

@@ -16,7 +16,7 @@ import pytest
 
 from sea_core.errors import DataError, SchemaError
 from sea_core.train import TrainConfig, checkpoint_dir, train
-from sea_core.trainset import training_table, write_card, write_shard
+from sea_core.datasets.trainset import training_table, write_card, write_shard
 
 SAMPLES = 8000  # 1-s windows at 8 kHz
 DIM = 64

@@ -11,9 +11,9 @@ import pytest
 from benchmarks.synthetic import frames_table, write_frames_partition
 from pipelines.build_training_set import assign_splits, build_training_set
 from pipelines.fit_pca import fit_pca
-from pipelines.frames_io import list_partitions
 from pipelines.select import parse_args as select_args
 from pipelines.select import run as select_job
+from sea_core.datasets.frames import list_partitions
 from sea_core.errors import DataError, ParameterError, SchemaError
 from sea_core.reduction import ReductionArtifact
 

@@ -20,16 +20,15 @@ import apache_beam as beam
 import fsspec
 
 from pipelines.transforms.records import DIRECTORY_VERSION, InputFile, Touch
+from sea_core.datasets.layout import AUDIO_SUFFIXES
 from sea_core.errors import DataError, ParameterError
 
 __all__ = ["list_inputs", "list_inputs_in_beam", "ListAll", "ListParts", "split_spec", "check_input_exists",
-           "make_units", "ListInputs", "stage_units", "AUDIO_SUFFIXES", "MANIFEST_SUFFIXES",
+           "make_units", "ListInputs", "stage_units", "MANIFEST_SUFFIXES",
            "UNITS_PER_ROW_GROUP", "DIRECTORY_VERSION"]
 
 log = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3", ".aif", ".aiff", ".opus")
-"""Files picked up when ``--input`` is a directory."""
 MANIFEST_SUFFIXES = (".txt", ".lst", ".list", ".manifest", ".parquet")
 """``--input`` with one of these suffixes is a manifest: one URI per line (or a Parquet ``uri`` column)."""
 _VERSION_KEYS = ("ETag", "etag", "md5Hash", "md5", "generation", "LastModified", "updated", "mtime",

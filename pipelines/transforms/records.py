@@ -89,7 +89,7 @@ class Recording:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """One failed input (``sea_core.schema.dead_letter_schema`` row)."""
+    """One failed input (``sea_core.datasets.schema.dead_letter_schema`` row)."""
 
     uri: str
     stage: str

@@ -1,16 +1,17 @@
 """Stage 6, write: the ONE sink - one Parquet file per output partition, written atomically.
 
-Output layout (``sea_core.schema`` defines the columns)::
+Output layout (names: ``sea_core.datasets.layout``; columns: ``sea_core.datasets.schema``)::
 
     DIR/frames/sensor_key=<id>/day_key=<YYYY-MM-DD>/part-00000.parquet   frames_schema, rows sorted
     DIR/dead_letter/part-00000.parquet                                   dead_letter_schema, rows sorted
 
 The frames files keep their ``sensor`` and ``day`` columns; the hive
 directory keys are ``sensor_key`` / ``day_key`` so they never collide with
-them (``sea_core.schema.frames_partition_dir`` says why).
+them (``sea_core.datasets.layout.frames_partition_dir`` says why).
 
-Files are written to a hidden temporary name in the same directory and then
-renamed, so a reader (or a restarted run) never sees half a file. Writer
+Files are published through ``sea_core.storage`` (a hidden temporary name in
+the same directory, then renamed), so a reader (or a restarted run) never sees
+half a file. Writer
 settings are fixed and no wall-clock value is stored, so the same rows give
 byte-identical files. A frames partition left with no rows is removed.
 
@@ -21,7 +22,6 @@ runner correct).
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -32,24 +32,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.transforms.records import (DEAD_LETTER_KIND, FRAMES_KIND, METRICS_NAMESPACE)
-from sea_core.schema import (FRAMES_PARTITION_KEYS, dead_letter_schema, frames_partition_dir,
-                             frames_schema)
+from sea_core import storage
+from sea_core.datasets.layout import (DEAD_LETTER_DIR, FRAMES_DIR, FRAMES_PARTITION_KEYS,
+                                      LEGACY_FRAMES_GLOB, PART_NAME, frames_partition_dir)
+from sea_core.datasets.schema import dead_letter_schema, frames_schema
 
 __all__ = ["OutputLayout", "WritePartitions", "write_table_atomic", "read_table_or_none",
-           "remove_file", "PART_NAME", "FRAMES_DIR", "DEAD_LETTER_DIR", "MANIFEST_NAME",
-           "SUMMARY_NAME", "SUCCESS_NAME", "FRAMES_SORT", "DEAD_LETTER_SORT", "PARQUET_OPTIONS",
-           "LEGACY_FRAMES_GLOB", "remove_temp_files", "TEMP_MARKER"]
+           "remove_file", "FRAMES_SORT", "DEAD_LETTER_SORT", "PARQUET_OPTIONS",
+           "remove_temp_files", "TEMP_MARKER"]
 
-PART_NAME = "part-00000.parquet"
-FRAMES_DIR = "frames"
-DEAD_LETTER_DIR = "dead_letter"
-MANIFEST_NAME = "manifest.parquet"
-SUMMARY_NAME = "run_summary.json"
-SUCCESS_NAME = "_SUCCESS"
 FRAMES_SORT = [("start_time", "ascending"), ("uri", "ascending"), ("window_index", "ascending")]
 DEAD_LETTER_SORT = [("uri", "ascending"), ("stage", "ascending")]
-LEGACY_FRAMES_GLOB = f"sensor=*/day=*/{PART_NAME}"
-"""Frames files of schema version 1 (``sensor=/day=`` directories), under ``DIR/frames/``."""
 _DICT_COLUMNS = ["recording_id", "uri", "sensor", "day", "spl_source", "teacher_id",
                  "stage", "error_kind", "error_class"]
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, write_statistics=True,
@@ -120,25 +113,15 @@ def read_table_or_none(uri: str, schema: pa.Schema | None = None,
 
 
 def write_table_atomic(table: pa.Table, uri: str) -> int:
-    """Write ``table`` to a hidden temp file beside ``uri``, then rename it to ``uri``. Returns bytes."""
-    fs, path = fsspec.core.url_to_fs(uri)
-    parent, name = path.rsplit("/", 1)
-    fs.makedirs(parent, exist_ok=True)
-    tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}"
-    try:
-        with fs.open(tmp, "wb") as f:
-            pq.write_table(table, f, use_dictionary=[c for c in _DICT_COLUMNS
-                                                     if c in table.column_names],
-                           **PARQUET_OPTIONS)
-        fs.mv(tmp, path)
-    finally:
-        if fs.exists(tmp):
-            fs.rm(tmp)
-    return int(fs.size(path))
+    """Publish ``table`` at ``uri`` with the fixed writer settings (``storage.publish_parquet``:
+    hidden temp file beside ``uri``, then rename). Returns bytes."""
+    return storage.publish_parquet(table, uri, use_dictionary=[c for c in _DICT_COLUMNS
+                                                               if c in table.column_names],
+                                   **PARQUET_OPTIONS)
 
 
 TEMP_MARKER = ".tmp-"
-"""Temp files are ``.<name>.tmp-<hex>`` beside their target (see :func:`write_table_atomic`)."""
+"""Temp files are ``.<name>.tmp-<hex>`` beside their target (``sea_core.storage``'s publish rule)."""
 
 
 def remove_temp_files(root: str) -> int:

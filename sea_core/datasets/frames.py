@@ -17,14 +17,14 @@ import pyarrow.parquet as pq
 
 from sea_core import storage
 from sea_core.errors import DataError, SchemaError
-from sea_core.schema import FRAMES_PARTITION_KEYS, FRAMES_SCHEMA_VERSION, check_schema
+from sea_core.datasets.layout import FRAMES_DIR, FRAMES_PARTITION_KEYS, LEGACY_FRAMES_DIRS
+from sea_core.datasets.schema import FRAMES_SCHEMA_VERSION, check_schema
 
 __all__ = ["Partition", "list_partitions", "read_partition", "window_ids", "fixed_list_to_numpy",
-           "frames_root", "partition_files"]
+           "frames_root", "partition_files", "read_files"]
 
 _SK, _DK = FRAMES_PARTITION_KEYS
 _PART = re.compile(rf"{_SK}=(?P<sensor>[^/]+)/{_DK}=(?P<day>\d{{4}}-\d{{2}}-\d{{2}})$")
-_LEGACY_DIRS = "sensor=*/day=*"  # frames schema version 1
 
 
 def _read_metadata(f: str):
@@ -38,7 +38,7 @@ def _read_metadata(f: str):
 
 def _refuse_legacy_layout(root: str) -> None:
     """SchemaError naming a file of the version-1 layout (``sensor=/day=`` directories), if any."""
-    legacy = storage.glob(f"{root}/{_LEGACY_DIRS}/*.parquet")
+    legacy = storage.glob(f"{root}/{LEGACY_FRAMES_DIRS}/*.parquet")
     if not legacy:
         return
     f = legacy[0]
@@ -59,12 +59,12 @@ class Partition:
 
 
 def frames_root(frames_dir) -> str:
-    """The ``frames/`` folder URL of a run directory (or ``frames_dir`` itself when it is one)."""
+    """The ``frames/`` (``FRAMES_DIR``) folder URL of a run directory (or ``frames_dir`` itself when it is one)."""
     root = storage.absolute(frames_dir).rstrip("/")
-    if storage.isdir(f"{root}/frames"):
-        root = f"{root}/frames"
+    if storage.isdir(f"{root}/{FRAMES_DIR}"):
+        root = f"{root}/{FRAMES_DIR}"
     if not storage.isdir(root):
-        raise DataError(f"{frames_dir}: no frames dataset (expected DIR/frames/{_SK}=*/{_DK}=*/)")
+        raise DataError(f"{frames_dir}: no frames dataset (expected DIR/{FRAMES_DIR}/{_SK}=*/{_DK}=*/)")
     return root
 
 

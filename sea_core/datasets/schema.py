@@ -8,7 +8,7 @@ The files are plain Parquet: readable by pyarrow, pandas or DuckDB without
 this project. The version and dataset kind are stored in the Parquet key-value
 metadata under ``sea.schema`` and ``sea.schema_version``. A version also
 covers the on-disk layout of its dataset (e.g. the frames partition
-directories, :func:`frames_partition_dir`).
+directories, :func:`sea_core.datasets.layout.frames_partition_dir`).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from sea_core.errors import SchemaError
 __all__ = [
     "FRAMES_SCHEMA_VERSION", "DEAD_LETTER_SCHEMA_VERSION", "TRAINING_SCHEMA_VERSION",
     "frames_schema", "dead_letter_schema", "training_schema", "target_column",
-    "schema_metadata", "check_schema", "FRAMES_PARTITION_KEYS", "frames_partition_dir",
+    "schema_metadata", "check_schema",
 ]
 
 FRAMES_SCHEMA_VERSION = "2"
@@ -37,31 +37,11 @@ def schema_metadata(kind: str, version: str, **extra: str) -> dict[bytes, bytes]
     return meta
 
 
-FRAMES_PARTITION_KEYS = ("sensor_key", "day_key")
-"""Hive keys of the frames partition directories (values: the ``sensor`` and ``day`` columns)."""
-
-
-def frames_partition_dir(sensor: str, day: str) -> str:
-    """``'sensor_key=<sensor>/day_key=<day>'``: the directory of a frames partition under ``DIR/frames/``.
-
-    The keys are deliberately *not* named ``sensor`` / ``day``: the files hold
-    those columns themselves (a single file is self-describing), and a hive
-    key that repeats a file column makes plain readers fail or retype it
-    (``pq.read_table`` / ``pd.read_parquet`` refuse to merge the file's string
-    with the inferred dictionary key; DuckDB and ``pyarrow.dataset`` infer
-    ``DATE`` / integer types from the directory names). With distinct keys a
-    hive-aware reader just adds two redundant columns ``sensor_key`` and
-    ``day_key``, equal to ``sensor`` and ``day``, that can prune directories.
-    """
-    sk, dk = FRAMES_PARTITION_KEYS
-    return f"{sk}={sensor}/{dk}={day}"
-
-
 def frames_schema(emb_dim: int, student_samples: int) -> pa.Schema:
     """One row per analysis window of an upstream recording (``DIR/frames/``).
 
     Files live in ``DIR/frames/sensor_key=<id>/day_key=<YYYY-MM-DD>/``
-    (:func:`frames_partition_dir`), one (sensor, day) per directory. The
+    (:func:`sea_core.datasets.layout.frames_partition_dir`), one (sensor, day) per directory. The
     ``sensor`` and ``day`` (local date of the recording in the relevance time
     zone) columns are stored in the files, so a single file is self-describing
     and ``pq.read_table('DIR/frames')``, ``pd.read_parquet('DIR/frames')`` and
