@@ -22,7 +22,7 @@ def frames_table(*, sensor: str, day: str, recording_ids, window_index, start_ms
     """Frames rows of one (sensor, day) with ``frames_schema(emb.shape[1], audio.shape[1])``."""
     import pyarrow as pa
 
-    from sea_core.schema import frames_schema
+    from sea_core.datasets.schema import frames_schema
 
     n, (dim, samples) = len(recording_ids), (emb.shape[1], audio.shape[1])
     rec = list(recording_ids)
@@ -47,7 +47,7 @@ def write_frames_partition(root: Path, table, **parquet_options) -> Path:
     """Write ``table`` (one sensor-day) as ``root/frames/<partition dir>/part-00000.parquet``."""
     import pyarrow.parquet as pq
 
-    from sea_core.schema import frames_partition_dir
+    from sea_core.datasets.layout import frames_partition_dir
 
     sensor, day = table.column("sensor")[0].as_py(), table.column("day")[0].as_py()
     folder = Path(root) / "frames" / frames_partition_dir(sensor, day)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sea_core.datasets.layout import SPLITS
 from sea_core.errors import DataError, ParameterError
 from sea_core.params import DOWNSTREAM, DOWNSTREAM_QUICK, DownstreamParams
 
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 
 _COARSE = re.compile(r"^(?:(\d+)_)?([A-Za-z][\w\-]*)_presence$")
 _FINE = re.compile(r"^\d+-\d+_")
-SPLITS = ("train", "validate", "test")
 
 
 @dataclass

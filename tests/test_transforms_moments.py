@@ -14,8 +14,8 @@ import pytest
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.fit_pca import CombineStats, GroupMoments, GroupStats
-from pipelines.frames_io import fixed_list_to_numpy, list_partitions, read_partition, window_ids
+from pipelines.transforms.moments import CombineStats, GroupMoments, GroupStats
+from sea_core.datasets.frames import fixed_list_to_numpy, list_partitions, read_partition, window_ids
 from sea_core.reduction import Moments
 from tests.test_training_set_pipeline import make_frames
 

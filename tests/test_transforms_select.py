@@ -13,9 +13,12 @@ import pytest
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.frames_io import list_partitions, read_partition, window_ids
-from pipelines.select import (SELECTION_FILE, SUMMARY_FILE, SampleGroups, SelectConfig, WriteSelection,
-                              plan_groups, shard_name)
+from sea_core.datasets.frames import list_partitions, read_partition, window_ids
+from pipelines.select import SelectConfig, plan_groups
+from pipelines.transforms.select import SampleGroups, WriteSelection
+from sea_core.datasets.layout import SELECTION_FILE
+from sea_core.datasets.layout import SELECTION_SUMMARY_FILE as SUMMARY_FILE
+from sea_core.datasets.layout import selection_shard_name as shard_name
 from tests.test_training_set_pipeline import DAYS, SENSORS, make_frames
 
 

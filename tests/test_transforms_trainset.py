@@ -15,10 +15,10 @@ import pytest
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.build_training_set import ProjectAndWrite
-from pipelines.frames_io import fixed_list_to_numpy, list_partitions, read_partition, window_ids
+from pipelines.transforms.trainset import ProjectAndWrite
+from sea_core.datasets.frames import fixed_list_to_numpy, list_partitions, read_partition, window_ids
 from sea_core.reduction import fit_reduction
-from sea_core.schema import target_column, training_schema
+from sea_core.datasets.schema import target_column, training_schema
 from tests.test_training_set_pipeline import SAMPLES, make_frames
 
 DIMS = (8, 4)

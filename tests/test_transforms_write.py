@@ -12,7 +12,7 @@ from apache_beam.testing.util import assert_that
 from pipelines.transforms.records import DEAD_LETTER_KEY, DeadLetter, frames_key
 from pipelines.transforms.relevance import dead_letter_table, recordings_table
 from pipelines.transforms.write import OutputLayout, WritePartitions, write_table_atomic
-from sea_core.schema import dead_letter_schema
+from sea_core.datasets.schema import dead_letter_schema
 from tests.conftest import decoded_recordings
 
 DAY = "2019-03-04"

@@ -102,7 +102,7 @@ def _new_embeddings(files: list[str], limit: int):
     import numpy as np
     import pyarrow.parquet as pq
 
-    from pipelines.frames_io import fixed_list_to_numpy
+    from sea_core.datasets.frames import fixed_list_to_numpy
 
     if not files:
         return None
@@ -127,7 +127,7 @@ def refit_check(*, frames: str, pca: str, state: str, policy: RefitPolicy) -> Re
     (``ReductionArtifact.explained_variance_on``); fewer than 2 new windows, or
     windows without variance, leave it unmeasured (None).
     """
-    from pipelines.frames_io import list_partitions
+    from sea_core.datasets.frames import list_partitions
     from sea_core.reduction import ReductionArtifact
 
     files = sorted(f for p in list_partitions(frames) for f in p.files)
@@ -151,7 +151,7 @@ def refit_check(*, frames: str, pca: str, state: str, policy: RefitPolicy) -> Re
 
 def record_fit(*, frames: str, pca: str, state: str, policy: RefitPolicy, run_date: str) -> dict:
     """Write the fit state: the frames files (and windows) the new artifact covers, its explained variance."""
-    from pipelines.frames_io import list_partitions
+    from sea_core.datasets.frames import list_partitions
     from sea_core.reduction import ReductionArtifact
 
     files = sorted(f for p in list_partitions(frames) for f in p.files)

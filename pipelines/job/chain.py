@@ -13,7 +13,7 @@ from pathlib import Path
 from pipelines import build_training_set, fit_pca, select
 from pipelines.build_training_set import TrainingSetConfig
 from pipelines.fit_pca import PcaConfig
-from pipelines.frames_io import list_partitions
+from sea_core.datasets.frames import list_partitions
 from pipelines.select import SelectConfig
 from sea_core.errors import DataError
 

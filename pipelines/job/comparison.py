@@ -28,7 +28,7 @@ def frames_arrays(frames_dir, max_windows: int | None = None, seed: int = 0) -> 
     ``round(rows * max_windows / total)`` rows, seeded), so memory is bounded by
     the sample plus one partition whatever the corpus size.
     """
-    from pipelines.frames_io import fixed_list_to_numpy, list_partitions, read_partition, window_ids
+    from sea_core.datasets.frames import fixed_list_to_numpy, list_partitions, read_partition, window_ids
 
     parts = list_partitions(frames_dir)
     total = sum(p.rows for p in parts)

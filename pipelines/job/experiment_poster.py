@@ -62,7 +62,7 @@ def _card_fields(src: Path) -> dict:
 
 def subset_trainset(src, dst, *, fraction: float, seed: int) -> dict:
     """``dst``: ``src`` with a seeded ``fraction`` of the train rows (validate/test copied)."""
-    from sea_core.trainset import write_card, write_shard
+    from sea_core.datasets.trainset import write_card, write_shard
 
     if not 0 < fraction <= 1:
         raise ParameterError(f"fraction must be in (0, 1], got {fraction}")
@@ -88,7 +88,7 @@ def raw_target_trainset(src, dst, frames) -> dict:
     import pyarrow as pa
 
     from pipelines.job.comparison import frames_arrays
-    from sea_core.trainset import training_table, write_card, write_shard
+    from sea_core.datasets.trainset import training_table, write_card, write_shard
 
     src, dst = Path(src), Path(dst)
     fr = frames_arrays(Path(frames))

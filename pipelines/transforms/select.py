@@ -17,11 +17,10 @@ import pyarrow as pa
 from sea_core import storage
 from sea_core.datasets.frames import fixed_list_to_numpy, read_partition, window_ids
 from sea_core.datasets.layout import SELECTION_FILE, SELECTION_SUMMARY_FILE, selection_shard_name
-from sea_core.sampling import group_label
+from sea_core.sampling import DPP_METHODS, group_label
 
 __all__ = ["SampleGroups", "WriteSelection"]
 
-_DPP_METHODS = ("diversity", "diversity+relevance")
 """Methods whose ``mode`` (scalable / reference) matters (sea_core.sampling has the same private tuple)."""
 
 
@@ -87,7 +86,7 @@ class _WriteSelectionFn(beam.DoFn):
                   for name in sorted(kernels) if all(name in g["logdet"] for g in groups)}
         small = [(group_label((g["sensor"], g["period"]), self.cfg.period), g["size"], g["k"])
                  for g in groups if g["size"] < g["k"]]
-        summary = {"method": self.cfg.method, "mode": self.cfg.mode if self.cfg.method in _DPP_METHODS
+        summary = {"method": self.cfg.method, "mode": self.cfg.mode if self.cfg.method in DPP_METHODS
                    else None, "seed": self.cfg.seed, "period": self.cfg.period,
                    "policy": self.cfg.policy, "fraction": self.cfg.fraction, "k": self.cfg.k,
                    "frames": str(self.cfg.frames), **self.budget,

@@ -44,7 +44,7 @@ def _parquet(path: str):
 
 
 def _checked(pf, where: str):
-    from sea_core.schema import TRAINING_SCHEMA_VERSION, check_schema
+    from sea_core.datasets.schema import TRAINING_SCHEMA_VERSION, check_schema
 
     check_schema(pf.schema_arrow, "training", TRAINING_SCHEMA_VERSION, where=where,
                  required=["student_audio"])

@@ -11,6 +11,9 @@ import io
 
 import numpy as np
 
+from sea_core.datasets.layout import (ANNOTATIONS_NAME, DOWNSTREAM_AUDIO_DIR, DOWNSTREAM_DIR, SENSORS_NAME, SPL_DIR,
+                                      SPLITS, UPSTREAM_DIR)
+from sea_core.datasets.layout import CORPUS_CARD_NAME as CARD_NAME
 from sea_core.errors import ParameterError
 from sea_core.params import SONYC_COARSE_CLASSES, SynthParams
 from sea_core.synth.scene import class_probabilities
@@ -24,14 +27,6 @@ __all__ = ["GENERATOR_VERSION", "UPSTREAM_DIR", "SPL_DIR", "DOWNSTREAM_DIR", "DO
 GENERATOR_VERSION = "sea-synth/1"
 """Bumped whenever the same params would produce different bytes."""
 
-UPSTREAM_DIR = "upstream"
-SPL_DIR = "spl"
-DOWNSTREAM_DIR = "downstream"
-DOWNSTREAM_AUDIO_DIR = "audio"
-ANNOTATIONS_NAME = "annotations.csv"
-CARD_NAME = "corpus_card.json"
-SENSORS_NAME = "sensors.csv"
-SPLITS = ("train", "validate", "test")
 
 # random streams: (seed, stream, ...) -> an independent generator
 S_UP_SENSOR, S_UP_CLIP, S_DOWN_PLAN, S_DOWN_SENSOR, S_DOWN_CLIP, S_UP_TIMES = range(6)
