@@ -20,7 +20,9 @@ with other jobs, so only figures of neighbouring runs are compared):
 * ``batch_sweep``: bare inference at batch 32 / 64 / 128 per precision, alternated.
 * ``thread_sweep``: bare inference in a fresh child process per setting (TF's thread
   pools are fixed at start-up): TF intra-op / inter-op threads x batch 32 / 64 / 128 per
-  precision, plus oneDNN variants (``TF_ENABLE_ONEDNN_OPTS=0``), settings alternated.
+  precision, plus oneDNN off (``TF_ENABLE_ONEDNN_OPTS=0``). Batches and precisions are
+  alternated inside a child; the children run one after the other, so the load can drift
+  between settings (the first and last settings are both ``default`` to show the drift).
 * ``refresh_new_day``: like ``refresh``, but the 10 % new clips are the *next day's*
   recordings (a daily refresh: new sensor-day partitions, none of the old ones rewritten);
   ``refresh`` adds them to the existing days (3 of the 4 partitions are rewritten: the
@@ -141,10 +143,11 @@ def thread_sweep(teacher: str, windows: np.ndarray, settings: list[str], batches
         if proc.returncode or not line:
             raise RuntimeError(f"thread sweep {setting!r} failed:\n{proc.stderr[-3000:]}")
         res = json.loads(line[-1][len("RESULT "):])
-        out[setting] = {"windows_per_s": res, "median": {
+        key = setting if setting not in out else f"{setting} (again, last)"
+        out[key] = {"windows_per_s": res, "median": {
             p: {b: _median(v) for b, v in d.items()} for p, d in res.items()},
             "load_1m": round(os.getloadavg()[0], 2)}
-        print("threads", setting, json.dumps(out[setting]["median"]), flush=True)
+        print("threads", key, json.dumps(out[key]["median"]), flush=True)
     return out
 
 
@@ -167,7 +170,8 @@ def main(argv=None) -> int:
                     help="FnApiRunner running modes to compare ('' to skip)")
     ap.add_argument("--sweep-batches", default="32,64,128", help="'' to skip")
     ap.add_argument("--thread-settings",
-                    default="default;intra=1,inter=1;intra=1,inter=2;intra=2,inter=1;onednn=0",
+                    default="default;intra=1,inter=1;intra=1,inter=2;intra=2,inter=1;onednn=0;"
+                            "default",
                     help="';'-separated child-process settings for the thread sweep "
                          "(intra=, inter= TF threads, onednn=0|1); '' to skip")
     ap.add_argument("--sweep-windows", type=int, default=256,
