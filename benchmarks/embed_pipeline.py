@@ -225,7 +225,8 @@ def main(argv=None) -> int:
                 assert n == n_bare, (n, n_bare)
                 assert full["teacher_precision"] == p
                 refreshes = {}
-                for variant, day, first in (("same_days", 0, args.clips), ("new_day", 1, 0)):
+                next_day = 1 + (1800 * (args.clips - 1)) // 86400  # after the corpus' last day
+                for variant, day, first in (("same_days", 0, args.clips), ("new_day", next_day, 0)):
                     # same_days: the next half-hours of the same day (3 of 4 partitions rewritten);
                     # new_day: the next day's first recordings (new partitions only)
                     new_paths = [make_clip(up, i, args.seconds, day)
