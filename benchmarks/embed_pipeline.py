@@ -18,6 +18,16 @@ with other jobs, so only figures of neighbouring runs are compared):
   ``multi_threading`` and ``multi_processing`` (``--direct_num_workers`` = CPUs),
   alternated, per precision (picks the default local runner);
 * ``batch_sweep``: bare inference at batch 32 / 64 / 128 per precision, alternated.
+* ``thread_sweep``: bare inference in a fresh child process per setting (TF's thread
+  pools are fixed at start-up): TF intra-op / inter-op threads x batch 32 / 64 / 128 per
+  precision, plus oneDNN off (``TF_ENABLE_ONEDNN_OPTS=0``). Batches and precisions are
+  alternated inside a child; the children run one after the other, so the load can drift
+  between settings (the first and last settings are both ``default`` to show the drift).
+* ``refresh_new_day``: like ``refresh``, but the 10 % new clips are the *next day's*
+  recordings (a daily refresh: new sensor-day partitions, none of the old ones rewritten);
+  ``refresh`` adds them to the existing days (3 of the 4 partitions are rewritten: the
+  worst case). Both report the split of the refresh's wall time (list / pipeline / finalize,
+  teacher ms) so the fixed cost is visible.
 
 The teacher network is built once per precision before timing (the in-process
 pipeline then uses the process's cached network; multi_processing workers
@@ -48,16 +58,17 @@ RESULTS = ROOT / "benchmarks" / "results" / "embed_pipeline.json"
 SR = 48_000
 
 
-def make_clip(root: Path, i: int, seconds: float) -> Path:
+def make_clip(root: Path, i: int, seconds: float, day: int = 0) -> Path:
+    """Clip ``i``: sensor ``i % 4``, half-hourly from 2019-03-04 00:00 (+ ``day`` days)."""
     import soundfile as sf
 
     tz = ZoneInfo("America/New_York")
-    ts = int(datetime(2019, 3, 4, tzinfo=tz).timestamp()) + 1800 * i
+    ts = int(datetime(2019, 3, 4 + day, tzinfo=tz).timestamp()) + 1800 * i
     sensor = f"b827eb{i % 4:06x}"
-    day = datetime.fromtimestamp(ts, tz).date().isoformat()
-    p = root / f"sensor_{sensor}" / day / f"{ts}.flac"
+    folder = datetime.fromtimestamp(ts, tz).date().isoformat()
+    p = root / f"sensor_{sensor}" / folder / f"{ts}.flac"
     p.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(i)
+    rng = np.random.default_rng(i + 1000 * day)
     t = np.arange(int(seconds * SR)) / SR
     x = 0.05 * rng.standard_normal(t.size) + 0.2 * np.sin(2 * np.pi * (150 + 40 * i) * t)
     sf.write(p, (x * rng.uniform(0.2, 1.0)).astype(np.float32), SR, subtype="PCM_16", format="FLAC")
@@ -65,13 +76,18 @@ def make_clip(root: Path, i: int, seconds: float) -> Path:
 
 
 def decode_windows(teacher, paths: list[Path], hop: float) -> np.ndarray:
+    """The teacher windows the pipeline computes for ``paths`` (its own decode, resample and
+    framing: same count, same samples)."""
     from sea_core.audio.framing import frame_audio
-    from sea_core.audio.io import read_audio
+    from sea_core.audio.io import decode_bytes, resample
 
     spec = teacher.spec
-    return np.concatenate([
-        frame_audio(read_audio(str(p), target_sr=spec.sample_rate)[0], sr=spec.sample_rate,
-                    window_samples=spec.window_samples, hop_seconds=hop)[0] for p in paths])
+    out = []
+    for p in paths:
+        audio, sr = decode_bytes(Path(p).read_bytes(), str(p))
+        out.append(frame_audio(resample(audio, sr, spec.sample_rate), sr=spec.sample_rate,
+                               window_samples=spec.window_samples, hop_seconds=hop)[0])
+    return np.concatenate(out)
 
 
 def bare_inference(teacher, windows: np.ndarray, batch: int) -> float:
@@ -79,6 +95,60 @@ def bare_inference(teacher, windows: np.ndarray, batch: int) -> float:
     t0 = time.perf_counter()
     teacher.embed(windows, batch_size=batch)
     return time.perf_counter() - t0
+
+
+_THREAD_CHILD = """
+import json, os, sys, time
+setting, teacher_name, windows_path, batches, precisions = sys.argv[1:6]
+cfg = dict(kv.split("=") for kv in setting.split(",") if "=" in kv)
+if "onednn" in cfg:
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = cfg["onednn"]
+import numpy as np
+import tensorflow as tf
+if "intra" in cfg:
+    tf.config.threading.set_intra_op_parallelism_threads(int(cfg["intra"]))
+if "inter" in cfg:
+    tf.config.threading.set_inter_op_parallelism_threads(int(cfg["inter"]))
+from sea_core.models.teachers import get_teacher
+w = np.load(windows_path)
+out = {}
+topts = json.loads(sys.argv[6])
+teachers = {p: get_teacher(teacher_name, precision=p, **topts) for p in precisions.split(",")}
+for rep in range(2):
+    for b in (batches.split(",") if rep == 0 else batches.split(",")[::-1]):
+        for p, t in (teachers.items() if rep == 0 else list(teachers.items())[::-1]):
+            t.embed(w[:int(b)], batch_size=int(b))  # build + trace this size
+            t0 = time.perf_counter()
+            t.embed(w, batch_size=int(b))
+            out.setdefault(p, {}).setdefault(b, []).append(round(len(w) / (time.perf_counter() - t0), 2))
+print("RESULT " + json.dumps(out))
+"""
+
+
+def thread_sweep(teacher: str, windows: np.ndarray, settings: list[str], batches: str,
+                 precisions: list[str], tmp: str, teacher_options: dict) -> dict:
+    """Bare windows/s per setting (a fresh process each: TF fixes its thread pools at start),
+    batch and precision; two repetitions in each child, order reversed in the second."""
+    import subprocess
+
+    path = Path(tmp) / "sweep_windows.npy"
+    np.save(path, windows)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    out = {}
+    for setting in settings:
+        proc = subprocess.run([sys.executable, "-c", _THREAD_CHILD, setting, teacher, str(path),
+                               batches, ",".join(precisions), json.dumps(teacher_options)], env=env, capture_output=True,
+                              text=True, timeout=1800)
+        line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+        if proc.returncode or not line:
+            raise RuntimeError(f"thread sweep {setting!r} failed:\n{proc.stderr[-3000:]}")
+        res = json.loads(line[-1][len("RESULT "):])
+        key = setting if setting not in out else f"{setting} (again, last)"
+        out[key] = {"windows_per_s": res, "median": {
+            p: {b: _median(v) for b, v in d.items()} for p, d in res.items()},
+            "load_1m": round(os.getloadavg()[0], 2)}
+        print("threads", key, json.dumps(out[key]["median"]), flush=True)
+    return out
 
 
 def _median(values):
@@ -99,6 +169,13 @@ def main(argv=None) -> int:
     ap.add_argument("--modes", default="in_memory,multi_threading,multi_processing",
                     help="FnApiRunner running modes to compare ('' to skip)")
     ap.add_argument("--sweep-batches", default="32,64,128", help="'' to skip")
+    ap.add_argument("--thread-settings",
+                    default="default;intra=1,inter=1;intra=1,inter=2;intra=2,inter=1;onednn=0;"
+                            "default",
+                    help="';'-separated child-process settings for the thread sweep "
+                         "(intra=, inter= TF threads, onednn=0|1); '' to skip")
+    ap.add_argument("--sweep-windows", type=int, default=256,
+                    help="windows per timed pass of the thread sweep")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -108,7 +185,13 @@ def main(argv=None) -> int:
     from sea_core.precision import cpu_bf16_flags
 
     precisions = [p for p in args.precisions.split(",") if p]
-    teachers = {p: get_teacher(args.teacher, precision=p) for p in precisions}
+    # the network the pipeline builds (its teacher options, e.g. aisfx's 1-s window)
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.embed_corpus import _resolve, config_from_options
+    topts = dict(_resolve(config_from_options(PipelineOptions(
+        ["--input", "-", "--output", "-", "--teacher", args.teacher]))).teacher.options)
+    teachers = {p: get_teacher(args.teacher, precision=p, **topts) for p in precisions}
     spec = teachers[precisions[0]].spec
     hop = args.hop_seconds or spec.corpus_hop_seconds
     for t in teachers.values():  # build + trace once, outside the timings
@@ -141,14 +224,23 @@ def main(argv=None) -> int:
                 n = full["counts"]["windows"]
                 assert n == n_bare, (n, n_bare)
                 assert full["teacher_precision"] == p
-                new_paths = [make_clip(up, i, args.seconds)
-                             for i in range(args.clips, args.clips + n_new)]
-                t0 = time.perf_counter()
-                refresh = run(*parse_args(common(p, out) + ["--incremental"]))
-                t_refresh = time.perf_counter() - t0
-                assert refresh["counts"]["inputs"] == n_new
-                for q in new_paths:  # the next run starts from the same corpus
-                    q.unlink()
+                refreshes = {}
+                next_day = 1 + (1800 * (args.clips - 1)) // 86400  # after the corpus' last day
+                for variant, day, first in (("same_days", 0, args.clips), ("new_day", next_day, 0)):
+                    # same_days: the next half-hours of the same day (3 of 4 partitions rewritten);
+                    # new_day: the next day's first recordings (new partitions only)
+                    new_paths = [make_clip(up, i, args.seconds, day)
+                                 for i in range(first, first + n_new)]
+                    t0 = time.perf_counter()
+                    ref = run(*parse_args(common(p, out) + ["--incremental"]))
+                    refreshes[variant] = (time.perf_counter() - t0, ref)
+                    assert ref["counts"]["inputs"] == n_new
+                    for q in new_paths:  # the next refresh starts from the full run's corpus
+                        q.unlink()
+                    # and output (not timed)
+                    run(*parse_args(common(p, out) + ["--incremental", "--allow-removals"]))
+                t_refresh, refresh = refreshes["same_days"]
+                t_newday, newday = refreshes["new_day"]
                 rec = {"round": r, "bare_s": round(t_bare, 3),
                        "pipeline_s": full["timings_s"]["pipeline"], "wall_s": round(t_full, 3),
                        "bare_wps": round(n_bare / t_bare, 2),
@@ -160,6 +252,12 @@ def main(argv=None) -> int:
                        .get("sum_ms"),
                        "refresh_teacher_ms": ((refresh.get("metrics") or {}).get("teacher_ms")
                                               or {}).get("sum_ms"),
+                       "refresh_timings_s": refresh["timings_s"],
+                       "refresh_new_day_wall_s": round(t_newday, 3),
+                       "refresh_new_day_ratio": round(t_newday / t_full, 3),
+                       "refresh_new_day_timings_s": newday["timings_s"],
+                       "refresh_new_day_teacher_ms": ((newday.get("metrics") or {})
+                                                      .get("teacher_ms") or {}).get("sum_ms"),
                        "runner": full["runner"], "load_1m": round(os.getloadavg()[0], 2)}
                 rounds[p].append(rec)
                 print(p, json.dumps(rec), flush=True)
@@ -189,6 +287,10 @@ def main(argv=None) -> int:
                     t = bare_inference(teachers[p], windows, b)
                     sweep.setdefault(p, {}).setdefault(str(b), []).append(round(n_bare / t, 2))
         print("batch sweep (windows/s per repetition)", json.dumps(sweep), flush=True)
+        settings = [x for x in args.thread_settings.split(";") if x]
+        threads = thread_sweep(args.teacher, windows[:args.sweep_windows], settings,
+                               args.sweep_batches or str(args.batch_size), precisions,
+                               tmp, topts) if settings else {}
 
     per = {}
     for p, rs in rounds.items():
@@ -200,7 +302,13 @@ def main(argv=None) -> int:
             "ratio": round(_median([x["ratio"] for x in rs]), 3), "ratio_goal": ">= 0.9",
             "refresh": {"new_files": n_new, "new_fraction": round(n_new / args.clips, 3),
                         "ratio": round(_median([x["refresh_ratio"] for x in rs]), 3),
-                        "ratio_goal": "<= 0.15"},
+                        "ratio_goal": "<= 0.15",
+                        "note": "new clips in the existing days: 3 of 4 partitions rewritten"},
+            "refresh_new_day": {
+                "new_files": n_new,
+                "ratio": round(_median([x["refresh_new_day_ratio"] for x in rs]), 3),
+                "ratio_goal": "<= 0.15",
+                "note": "new clips are the next day's: new partitions only (a daily refresh)"},
             "rounds": rs}
     versus = None
     if {"fp32", "bf16"} <= set(per):
@@ -222,12 +330,16 @@ def main(argv=None) -> int:
         "benchmark": "embed_pipeline",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "teacher": args.teacher, "teacher_id": teachers[precisions[0]].teacher_id,
+        "teacher_options": topts,
         "corpus": {"clips": args.clips, "clip_seconds": args.seconds, "sample_rate": SR,
                    "hop_seconds": hop, "windows": n_bare},
         "batch_size": args.batch_size, "shard_size": args.shard_size,
         "precisions": per, "bf16_vs_fp32": versus,
         "runner_modes": {"workers": workers, "results": modes_out, "fastest": best_mode},
         "batch_sweep": {"windows_per_s_median": sweep_med, "repetitions": sweep},
+        "thread_sweep": {"windows": min(args.sweep_windows, n_bare),
+                         "default": "TF's own (intra = inter = CPUs), oneDNN on",
+                         "results": threads},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "cpu_bf16_flags": list(cpu_bf16_flags()),
                     "load_avg_1m_after": round(os.getloadavg()[0], 2),

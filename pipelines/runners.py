@@ -7,8 +7,8 @@
   what DirectRunner falls back to - honouring ``--direct_running_mode``
   (``in_memory`` | ``multi_threading`` | ``multi_processing``) and
   ``--direct_num_workers``. Without them the default is
-  :data:`DEFAULT_LOCAL_MODE` (see there: threads were faster in
-  ``benchmarks/embed_pipeline.py`` ``runner_modes`` but not stable).
+  :data:`DEFAULT_LOCAL_MODE` with one worker per CPU. Beam's side-input / state
+  cache is switched off for the thread workers (see :class:`LocalFnApiRunner`).
   ``--runner=PrismRunner`` still selects Prism.
 * ``--runner=DaskRunner`` is short for Beam's
   ``apache_beam.runners.dask.dask_runner.DaskRunner`` (needs ``--dask_client_address``).
@@ -19,6 +19,8 @@ Anything else is passed to Beam unchanged (Dataflow, Flink, Spark, ...).
 """
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import os
 
@@ -30,12 +32,13 @@ __all__ = ["select_runner", "DASK_RUNNER", "DEFAULT_LOCAL_MODE"]
 log = logging.getLogger(__name__)
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
-DEFAULT_LOCAL_MODE = "in_memory"
-"""FnApiRunner running mode when none is given. ``multi_threading`` (one worker per CPU) was
-faster for embed on the benchmark machine, but a full-suite run aborted the Python process
-(SIGABRT inside Beam's state cache, objsize walking module globals from a worker thread) while
-a side input was read; the single in-process worker is the stable default until that is
-understood. ``--direct_running_mode=multi_threading`` opts in."""
+DEFAULT_LOCAL_MODE = "multi_threading"
+"""FnApiRunner running mode when none is given (with ``--direct_num_workers`` = CPUs).
+Threads were the fastest mode for embed in ``benchmarks/embed_pipeline.py`` ``runner_modes``.
+They once aborted the process (SIGABRT) while a worker thread sized a side input for Beam's
+state cache (``statecache.get_deep_size`` -> objsize, which walks every module's globals);
+:class:`LocalFnApiRunner` switches that cache off, so no worker thread runs that walk
+(``tests/test_runner_soak.py``). ``--direct_running_mode=in_memory`` gives one in-process worker."""
 _DIRECT_NAMES = {"directrunner", "direct", "switchingdirectrunner",
                  "apache_beam.runners.direct.direct_runner.directrunner",
                  "apache_beam.runners.direct.direct_runner.switchingdirectrunner"}
@@ -77,7 +80,7 @@ def select_runner(options: PipelineOptions):
         if name:
             log.info("%s: running on Beam's in-process FnApiRunner (skipping the Prism download)",
                      name)
-        return fn_runner.FnApiRunner(provision_info=provision), label
+        return _local_runner_class()(provision_info=provision), label
     if low in ("daskrunner", "dask"):
         std.runner = DASK_RUNNER
         return DASK_RUNNER, "DaskRunner"
@@ -89,3 +92,48 @@ def select_runner(options: PipelineOptions):
         return name, f"PortableRunner({port.environment_type or 'DOCKER'}, "\
                      f"{port.job_endpoint or 'embed'})"
     return name, name.rsplit(".", 1)[-1]
+
+
+@functools.lru_cache(maxsize=None)
+def _local_runner_class():
+    from apache_beam.portability import python_urns
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.transforms.environments import EmbeddedPythonGrpcEnvironment
+
+    class LocalFnApiRunner(fn_runner.FnApiRunner):
+        """Beam's ``FnApiRunner`` whose thread workers (``multi_threading``) run without the
+        SDK state cache.
+
+        That cache holds side inputs and user state across bundles and weighs every value it
+        stores with ``objsize.get_deep_size``, which also walks the globals of every loaded
+        module (~5,000 with TensorFlow; ~5 ms a call) from the worker thread. Such a walk was on
+        the stack of the one SIGABRT seen with threads. Our jobs read one small side input
+        (the training set's PCA arrays) and keep no user state, so the cache buys nothing:
+        without it a side input is decoded again per bundle. Beam offers no switch for it
+        here: the thread environment's ``state_cache_size`` of 0 means "default" (100 MB,
+        ``config.get('state_cache_size') or STATE_CACHE_SIZE_MB``), so a negative size is
+        written into those environments, which makes ``StateCache.is_cache_enabled()`` false.
+        ``tests/test_runner_soak.py`` checks that no deep-size walk happens.
+        """
+
+        def run_via_runner_api(self, pipeline_proto, options):
+            for env in pipeline_proto.components.environments.values():
+                if env.urn == python_urns.EMBEDDED_PYTHON_GRPC:
+                    payload = env.payload.decode("utf-8") if env.payload else ""
+                    cfg = EmbeddedPythonGrpcEnvironment.parse_config(payload) if payload else {}
+                    cfg["state_cache_size"] = _NO_STATE_CACHE
+                    env.payload = json.dumps(cfg).encode("utf-8")
+            return super().run_via_runner_api(pipeline_proto, options)
+
+    return LocalFnApiRunner
+
+
+_NO_STATE_CACHE = -1
+"""``state_cache_size`` (MB) that disables Beam's SDK state cache of a thread worker."""
+
+
+def __getattr__(name):  # LocalFnApiRunner is built on first use (keeps Beam's runner imports lazy)
+    if name == "LocalFnApiRunner":
+        return _local_runner_class()
+    raise AttributeError(name)
+

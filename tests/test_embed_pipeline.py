@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -141,7 +142,7 @@ def assert_same_output(a: Path, b: Path) -> None:
 
 @pytest.fixture(scope="module")
 def reference(corpus, tiny_teacher, tmp_path_factory):
-    """One-shot run on the default (in-process) runner."""
+    """One-shot run on the default runner (one worker thread per CPU)."""
     out = tmp_path_factory.mktemp("ref") / "out"
     summary = run(app_args(corpus, tiny_teacher, out))
     return out, summary
@@ -395,7 +396,8 @@ def test_l3_random_teacher_default_hop(tmp_path, caplog):
                  "--teacher", "l3-random", "--batch-size", "4"])
     assert "prism" not in caplog.text.lower()
     assert s["teacher_id"] == "l3-random(seed=0)"
-    assert s["runner"] == "FnApiRunner(in_memory)"  # default (runners.DEFAULT_LOCAL_MODE)
+    # default (runners.DEFAULT_LOCAL_MODE): one worker thread per CPU
+    assert s["runner"] == f"FnApiRunner(multi_threading, workers={os.cpu_count()})"
     c = s["counts"]
     assert (c["inputs"], c["ok"], c["dead_lettered"], c["windows"]) == (3, 2, 1, 6)
     assert c["by_failure_kind"] == {"unreadable": 1}
@@ -461,13 +463,14 @@ def dask_cluster():
         yield cluster.scheduler_address
 
 
-@pytest.mark.parametrize("runner", ["multi_processing",
+@pytest.mark.parametrize("runner", ["in_memory", "multi_processing",
                                     pytest.param("portable_embedded", marks=pytest.mark.portable),
                                     pytest.param("portable_job_service", marks=pytest.mark.portable),
                                     pytest.param("dask", marks=pytest.mark.dask)])
 def test_runners_write_identical_output(runner, corpus, tiny_teacher, reference, tmp_path,
                                         request):
-    flags = {
+    flags = {  # the reference ran on the default runner (multi_threading)
+        "in_memory": lambda: ["--direct_running_mode=in_memory"],
         "multi_processing": lambda: ["--direct_running_mode=multi_processing",
                                      "--direct_num_workers=2"],
         "portable_embedded": lambda: ["--runner=PortableRunner", "--job_endpoint=embed",
@@ -579,13 +582,12 @@ def test_cli_options_and_runner_defaults(capsys):
     assert (cfg.batch_size, cfg.teacher_options) == (4, (("seed", 3),))
     assert opts.view_as(DirectOptions).direct_num_workers == 2
     runner, label = select_runner(opts)
-    # default local run: one in-process worker (runners.DEFAULT_LOCAL_MODE)
+    # default local run: one worker thread per CPU (runners.DEFAULT_LOCAL_MODE); a given
+    # --direct_num_workers is kept
     assert isinstance(runner, FnApiRunner)
-    assert label == "FnApiRunner(in_memory)"
-    assert select_runner(PipelineOptions([]))[1] == "FnApiRunner(in_memory)"
-    assert select_runner(PipelineOptions(["--direct_running_mode=multi_threading",
-                                          "--direct_num_workers=2"]))[1] == \
-        "FnApiRunner(multi_threading, workers=2)"  # threads are opt-in
+    assert label == "FnApiRunner(multi_threading, workers=2)"
+    assert select_runner(PipelineOptions([]))[1] == \
+        f"FnApiRunner(multi_threading, workers={os.cpu_count()})"
     assert select_runner(PipelineOptions(["--direct_running_mode=in_memory"]))[1] == \
         "FnApiRunner(in_memory)"  # an explicit mode wins, even Beam's own default
     assert select_runner(PipelineOptions(["--direct_running_mode=multi_processing",
