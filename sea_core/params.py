@@ -586,7 +586,7 @@ SONYC_COARSE_CLASSES = (
 # --------------------------------------------------------------------------- synthetic corpus
 @dataclass(frozen=True, kw_only=True)
 class SynthParams:
-    """The deterministic SONYC-like demo corpus (`sea synth`, ``sea_core/synth.py``)."""
+    """The deterministic SONYC-like demo corpus (`sea synth`, ``sea_core/synth/``)."""
 
     sample_rate: int = 48_000
     clip_seconds: float = 10.0

@@ -29,7 +29,8 @@ import fsspec
 
 __all__ = ["url_to_fs", "join", "is_url", "exists", "isfile", "isdir", "glob", "read_bytes",
            "read_text", "read_json", "publish_bytes", "publish_text", "publish_json",
-           "publish_parquet", "mark_success", "SUCCESS_NAME", "absolute", "size", "rm", "publish_tree", "fetch", "sha256_file"]
+           "publish_parquet", "mark_success", "SUCCESS_NAME", "absolute", "size", "rm", "publish_tree", "fetch", "sha256_file",
+           "parquet_row_groups", "read_row_group"]
 
 SUCCESS_NAME = "_SUCCESS"
 
@@ -134,6 +135,28 @@ def _hash_into(h, fs, path) -> None:
     with fs.open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
+
+
+def parquet_row_groups(files):
+    """``(file, row group index)`` for every row group of the Parquet ``files`` (footers only):
+    the unit in which workers read a staged or manifest table."""
+    import pyarrow.parquet as pq
+
+    for f in files:
+        fs, path = url_to_fs(f)
+        with fs.open(path, "rb") as fh:
+            n = pq.ParquetFile(fh).num_row_groups
+        for i in range(n):
+            yield f, i
+
+
+def read_row_group(url, index: int):
+    """Row group ``index`` of the Parquet file at ``url`` as a ``pyarrow.Table``."""
+    import pyarrow.parquet as pq
+
+    fs, path = url_to_fs(url)
+    with fs.open(path, "rb") as fh:
+        return pq.ParquetFile(fh).read_row_group(index)
 
 
 def _publish(url, write) -> int:

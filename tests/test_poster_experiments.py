@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from sea_core import experiment_poster as ep
+from pipelines.job import experiment_poster as ep
 from sea_core.errors import DataError, ParameterError
 from sea_core.params import EXPERIMENT, RUN, SONYC_COARSE_CLASSES, SYNTH
 from sea_core.datasets.trainset import training_table, write_card, write_shard

@@ -1,4 +1,4 @@
-"""ListAll and ListInputs alone on a TestPipeline (real files, real staged Parquet)."""
+"""ListAll, ListParts and ListInputs alone on a TestPipeline (real files, real staged Parquet)."""
 from __future__ import annotations
 
 import pyarrow.parquet as pq
@@ -7,7 +7,8 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 import pipelines.transforms.list_inputs as li
-from pipelines.transforms.list_inputs import ListAll, ListInputs, list_inputs, make_units, stage_units
+from pipelines.transforms.list_inputs import (ListAll, ListInputs, ListParts, list_inputs, make_units,
+                                              stage_units)
 from pipelines.transforms.records import DIRECTORY_VERSION, InputFile, Touch, frames_key
 from tests.conftest import CLIP_BASE, write_clip
 
@@ -61,3 +62,31 @@ def test_list_inputs_reads_the_staged_units_back(upstream, tmp_path, monkeypatch
         got = p | ListInputs(url)
         assert_that(got, equal_to(units))
     assert all(isinstance(f, InputFile) and f.size >= 0 for f in files)
+
+
+def _stat_of(path) -> InputFile:
+    st = path.stat()
+    return InputFile(uri=str(path), size=st.st_size, version=f"mtime:{st.st_mtime}")
+
+
+def test_list_parts_yields_every_input_file_once(upstream, tmp_path):
+    """Directory / glob / manifest specs -> the InputFiles (uri, size, mtime version) the workers
+    list; a folder named like audio is a DIRECTORY_VERSION entry, an unstattable manifest URI
+    has size -1; no duplicates for these specs (the manifest repeats a URI)."""
+    root, clips = upstream
+    folder = InputFile(uri=str(root / "sensor_bb02" / "2019-03-04" / f"{CLIP_BASE + 999}.wav"),
+                       size=0, version=DIRECTORY_VERSION)
+    clips_listed = [_stat_of(c) for c in clips]
+    missing = str(root / "sensor_aa01" / "2019-03-04" / "1.wav")
+    spec = tmp_path / "inputs.txt"
+    spec.write_text("# recordings\n" + "".join(f"{c}\n" for c in clips[:4]) + f"{clips[1]}\n{missing}\n")
+
+    with test_pipeline.TestPipeline() as p:
+        assert_that(p | "Dir" >> ListParts(str(root)), equal_to(clips_listed + [folder]),
+                    label="CheckDir")
+        assert_that(p | "Glob" >> ListParts(str(root / "*" / "*" / "*.wav")),
+                    equal_to(clips_listed + [folder]), label="CheckGlob")
+        assert_that(p | "Manifest" >> ListParts(str(spec)),
+                    equal_to(clips_listed[:4] + [InputFile(uri=missing, size=-1, version="")]),
+                    label="CheckManifest")
+    assert len(clips_listed) == 6 and all(f.size > 44 for f in clips_listed)  # real WAVs (header + data)

@@ -13,6 +13,7 @@ from pathlib import Path
 from pipelines import build_training_set, fit_pca, select
 from pipelines.build_training_set import TrainingSetConfig
 from pipelines.fit_pca import PcaConfig
+from sea_core.datasets.layout import RUN_PCA_DIR, RUN_SELECTION_DIR, RUN_TRAINSET_DIR
 from sea_core.datasets.frames import list_partitions
 from pipelines.select import SelectConfig
 from sea_core.errors import DataError
@@ -63,8 +64,8 @@ def run_chain(frames, out: Path, *, method: str, mode: str, k: int, seed: int, d
     """select -> fit-pca -> training set under ``out`` (``selection/``, ``pca/``, ``trainset/``);
     returns (selection summary, PCA summary, dataset card)."""
     out = Path(out)
-    sel = run_select(frames, out / "selection", method=method, mode=mode, k=k, seed=seed,
+    sel = run_select(frames, out / RUN_SELECTION_DIR, method=method, mode=mode, k=k, seed=seed,
                      beam_args=beam_args)
-    pca = run_fit_pca(frames, out / "selection", out / "pca", dims=dims, beam_args=beam_args)
-    card = run_training_set(frames, out / "pca", out / "trainset", dims=dims, beam_args=beam_args)
+    pca = run_fit_pca(frames, out / RUN_SELECTION_DIR, out / RUN_PCA_DIR, dims=dims, beam_args=beam_args)
+    card = run_training_set(frames, out / RUN_PCA_DIR, out / RUN_TRAINSET_DIR, dims=dims, beam_args=beam_args)
     return sel, pca, card

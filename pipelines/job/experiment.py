@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.job.stages import StageLog, load_run, mean_std, update_report
+from sea_core.datasets.layout import RUN_EMBED_DIR, RUN_EVALUATION_DIR, RUN_TRAINSET_DIR, RUN_TRAIN_DIR
 from sea_core.errors import ParameterError
 from sea_core.params import DOWNSTREAM_QUICK, EXPERIMENT, STUDENT_EMB_DIMS, ExperimentParams
 from sea_core.sampling import METHODS
@@ -93,18 +94,18 @@ def _train_and_evaluate(cell: Path, trainset: Path, report: dict, *, emb_dim: in
     from sea_core.train import TrainConfig, train
 
     cfg = report["config"]
-    summary = train(TrainConfig(data=str(trainset), out=str(cell / "train"), emb_dim=emb_dim,
+    summary = train(TrainConfig(data=str(trainset), out=str(cell / RUN_TRAIN_DIR), emb_dim=emb_dim,
                                 head=cfg["head"], learning_rate=cfg["learning_rate"],
                                 batch_size=cfg["batch_size"], epochs=params.epochs,
                                 steps_per_epoch=params.steps_per_epoch, seed=seed,
                                 register=False, progress=False))
-    model_path = cell / "train" / "model.keras"
+    model_path = cell / RUN_TRAIN_DIR / "model.keras"
     embedders = {"student": load_embedder(model=str(model_path))}
     if evaluate_teacher:
         embedders = {f"teacher:{cfg['teacher']}": load_embedder(model_type=cfg["teacher"]),
                      **embedders}
     results = evaluate(annotations=cfg["annotations"], audio_dir=cfg["audio_dir"], models=[],
-                       embedders=embedders, out=str(cell / "evaluation"),
+                       embedders=embedders, out=str(cell / RUN_EVALUATION_DIR),
                        params=replace(DOWNSTREAM_QUICK, epochs=params.downstream_epochs),
                        seed=seed)
     out = {"train": {k: summary[k] for k in ("epochs_run", "best_val_loss", "train_rows")},
@@ -123,7 +124,7 @@ def sampling_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPER
     run_dir = Path(run_dir)
     report = load_run(run_dir)
     cfg = report["config"]
-    frames = run_dir / "embed"
+    frames = run_dir / RUN_EMBED_DIR
     out = run_dir / "experiments" / "sampling"
     stages = StageLog(out)
     k = _selection_k(report)
@@ -138,7 +139,7 @@ def sampling_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPER
             def work(method=method, seed=seed, cell=cell):
                 sel, pca, _ = run_chain(frames, cell, method=method, mode=params.mode, k=k,
                                         seed=seed, dims=(cfg["emb_dim"],), beam_args=beam_args or ())
-                res = _train_and_evaluate(cell, cell / "trainset", report, emb_dim=cfg["emb_dim"],
+                res = _train_and_evaluate(cell, cell / RUN_TRAINSET_DIR, report, emb_dim=cfg["emb_dim"],
                                           seed=seed, params=params)
                 micro = res["models"]["student"]
                 return {"counts": {"selected": sel["n_selected"], **res["train"]},
@@ -182,7 +183,7 @@ def students_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPER
     bad = [d for d in dims if d not in STUDENT_EMB_DIMS]
     if bad:
         raise ParameterError(f"--dims: {bad} not in {STUDENT_EMB_DIMS}")
-    frames = run_dir / "embed"
+    frames = run_dir / RUN_EMBED_DIR
     k = fitting_set_size(frames, k=_selection_k(report), dim=max(dims),
                          min_fit_per_dim=cfg["min_fit_per_dim"])
     out = run_dir / "experiments" / "students"
@@ -198,7 +199,7 @@ def students_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPER
     for i, dim in enumerate(dims):
         cell = out / f"student-{dim}"
         rec = stages.run(f"student-{dim}", lambda dim=dim, cell=cell: {
-            "counts": {}, **_train_and_evaluate(cell, out / "trainset", report, emb_dim=dim,
+            "counts": {}, **_train_and_evaluate(cell, out / RUN_TRAINSET_DIR, report, emb_dim=dim,
                                                 seed=cfg["seed"], params=params,
                                                 evaluate_teacher=(i == 0))})
         if i == 0:
@@ -207,7 +208,7 @@ def students_experiment(run_dir: str | Path, *, params: ExperimentParams = EXPER
             rows.append(_model_row(f"{cfg['teacher']} (teacher)", teacher.output_shape[-1],
                                    network_params(teacher), activation_bytes(teacher),
                                    rec["models"][label]))
-        student = load_keras_student(str(cell / "train" / "model.keras"))
+        student = load_keras_student(str(cell / RUN_TRAIN_DIR / "model.keras"))
         rows.append(_model_row(STUDENT_NAMES[dim], dim, network_params(student),
                                activation_bytes(student), rec["models"]["student"]))
     result = {"metric": "downstream micro-AUPRC (test split; MIL classifier); size = float32 "

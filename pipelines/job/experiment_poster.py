@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from pipelines.job.stages import StageLog, load_run, mean_std, update_report
+from sea_core.datasets.layout import CORPUS_CARD_NAME, RUN_EMBED_DIR, RUN_EVALUATION_DIR, RUN_TRAINSET_DIR, RUN_TRAIN_DIR
 from sea_core.errors import DataError, ParameterError
 from sea_core.params import EXPERIMENT, ExperimentParams
 
@@ -68,7 +69,7 @@ def subset_trainset(src, dst, *, fraction: float, seed: int) -> dict:
         raise ParameterError(f"fraction must be in (0, 1], got {fraction}")
     src, dst = Path(src), Path(dst)
     card = json.loads((src / "dataset_card.json").read_text())
-    files = sorted((src / "train").glob("*.parquet"))
+    files = sorted((src / RUN_TRAIN_DIR).glob("*.parquet"))
     if not files:
         raise DataError(f"{src / 'train'}: no training shards")
     import pyarrow as pa
@@ -76,7 +77,7 @@ def subset_trainset(src, dst, *, fraction: float, seed: int) -> dict:
     n = table.num_rows
     keep = np.sort(np.random.default_rng(seed).choice(n, size=max(1, int(round(fraction * n))),
                                                       replace=False))
-    write_shard(dst / "train" / "part-00000.parquet", table.take(pa.array(keep)))
+    write_shard(dst / RUN_TRAIN_DIR / "part-00000.parquet", table.take(pa.array(keep)))
     for split in ("validate", "test"):
         _copy_split(src, dst, split)
     return write_card(dst, dims=card["dims"], student_samples=card["student_samples"],
@@ -137,7 +138,7 @@ def _train(cell: Path, data: Path, *, emb_dim: int, head: str, lr: float, batch_
 
     extra = dict(early_stop_patience=epochs + 1, reduce_lr_patience=epochs + 1) if fixed_lr else {}
     t0 = time.perf_counter()
-    s = train(TrainConfig(data=str(data), out=str(cell / "train"), emb_dim=emb_dim, head=head,
+    s = train(TrainConfig(data=str(data), out=str(cell / RUN_TRAIN_DIR), emb_dim=emb_dim, head=head,
                           learning_rate=lr, batch_size=batch_size, epochs=epochs,
                           steps_per_epoch=steps_per_epoch, seed=seed, register=False, progress=False,
                           **extra))
@@ -152,8 +153,8 @@ def _evaluate_student(cell: Path, report: dict, seed: int, params: ExperimentPar
     cfg = report["config"]
     t0 = time.perf_counter()
     res = evaluate(annotations=cfg["annotations"], audio_dir=cfg["audio_dir"], models=[],
-                   embedders={"student": load_embedder(model=str(cell / "train" / "model.keras"))},
-                   out=str(cell / "evaluation"),
+                   embedders={"student": load_embedder(model=str(cell / RUN_TRAIN_DIR / "model.keras"))},
+                   out=str(cell / RUN_EVALUATION_DIR),
                    params=replace(DOWNSTREAM_QUICK, epochs=params.downstream_epochs), seed=seed)
     mil = res["models"]["student"]["mil"]
     split = "test" if "test" in mil else "validate"
@@ -191,7 +192,7 @@ def data_experiment(run_dir, *, fractions=(0.1, 0.3, 1.0), seeds=(0, 1, 2),
     run_dir = Path(run_dir)
     report = load_run(run_dir)
     cfg = report["config"]
-    src = run_dir / "trainset"
+    src = run_dir / RUN_TRAINSET_DIR
     if not (src / "dataset_card.json").is_file():
         raise DataError(f"{src}: the run's training set is missing")
     out = run_dir / "experiments" / "data"
@@ -203,8 +204,8 @@ def data_experiment(run_dir, *, fractions=(0.1, 0.3, 1.0), seeds=(0, 1, 2),
             cell = out / name
 
             def work(fraction=fraction, seed=seed, cell=cell):
-                card = subset_trainset(src, cell / "trainset", fraction=fraction, seed=seed)
-                tr = _train(cell, cell / "trainset", emb_dim=cfg["emb_dim"], head=cfg["head"],
+                card = subset_trainset(src, cell / RUN_TRAINSET_DIR, fraction=fraction, seed=seed)
+                tr = _train(cell, cell / RUN_TRAINSET_DIR, emb_dim=cfg["emb_dim"], head=cfg["head"],
                             lr=cfg["learning_rate"], batch_size=cfg["batch_size"], epochs=params.epochs,
                             steps_per_epoch=params.steps_per_epoch, seed=seed)
                 ev = _evaluate_student(cell, report, seed, params)
@@ -241,11 +242,11 @@ def convergence_experiment(run_dir, *, learning_rates=(1e-5, 1e-4), epochs: int 
     run_dir = Path(run_dir)
     report = load_run(run_dir)
     cfg = report["config"]
-    src = run_dir / "trainset"
+    src = run_dir / RUN_TRAINSET_DIR
     out = run_dir / "experiments" / "convergence"
     stages = StageLog(out)
     raw = out / "raw_trainset"
-    stages.run("raw_trainset", lambda: {"counts": raw_target_trainset(src, raw, run_dir / "embed")["counts"]})
+    stages.run("raw_trainset", lambda: {"counts": raw_target_trainset(src, raw, run_dir / RUN_EMBED_DIR)["counts"]})
     raw_dim = json.loads((raw / "dataset_card.json").read_text())["dims"][0]
     rows = []
     for lr in learning_rates:
@@ -290,14 +291,14 @@ def specialisation_experiment(run_dir) -> dict:
     card = report.get("corpus") or {}
     held = list(((card.get("params") or {}).get("upstream_held_out")) or [])
     if not held:
-        cpath = Path(report["config"].get("corpus") or "") / "corpus_card.json"
+        cpath = Path(report["config"].get("corpus") or "") / CORPUS_CARD_NAME
         if cpath.is_file():
             held = list(json.loads(cpath.read_text())["params"].get("upstream_held_out") or [])
     if not held:
         raise DataError(f"{run_dir}: the run's corpus holds no class back from the upstream corpus; "
                         "make one with `sea synth --hold-out-classes music,human-voice --out C` and "
                         "`sea run --corpus C --out DIR`")
-    ev_path = run_dir / "evaluation" / "evaluation.json"
+    ev_path = run_dir / RUN_EVALUATION_DIR / "evaluation.json"
     if not ev_path.is_file():
         raise DataError(f"{ev_path}: the run's evaluation is missing")
     ev = json.loads(ev_path.read_text())

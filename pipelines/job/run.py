@@ -39,6 +39,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from pipelines.job.stages import StageLog
+from sea_core.datasets.layout import CORPUS_CARD_NAME, RUN_DEPLOY_DIR, RUN_SUMMARY_NAME, SPL_DIR, UPSTREAM_DIR
 from sea_core import storage
 
 from sea_core.errors import DataError, ParameterError
@@ -61,7 +62,7 @@ def _corpus_stage(corpus: Path, params: RunParams) -> dict:
     summary = synthesize(corpus, replace(SYNTH, sensors=params.sensors, days=params.days,
                                          clips_per_day=params.clips_per_day,
                                          labelled_clips=params.labelled_clips, seed=params.seed))
-    card = json.loads((corpus / "corpus_card.json").read_text())
+    card = json.loads((corpus / CORPUS_CARD_NAME).read_text())
     return {"counts": {"upstream_clips": card["counts"]["upstream_clips"],
                        "labelled_clips": card["counts"]["labelled_clips"]}, "card": card,
             "summary": {k: v for k, v in summary.items() if k != "card"}}
@@ -71,13 +72,13 @@ def _embed_stage(corpus, out, params: RunParams, beam_args: list[str]) -> dict:
     from pipelines.embed_config import EmbedConfig
     from pipelines.embed_corpus import run as run_embed
 
-    spl = storage.join(corpus, "spl")
-    cfg = EmbedConfig(input=storage.join(corpus, "upstream"), output=str(out), teacher=params.teacher,
+    spl = storage.join(corpus, SPL_DIR)
+    cfg = EmbedConfig(input=storage.join(corpus, UPSTREAM_DIR), output=str(out), teacher=params.teacher,
                       teacher_window=params.teacher_window, teacher_precision=params.teacher_precision,
                       spl_sidecar=spl if storage.isdir(spl) else None,
                       hop_seconds=float(params.corpus_hop_seconds) if params.corpus_hop_seconds else None)
     run_embed(cfg, beam_args)
-    summary = storage.read_json(storage.join(out, "run_summary.json"))
+    summary = storage.read_json(storage.join(out, RUN_SUMMARY_NAME))
     counts = summary["counts"]
     if counts["inputs"] != counts["ok"] + counts["dead_lettered"]:
         raise DataError(f"{out}: inputs {counts['inputs']} != ok {counts['ok']} + dead "
@@ -221,7 +222,7 @@ def _validate(params: RunParams, out, corpus, annotations, audio_dir) -> None:
         c = storage.absolute(corpus)
         if not storage.isdir(c):
             raise DataError(f"{c}: corpus directory not found")
-        if not storage.isdir(storage.join(c, "upstream")):
+        if not storage.isdir(storage.join(c, UPSTREAM_DIR)):
             raise DataError(f"{c}: expected upstream/sensor_<id>/<YYYY-MM-DD>/<ts>.<ext>")
     for flag, p in (("--annotations", annotations), ("--audio-dir", audio_dir)):
         if p is not None and not storage.exists(p):
@@ -311,7 +312,7 @@ def _run(out, work: Path | None, *, corpus, annotations, audio_dir, params: RunP
         if not storage.isdir(corpus_dir):
             raise DataError(f"{corpus_dir}: corpus directory not found")
         corpus_rec = {"counts": {}, "card": {"path": str(corpus_dir)}}
-        if not storage.isdir(storage.join(corpus_dir, "upstream")):
+        if not storage.isdir(storage.join(corpus_dir, UPSTREAM_DIR)):
             raise DataError(f"{corpus_dir}: expected upstream/sensor_<id>/<YYYY-MM-DD>/<ts>.<ext>")
     if work is None:
         corpus_dir = Path(corpus_dir)
@@ -343,7 +344,7 @@ def _run(out, work: Path | None, *, corpus, annotations, audio_dir, params: RunP
     deploy = stages.run("quantize", published("deploy", lambda: _quantize_stage(
         model_file(), at("trainset"), local("deploy"), params)))
     if work is None:
-        int8_path = deploy["report"].get("tflite_path") or str(next((out / "deploy").glob("*.tflite")))
+        int8_path = deploy["report"].get("tflite_path") or str(next((out / RUN_DEPLOY_DIR).glob("*.tflite")))
     else:
         int8_path = deploy["report"].get("tflite_path") or storage.glob(at("deploy", "*.tflite"))[0]
 

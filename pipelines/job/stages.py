@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sea_core.datasets.layout import FRAMES_DIR, RUN_EMBED_DIR, RUN_STAGES_DIR
 from sea_core import storage
 from sea_core.errors import DataError
 
@@ -30,7 +31,7 @@ class StageLog:
     """
 
     def __init__(self, out, on_first_record=None):
-        self.dir = storage.join(out, "stages")
+        self.dir = storage.join(out, RUN_STAGES_DIR)
         if not storage.is_url(self.dir):
             Path(self.dir).mkdir(parents=True, exist_ok=True)
         self.records: dict[str, dict] = {}
@@ -60,7 +61,7 @@ def load_run(run_dir: Path) -> dict:
     if not path.is_file():
         raise DataError(f"{path}: no finished run here; run `sea run --out {run_dir}` first")
     report = json.loads(path.read_text())
-    if not (run_dir / "embed" / "frames").is_dir():
+    if not (run_dir / RUN_EMBED_DIR / FRAMES_DIR).is_dir():
         raise DataError(f"{run_dir / 'embed' / 'frames'}: the run's frames dataset is missing")
     return report
 

@@ -385,29 +385,17 @@ def stage_units(units: list[list], url: str) -> int:
 
 
 def _row_groups(url: str):
-    import pyarrow.parquet as pq
-
     from sea_core import storage
 
     files = sorted(storage.glob(f"{url.rstrip('/')}/part-*.parquet")) if storage.isdir(url) \
         else [url]
-    for f in files:
-        fs, path = storage.url_to_fs(f)
-        with fs.open(path, "rb") as fh:
-            n = pq.ParquetFile(fh).num_row_groups
-        for i in range(n):
-            yield f, i
+    yield from storage.parquet_row_groups(files)
 
 
 def _read_units(element):
-    import pyarrow.parquet as pq
-
     from sea_core import storage
 
-    url, i = element
-    fs, path = storage.url_to_fs(url)
-    with fs.open(path, "rb") as f:
-        t = pq.ParquetFile(f).read_row_group(i)
+    t = storage.read_row_group(*element)
     units: dict[int, list] = {}
     for r in t.to_pylist():
         if r["kind"] == "touch":

@@ -226,28 +226,16 @@ def publish_manifest(shards_dir: str, uri: str) -> int:
 
 
 def _manifest_parts(url: str):
-    import pyarrow.parquet as pq
-
     from sea_core import storage
 
-    for f in (manifest_files(url) or []) if url else []:
-        fs, path = storage.url_to_fs(f)
-        with fs.open(path, "rb") as fh:
-            n = pq.ParquetFile(fh).num_row_groups
-        for i in range(n):
-            yield f, i
+    yield from storage.parquet_row_groups((manifest_files(url) or []) if url else [])
 
 
 def _read_part(part):
-    import pyarrow.parquet as pq
-
     from sea_core import storage
 
-    f, i = part
-    fs, path = storage.url_to_fs(f)
-    with fs.open(path, "rb") as fh:
-        for r in pq.ParquetFile(fh).read_row_group(i).to_pylist():
-            yield ManifestRow(**r)
+    for r in storage.read_row_group(*part).to_pylist():
+        yield ManifestRow(**r)
 
 
 class ReadManifest(beam.PTransform):

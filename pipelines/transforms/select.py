@@ -21,8 +21,6 @@ from sea_core.sampling import DPP_METHODS, group_label
 
 __all__ = ["SampleGroups", "WriteSelection"]
 
-"""Methods whose ``mode`` (scalable / reference) matters (sea_core.sampling has the same private tuple)."""
-
 
 class _SampleGroupFn(beam.DoFn):
     def __init__(self, cfg):
