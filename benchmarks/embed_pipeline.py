@@ -188,7 +188,7 @@ def main(argv=None) -> int:
     # the network the pipeline builds (its teacher options, e.g. aisfx's 1-s window)
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipelines.embed_corpus import _resolve, config_from_options
+    from pipelines.embed_config import _resolve, config_from_options
     topts = dict(_resolve(config_from_options(PipelineOptions(
         ["--input", "-", "--output", "-", "--teacher", args.teacher]))).teacher.options)
     teachers = {p: get_teacher(args.teacher, precision=p, **topts) for p in precisions}

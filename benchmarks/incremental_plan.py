@@ -65,7 +65,7 @@ print("RESULT " + json.dumps(info))
 
 
 def _make(work: Path, n: int) -> tuple[str, str]:
-    from pipelines.embed_corpus import EmbedConfig, _resolve
+    from pipelines.embed_config import EmbedConfig, _resolve
     from pipelines.transforms.list_inputs import list_inputs
     from pipelines.transforms.manifest import ManifestRow, write_manifest
 
@@ -99,7 +99,8 @@ def _graphs(work: Path, n: int) -> dict:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipelines.embed_corpus import EmbedConfig, _resolve, build
+    from pipelines.embed_config import EmbedConfig, _resolve
+    from pipelines.embed_corpus import build
     from pipelines.transforms.diff import PlanRefresh, StagedPlan
     from pipelines.transforms.finalize import FinalizeManifest
 

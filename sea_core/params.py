@@ -708,7 +708,7 @@ LISTING = ListingParams()
 
 @dataclass(frozen=True, kw_only=True)
 class EmbedParams:
-    """Defaults of ``sea pipeline embed`` (``pipelines.embed_corpus.EmbedConfig`` and its flags; the
+    """Defaults of ``sea pipeline embed`` (``pipelines.embed_config.EmbedConfig`` and its flags; the
     teacher and its batch size are the teacher registry's defaults)."""
 
     teacher_precision: str = "auto"

@@ -13,9 +13,10 @@ SavedModel and (as the trunk's input definition) in quantization.
 
 Loss MSE, metric MAE, Adam; early stopping and reduce-LR-on-plateau with the
 reference's settings [ref (f)], implemented in the loop so that their state is
-checkpointed. Checkpoints (``latest`` every ``checkpoint_every`` steps and at
-each epoch end, ``best`` on validation loss) hold weights, optimizer state and
-loop state; a killed run restarted with the same arguments resumes from
+checkpointed. Checkpoints (:mod:`sea_core.checkpoint`: ``latest`` every
+``checkpoint_every`` steps and at each epoch end, ``best`` on validation loss)
+hold weights, optimizer state and loop state; a killed run restarted with the
+same arguments resumes from
 ``latest`` and ends with the same weights as an uninterrupted run (CPU, op
 determinism, per-epoch seeded data order).
 """
@@ -34,24 +35,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sea_core.checkpoint import (BEST, LATEST, WEIGHTS_FILE, _clean_checkpoints, _load_checkpoint,
+                                 _save_checkpoint, checkpoint_dir)
 from sea_core.datasets.layout import TRAINSET_CARD_FILE as CARD_FILE
 from sea_core.datasets.schema import TRAINING_SCHEMA_VERSION, check_schema, target_column
 from sea_core.errors import DataError, ParameterError, SchemaError
-from sea_core.datasets.layout import TRAINSET_CARD_FILE as CARD_FILE
-from sea_core.datasets.schema import TRAINING_SCHEMA_VERSION, check_schema, target_column
 from sea_core.params import INT16_SCALE, STUDENT_EMB_DIMS, STUDENT_MEL64, TRAIN, StudentSpec
-from sea_core.storage import publish_json
 
-__all__ = ["TrainConfig", "TrainingSet", "make_dataset", "make_train_step", "train", "main",
-           "checkpoint_dir"]
+__all__ = ["TrainConfig", "TrainingSet", "make_dataset", "make_train_step", "train", "main"]
 
 log = logging.getLogger(__name__)
-
-LATEST = "latest"
-BEST = "best"
-STATE_FILE = "state.json"
-WEIGHTS_FILE = "model.weights.h5"
-OPTIMIZER_FILE = "optimizer.npz"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -239,101 +232,6 @@ def make_dataset(files: list[Path], *, emb_dim: int, student_samples: int, batch
         lambda a, t: (tf.cast(a, tf.float32) / INT16_SCALE, t), num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
-
-
-# --------------------------------------------------------------------------- checkpoints
-CHECKPOINTS_DIR = "checkpoints"
-"""Versioned checkpoint directories ``OUT/checkpoints/<name>-<seq>/``; ``OUT/<name>.json``
-(a pointer replaced atomically) names the current one."""
-KILL_AT_ENV = "SEA_TRAIN_KILL_AT"
-"""Test hook: SIGKILL this process at the named step of a checkpoint save (tests/test_train.py)."""
-SAVE_STEPS = ("dir", "weights", "optimizer", "state", "pointer", "cleaned")
-
-
-def _kill_point(step: str) -> None:
-    if os.environ.get(KILL_AT_ENV) == step:
-        import signal
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _pointer(out: Path, name: str) -> Path:
-    return out / f"{name}.json"
-
-
-def checkpoint_dir(out: str | os.PathLike, name: str = LATEST) -> Path | None:
-    """The current checkpoint ``name`` ('latest' / 'best') of a training output, or None.
-
-    Raises
-    ------
-    DataError
-        The pointer file is unreadable or names an incomplete directory.
-    """
-    out = Path(out)
-    ptr = _pointer(out, name)
-    if ptr.is_file():
-        try:
-            rel = json.loads(ptr.read_text())["dir"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"{ptr}: unreadable checkpoint pointer ({exc}); delete it to start "
-                            f"over") from exc
-        d = out / rel
-        if not (d / STATE_FILE).is_file():
-            raise DataError(f"{ptr}: names {d}, which is not a complete checkpoint")
-        return d
-    legacy = out / name  # layout before versioned checkpoints
-    return legacy if (legacy / STATE_FILE).is_file() else None
-
-
-def _clean_checkpoints(out: Path, name: str, keep: Path | None) -> None:
-    """Remove ``name``'s checkpoint dirs other than ``keep`` (partial ones of a killed save too)."""
-    import shutil
-
-    root = out / CHECKPOINTS_DIR
-    for d in sorted(root.glob(f"{name}-*")) if root.is_dir() else ():
-        if keep is None or d.resolve() != keep.resolve():
-            shutil.rmtree(d, ignore_errors=True)
-    for tmp in out.glob(f".{name}.json.tmp*"):  # a pointer publish killed half-way
-        tmp.unlink()
-
-
-def _save_checkpoint(out: Path, name: str, model, optimizer, state: dict) -> Path:
-    """Write a new versioned checkpoint, then switch the pointer to it (crash-safe at any point).
-
-    The new directory is complete before ``OUT/<name>.json`` is replaced
-    (``sea_core.storage.publish_json``: a temp file moved onto it), so a kill leaves either the old or
-    the new checkpoint current; unreferenced directories are removed afterwards
-    (and by the next run).
-    """
-    root = out / CHECKPOINTS_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    seqs = [int(d.name.rsplit("-", 1)[1]) for d in root.glob(f"{name}-*")
-            if d.name.rsplit("-", 1)[1].isdigit()]
-    d = root / f"{name}-{max(seqs, default=0) + 1:08d}"
-    d.mkdir()
-    _kill_point("dir")
-    model.save_weights(d / WEIGHTS_FILE)
-    _kill_point("weights")
-    np.savez(d / OPTIMIZER_FILE, *[v.numpy() for v in optimizer.variables])
-    _kill_point("optimizer")
-    (d / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True))
-    _kill_point("state")
-    publish_json(_pointer(out, name), {"dir": f"{CHECKPOINTS_DIR}/{d.name}"})
-    _kill_point("pointer")
-    _clean_checkpoints(out, name, keep=d)
-    _kill_point("cleaned")
-    return d
-
-
-def _load_checkpoint(directory: Path, model, optimizer) -> dict:
-    model.load_weights(directory / WEIGHTS_FILE)
-    stored = np.load(directory / OPTIMIZER_FILE)
-    values = [stored[f"arr_{i}"] for i in range(len(stored.files))]
-    if len(values) != len(optimizer.variables):
-        raise DataError(f"{directory}: optimizer checkpoint has {len(values)} variables, "
-                        f"expected {len(optimizer.variables)}")
-    for var, value in zip(optimizer.variables, values):
-        var.assign(value)
-    return json.loads((directory / STATE_FILE).read_text())
 
 
 # --------------------------------------------------------------------------- training

@@ -31,7 +31,8 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from pipelines.embed_corpus import EmbedConfig, build
+from pipelines.embed_config import EmbedConfig
+from pipelines.embed_corpus import build
 from pipelines.embed_corpus import parse_args as embed_args
 from pipelines.embed_corpus import run as embed_job
 from sea_core.errors import ParameterError, SchemaError
@@ -569,7 +570,7 @@ def test_cli_options_and_runner_defaults(capsys):
     from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    from pipelines.embed_corpus import config_from_options
+    from pipelines.embed_config import config_from_options
     from pipelines.runners import select_runner
     from pipelines.job import cli
 

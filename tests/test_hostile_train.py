@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from pipelines.job.cli import main as sea_main
-from sea_core.train import (CHECKPOINTS_DIR, KILL_AT_ENV, SAVE_STEPS, _load_checkpoint,
-                            _save_checkpoint, checkpoint_dir)
+from sea_core.checkpoint import (CHECKPOINTS_DIR, KILL_AT_ENV, SAVE_STEPS, _load_checkpoint,
+                                 _save_checkpoint, checkpoint_dir)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,7 @@ SCRIPT = r"""
 import os, sys
 from pathlib import Path
 import keras, numpy as np
-from sea_core.train import KILL_AT_ENV, _save_checkpoint
+from sea_core.checkpoint import KILL_AT_ENV, _save_checkpoint
 out, step = Path(sys.argv[1]), sys.argv[2]
 keras.utils.set_random_seed(0)
 model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])

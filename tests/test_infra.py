@@ -306,7 +306,7 @@ def _flex_main():
 def test_flex_metadata_valid_and_maps_to_embed_flags(tmp_path):
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipelines.embed_corpus import config_from_options
+    from pipelines.embed_config import config_from_options
 
     meta = json.loads((DATAFLOW / "flex_template" / "metadata.json").read_text())
     assert meta["name"] and meta["description"] and meta["sdkInfo"]["language"] == "PYTHON"
@@ -397,7 +397,8 @@ def _build_graph(argv: list[str]):
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipelines.embed_corpus import build, config_from_options
+    from pipelines.embed_config import config_from_options
+    from pipelines.embed_corpus import build
 
     options = PipelineOptions(argv)
     p = beam.Pipeline(options=options)  # creates the runner object; nothing is submitted

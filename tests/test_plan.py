@@ -10,7 +10,8 @@ from pipelines.job import cli
 from sea_core.audio.framing import frame_audio
 from sea_core.errors import ParameterError
 from sea_core.params import AISFX_TEACHER, CAPACITY, L3_TEACHER
-from sea_core.plan import Scenario, Throughputs, load_throughputs, plan, windows_per_clip
+from sea_core.plan import Scenario, plan, windows_per_clip
+from sea_core.plan_rates import Throughputs, load_throughputs
 
 # 2 sensors x 73 days (0.2 years), one 10-s clip an hour, L3 teacher (1-s window, 0.5-s hop).
 SMALL = Scenario(sensors=2, years=0.2, clip_interval_s=3600, teacher="l3", refresh_days=7,
@@ -156,7 +157,7 @@ def test_cli_bad_input_exits_2(capsys):
 
 
 def test_machine_types_pick_precision_rows_and_label_assumptions(tmp_path, capsys):
-    from sea_core.plan import MACHINE_TYPES
+    from sea_core.plan_rates import MACHINE_TYPES
 
     doc = {"created_at": "t", "machine": {"cpu_count": 2, "load_avg_1min_before": 1.0},
            "results": [{"kind": "teacher", "name": "aisfx", "batch": 64, "precision": "fp32",

@@ -6,7 +6,8 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.embed_corpus import EmbedConfig, build
+from pipelines.embed_config import EmbedConfig
+from pipelines.embed_corpus import build
 from pipelines.transforms.list_inputs import ListInputs, make_units, stage_units
 from pipelines.transforms.records import InputFile, Touch
 
@@ -53,7 +54,7 @@ def test_staged_units_round_trip_in_a_pipeline(tmp_path):
 def _incremental_graphs(tmp_path, n: int) -> dict[str, int]:
     """Serialized sizes of the three jobs of an --incremental run over an output whose
     manifest holds ``n`` recordings (and an input listing ``n`` URIs)."""
-    from pipelines.embed_corpus import _resolve
+    from pipelines.embed_config import _resolve
     from pipelines.transforms.diff import PlanRefresh, StagedPlan
     from pipelines.transforms.finalize import FinalizeManifest
     from pipelines.transforms.manifest import ManifestRow, manifest_footer, write_manifest

@@ -108,7 +108,8 @@ def test_mixed_teacher_windows_refused(tmp_path):
     other window, and a PCA over frames holding both teacher ids is refused."""
     import soundfile as sf
 
-    from pipelines.embed_corpus import EmbedConfig, _resolve, parse_args, plan, run as embed_job
+    from pipelines.embed_config import EmbedConfig, _resolve
+    from pipelines.embed_corpus import parse_args, plan, run as embed_job
     from pipelines.fit_pca import fit_pca
     from pipelines.select import parse_args as select_args, run as run_select
     from sea_core.errors import DataError

@@ -14,8 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from sea_core.checkpoint import checkpoint_dir
 from sea_core.errors import DataError, SchemaError
-from sea_core.train import TrainConfig, checkpoint_dir, train
+from sea_core.train import TrainConfig, train
 from sea_core.datasets.trainset import training_table, write_card, write_shard
 
 SAMPLES = 8000  # 1-s windows at 8 kHz

@@ -31,7 +31,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("experiment", "pipelines.job.experiment",
      "the paper's tables on a finished run: `experiment sampling` / `experiment students`"),
     ("prune", "sea_core.prune", "sparse teacher: magnitude pruning + optional distillation (--retrain kd)"),
-    ("plan", "sea_core.plan", "capacity model: windows, bytes, CPU/GPU hours and cost of a corpus"),
+    ("plan", "sea_core.plan_cli", "capacity model: windows, bytes, CPU/GPU hours and cost of a corpus"),
 ]
 
 

@@ -69,7 +69,8 @@ def _corpus_stage(corpus: Path, params: RunParams) -> dict:
 
 
 def _embed_stage(corpus, out, params: RunParams, beam_args: list[str]) -> dict:
-    from pipelines.embed_corpus import EmbedConfig, run as run_embed
+    from pipelines.embed_config import EmbedConfig
+    from pipelines.embed_corpus import run as run_embed
 
     spl = storage.join(corpus, SPL_DIR)
     cfg = EmbedConfig(input=storage.join(corpus, UPSTREAM_DIR), output=str(out), teacher=params.teacher,
