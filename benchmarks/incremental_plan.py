@@ -41,8 +41,8 @@ mode, corpus, out = sys.argv[1:4]
 extra = sys.argv[4:]
 t0 = time.perf_counter()
 if mode == "beam":
-    from pipelines.embed_corpus import run
-    s = run(["--input", corpus, "--output", out, "--teacher", "l3-random", "--incremental"] + extra)
+    from pipelines.embed_corpus import parse_args, run
+    s = run(*parse_args(["--input", corpus, "--output", out, "--teacher", "l3-random", "--incremental"] + extra))
     info = {k: s["counts"][k] for k in ("listed", "unchanged", "inputs", "removed")}
     info["timings_s"] = s["timings_s"]
 else:

@@ -184,7 +184,7 @@ def test_incremental_refresh_on_dask_and_s3_equals_one_shot(s3, tmp_path_factory
     distributed = pytest.importorskip("distributed", reason="needs the dask extra")
     import fsspec
 
-    from pipelines.embed_corpus import run
+    from pipelines.embed_corpus import parse_args, run
     from tests.test_embed_pipeline import BASE, SENSORS as EMB_SENSORS, add_good, app_args
     from tests.test_object_store import BUCKET, _frames
 
@@ -195,7 +195,7 @@ def test_incremental_refresh_on_dask_and_s3_equals_one_shot(s3, tmp_path_factory
     c = (root, None, None)
     out = f"s3://{BUCKET}/inc/out"
     t_first = time.perf_counter()
-    s1 = run(app_args(c, tiny_teacher, out))               # the first run: in-process
+    s1 = run(*parse_args(app_args(c, tiny_teacher, out)))               # the first run: in-process
     t_first = time.perf_counter() - t_first
     assert s1["counts"]["inputs"] == 6 and s1["balanced"]
     changed = add_good(root, 2, seed=99)
@@ -205,9 +205,9 @@ def test_incremental_refresh_on_dask_and_s3_equals_one_shot(s3, tmp_path_factory
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
         t0 = time.perf_counter()
-        s = run(app_args(c, tiny_teacher, out) + [
+        s = run(*parse_args(app_args(c, tiny_teacher, out) + [
             "--incremental", "--allow-removals", "--runner=DaskRunner",
-            f"--dask_client_address={cluster.scheduler_address}"])
+            f"--dask_client_address={cluster.scheduler_address}"]))
         took = time.perf_counter() - t0
     k = s["counts"]
     assert (k["inputs"], k["changed"], k["new"], k["removed"], k["unchanged"]) == (2, 1, 1, 1, 4)
@@ -218,7 +218,7 @@ def test_incremental_refresh_on_dask_and_s3_equals_one_shot(s3, tmp_path_factory
     assert str(new) in man and man[str(changed)].run_id == s["run_id"]
     fsspec.core.url_to_fs(out)[0].invalidate_cache()  # the refresh rewrote frames files
     one_shot = tmp_path_factory.mktemp("inc_ref") / "out"
-    run(app_args(c, tiny_teacher, one_shot))
+    run(*parse_args(app_args(c, tiny_teacher, one_shot)))
     assert _frames(out).equals(_frames(one_shot))
     print(f"first run (in-process) {t_first:.1f} s; incremental refresh on DaskRunner + S3: "
           f"{took:.1f} s; timings {s['timings_s']}")
