@@ -28,6 +28,7 @@ def test_thread_workers_never_size_state_cache(tmp_path, monkeypatch):
     from pipelines.build_training_set import build_training_set
     from pipelines.fit_pca import fit_pca
     from pipelines.runners import DEFAULT_LOCAL_MODE
+    from pipelines.select import parse_args as select_args
     from pipelines.select import run as run_select
     from test_training_set_pipeline import make_frames
 
@@ -35,8 +36,8 @@ def test_thread_workers_never_size_state_cache(tmp_path, monkeypatch):
     real = statecache.get_deep_size
     monkeypatch.setattr(statecache, "get_deep_size", lambda *objs: calls.append(1) or real(*objs))
     frames = make_frames(tmp_path / "run")
-    run_select(["--frames", str(frames), "--method", "random", "--fraction", "0.5",
-                "--output", str(tmp_path / "sel")])
+    run_select(*select_args(["--frames", str(frames), "--method", "random", "--fraction", "0.5",
+                "--output", str(tmp_path / "sel")]))
     fit_pca(frames=str(frames), selection=str(tmp_path / "sel"), output=str(tmp_path / "pca"),
             dims=(8,))
     common = dict(frames=str(frames), pca=str(tmp_path / "pca"), dims=(8,))
@@ -55,8 +56,9 @@ SOAK = textwrap.dedent("""
     faulthandler.enable()
     import keras
     from pipelines.build_training_set import build_training_set
-    from pipelines.embed_corpus import run
+    from pipelines.embed_corpus import parse_args, run
     from pipelines.fit_pca import fit_pca
+    from pipelines.select import parse_args as select_args
     from pipelines.select import run as run_select
     from test_embed_pipeline import TINY_DIM, TINY_SR, app_args, make_corpus, part_files
     from test_training_set_pipeline import make_frames
@@ -64,8 +66,8 @@ SOAK = textwrap.dedent("""
     tmp, n_ts, n_embed = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     t0 = time.perf_counter()
     frames = make_frames(tmp / "run")
-    run_select(["--frames", str(frames), "--method", "random", "--fraction", "0.5",
-                "--output", str(tmp / "sel")])
+    run_select(*select_args(["--frames", str(frames), "--method", "random", "--fraction", "0.5",
+                "--output", str(tmp / "sel")]))
     fit_pca(frames=str(frames), selection=str(tmp / "sel"), output=str(tmp / "pca"), dims=(16, 8))
 
     def shards(out):
@@ -87,11 +89,11 @@ SOAK = textwrap.dedent("""
     x = keras.layers.GlobalAveragePooling1D()(keras.layers.Dense(32, activation="tanh")(x))
     keras.Model(inp, keras.layers.Dense(TINY_DIM)(x)).save(tmp / "tiny.keras")
     corpus = (tmp / "corpus",) + make_corpus(tmp / "corpus")
-    run(app_args(corpus, tmp / "tiny.keras", tmp / "e-ref") + ["--direct_running_mode=in_memory"])
+    run(*parse_args(app_args(corpus, tmp / "tiny.keras", tmp / "e-ref") + ["--direct_running_mode=in_memory"]))
     ref = part_files(tmp / "e-ref")
     assert ref
     for i in range(n_embed):
-        s = run(app_args(corpus, tmp / "tiny.keras", tmp / f"e-{i}"))
+        s = run(*parse_args(app_args(corpus, tmp / "tiny.keras", tmp / f"e-{i}")))
         assert s["runner"].startswith("FnApiRunner(multi_threading"), s["runner"]
         assert part_files(tmp / f"e-{i}") == ref, f"embed run {i} differs from the in-process run"
     print(f"SOAK OK {n_ts} training-set + {n_embed} embed runs in {time.perf_counter() - t0:.1f} s")
