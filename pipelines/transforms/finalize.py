@@ -70,8 +70,8 @@ def _manifest_rows(keyed, run_id: str):
     """Per URI: the new manifest row of a processed recording, or 'missing'; stats items."""
     uri, grouped = keyed
     files = list(grouped["input"])
-    if not files:
-        return  # a kept (unchanged) recording of a rebuilt partition
+    if not files:  # a kept (unchanged) recording of a rebuilt partition
+        return
     f = files[0]
     states = list(grouped["state"])
     oks = [s for s in states if s[0] == "ok"]
@@ -194,18 +194,10 @@ def _kept_rows(part):
 
 
 def _parts(url: str):
-    import pyarrow.parquet as pq
-
     from sea_core import storage
 
-    if not storage.isdir(url):
-        return
-    for f in sorted(storage.glob(f"{url.rstrip('/')}/part-*.parquet")):
-        fs, path = storage.url_to_fs(f)
-        with fs.open(path, "rb") as fh:
-            n = pq.ParquetFile(fh).num_row_groups
-        for i in range(n):
-            yield f, i
+    if storage.isdir(url):
+        yield from storage.parquet_row_groups(sorted(storage.glob(f"{url.rstrip('/')}/part-*.parquet")))
 
 
 class FinalizeManifest(beam.PTransform):
