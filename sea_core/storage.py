@@ -47,8 +47,17 @@ def absolute(path) -> str:
     return os.path.abspath(os.path.expanduser(s))
 
 
+_NO_LISTINGS_CACHE = ("s3", "s3a", "gs", "gcs")
+"""Object-store protocols opened without fsspec's listings cache: outputs are rewritten within one
+run (an incremental run rebuilds partitions that its plan job listed), and a cached listing holds
+the old ETag/size, so s3fs refuses the later read (``FileExpired``) on a reused worker."""
+
+
 def url_to_fs(url):
-    return fsspec.core.url_to_fs(str(url))
+    u = str(url)
+    if u.split("://", 1)[0] in _NO_LISTINGS_CACHE and "://" in u:
+        return fsspec.core.url_to_fs(u, use_listings_cache=False)
+    return fsspec.core.url_to_fs(u)
 
 
 def join(base, *parts: str) -> str:

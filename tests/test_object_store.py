@@ -54,12 +54,17 @@ def s3(tmp_path_factory):
     os.environ.update(env)  # before the LocalCluster starts: its workers inherit it
     import fsspec
     fsspec.config.conf.setdefault("s3", {})
+    s3fs.S3FileSystem.clear_instance_cache()  # cached instances hold an earlier server's endpoint
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}, skip_instance_cache=True)
+    if fs.exists(BUCKET):  # moto's backend is per process: another module's server left it
+        fs.rm(BUCKET, recursive=True)
     fs.mkdir(BUCKET)
     try:
         yield fs, endpoint
     finally:
+        fs.rm(BUCKET, recursive=True)
         server.stop()
+        s3fs.S3FileSystem.clear_instance_cache()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -25,7 +25,6 @@ import time
 from dataclasses import dataclass
 
 import apache_beam as beam
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -75,7 +74,7 @@ class OutputLayout:
     def frames_keys_on_disk(self) -> list[tuple]:
         """(frames, sensor, day) of every partition file present under ``root``."""
         sk, dk = FRAMES_PARTITION_KEYS
-        fs, path = fsspec.core.url_to_fs(f"{self.root.rstrip('/')}/{FRAMES_DIR}")
+        fs, path = storage.url_to_fs(f"{self.root.rstrip('/')}/{FRAMES_DIR}")
         try:
             found = fs.glob(f"{path}/{sk}=*/{dk}=*/{PART_NAME}")
         except (FileNotFoundError, OSError):
@@ -91,7 +90,7 @@ class OutputLayout:
 
         A full run removes them: a dataset mixing both layouts is not readable.
         """
-        fs, path = fsspec.core.url_to_fs(f"{self.root.rstrip('/')}/{FRAMES_DIR}")
+        fs, path = storage.url_to_fs(f"{self.root.rstrip('/')}/{FRAMES_DIR}")
         try:
             found = fs.glob(f"{path}/{LEGACY_FRAMES_GLOB}")
         except (FileNotFoundError, OSError):
@@ -102,7 +101,7 @@ class OutputLayout:
 def read_table_or_none(uri: str, schema: pa.Schema | None = None,
                        columns: list[str] | None = None) -> pa.Table | None:
     """The Parquet table at ``uri`` (cast to ``schema``), or None when there is no file."""
-    fs, path = fsspec.core.url_to_fs(uri)
+    fs, path = storage.url_to_fs(uri)
     if not fs.isfile(path):
         return None
     with fs.open(path, "rb") as f:
@@ -131,7 +130,7 @@ def remove_temp_files(root: str) -> int:
     a 0-byte ``.part-*.parquet.tmp-*`` cannot outlive the rerun and trip readers
     that do not skip hidden files.
     """
-    fs, path = fsspec.core.url_to_fs(root)
+    fs, path = storage.url_to_fs(root)
     try:
         found = fs.find(path)
     except (FileNotFoundError, OSError):
@@ -148,7 +147,7 @@ def remove_temp_files(root: str) -> int:
 
 def remove_file(uri: str) -> bool:
     """Remove a partition file (and its now-empty directories). True when something was removed."""
-    fs, path = fsspec.core.url_to_fs(uri)
+    fs, path = storage.url_to_fs(uri)
     if not fs.isfile(path):
         return False
     fs.rm(path)
