@@ -38,7 +38,6 @@ from dataclasses import asdict, replace
 from datetime import datetime, timezone
 
 import apache_beam as beam
-import fsspec
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.embed_config import (EmbedConfig, _precision_checked, _resolve, _Resolved,
@@ -312,7 +311,7 @@ def run(cfg: EmbedConfig, beam_args: Sequence[str] = ()) -> dict:
     # the listing (a Beam job) and its guards come first: nothing is written or removed before
     run_plan = plan(cfg, resolved, runner=runner, options=options, run_id=run_id)
     runner, label = select_runner(options)  # a fresh runner object for the embed job
-    fs, root = fsspec.core.url_to_fs(resolved.layout.root)
+    fs, root = storage.url_to_fs(resolved.layout.root)
     fs.makedirs(root, exist_ok=True)
     success = f"{root}/{SUCCESS_NAME}"
     if fs.exists(success):

@@ -20,6 +20,7 @@ import apache_beam as beam
 import fsspec
 
 from pipelines.transforms.records import DIRECTORY_VERSION, InputFile, Touch
+from sea_core import storage
 from sea_core.datasets.layout import AUDIO_SUFFIXES
 from sea_core.errors import DataError, ParameterError
 
@@ -56,7 +57,7 @@ def _join_protocol(fs, pattern: str, path: str) -> str:
 
 def _stat(uri: str) -> InputFile:
     try:
-        fs, path = fsspec.core.url_to_fs(uri)
+        fs, path = storage.url_to_fs(uri)
         info = fs.info(path)
     except (FileNotFoundError, OSError, ValueError, ImportError):
         return InputFile(uri=uri)  # the decode stage will dead-letter it with the real reason
@@ -99,7 +100,7 @@ def _entries(fs, spec: str, found: dict) -> list[InputFile]:
 
 def _list_core(spec: str) -> list[InputFile]:
     """Everything ``spec`` names (unsorted, possibly empty); see :func:`list_inputs`."""
-    fs, path = fsspec.core.url_to_fs(spec)
+    fs, path = storage.url_to_fs(spec)
     if _has_magic(spec):
         return _entries(fs, spec, fs.glob(path, detail=True))
     if spec.lower().endswith(MANIFEST_SUFFIXES):
@@ -119,7 +120,7 @@ def check_input_exists(spec: str) -> None:
         raise ParameterError("--input is required (a glob, a directory or a manifest of URIs)")
     if _has_magic(spec):
         return
-    fs, path = fsspec.core.url_to_fs(spec)
+    fs, path = storage.url_to_fs(spec)
     if not (fs.exists(path) or (hasattr(fs, "islink") and fs.islink(path))):
         raise DataError(f"input not found: {spec}")
 
@@ -179,7 +180,7 @@ def split_spec(spec: str):
     Yields ``(kind, payload)`` with kind 'spec' (list with :func:`_list_core`),
     'files' (InputFiles already known) or 'uris' (URIs to stat).
     """
-    fs, path = fsspec.core.url_to_fs(spec)
+    fs, path = storage.url_to_fs(spec)
     if _has_magic(spec):
         comps = path.split("/")
         i = next(j for j, c in enumerate(comps) if _has_magic(c))
@@ -250,8 +251,6 @@ class _WriteListingFn(beam.DoFn):
 
         import pyarrow as pa
 
-        from sea_core import storage
-
         if self._rows:
             table = pa.Table.from_pylist(self._rows, schema=_LISTING_SCHEMA())
             storage.publish_parquet(table, f"{self.staging}/part-{uuid.uuid4().hex}.parquet")
@@ -304,7 +303,6 @@ def list_inputs_in_beam(spec: str, *, staging: str, runner=None, options=None) -
     import pyarrow.parquet as pq
 
     from pipelines.driver import run_to_completion
-    from sea_core import storage
 
     check_input_exists(spec)
     spec = str(spec).strip()
@@ -353,8 +351,6 @@ def stage_units(units: list[list], url: str) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from sea_core import storage
-
     schema = _units_schema()
     groups: list[pa.Table] = []
     rows: list[dict] = []
@@ -385,16 +381,12 @@ def stage_units(units: list[list], url: str) -> int:
 
 
 def _row_groups(url: str):
-    from sea_core import storage
-
     files = sorted(storage.glob(f"{url.rstrip('/')}/part-*.parquet")) if storage.isdir(url) \
         else [url]
     yield from storage.parquet_row_groups(files)
 
 
 def _read_units(element):
-    from sea_core import storage
-
     t = storage.read_row_group(*element)
     units: dict[int, list] = {}
     for r in t.to_pylist():

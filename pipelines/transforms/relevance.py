@@ -25,6 +25,7 @@ from pipelines.transforms.records import (FRAMES_KIND, METRICS_NAMESPACE, DeadLe
                                           Touch, partition_key)
 from pipelines.transforms.write import (OutputLayout, drop_uris, fixed_list, keep_uris,
                                         read_table_or_none, sorted_table)
+from sea_core import storage
 from sea_core.params import RELEVANCE, RelevanceParams
 
 __all__ = ["GroupByPartition", "ScoreRelevance", "ScoreConfig", "recordings_table",
@@ -92,10 +93,9 @@ PRECISION_META = b"sea.teacher_precision"
 
 def file_precision(uri: str) -> str:
     """``sea.teacher_precision`` of a frames file ('fp32' for files written before it was recorded)."""
-    import fsspec
     import pyarrow.parquet as pq
 
-    fs, path = fsspec.core.url_to_fs(uri)
+    fs, path = storage.url_to_fs(uri)
     with fs.open(path, "rb") as f:
         meta = pq.read_schema(f).metadata or {}
     return meta.get(PRECISION_META, b"fp32").decode()

@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass
 
 import apache_beam as beam
-import fsspec
 import numpy as np
 
 from pipelines.transforms.records import (METRICS_NAMESPACE, Recording, count_failure,
                                           dead_letter)
+from sea_core import storage
 from sea_core.errors import SeaError, SidecarError
 from sea_core.params import SIDECAR, SPL, SidecarParams, SplParams
 
@@ -53,7 +53,7 @@ def sidecar_candidates(uri: str, sidecar_dir: str) -> list[str]:
 def _first_existing(candidates: list[str]) -> str | None:
     for c in candidates:
         try:
-            fs, path = fsspec.core.url_to_fs(c)
+            fs, path = storage.url_to_fs(c)
             if fs.isfile(path):
                 return c
         except (OSError, ValueError, ImportError):
