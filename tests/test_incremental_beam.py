@@ -3,11 +3,15 @@
 A corpus of real (tiny) files and a previous manifest with new, changed, unchanged
 and removed recordings, dead letters, an unparseable name and frames partitions on
 disk that the manifest does not know: the plan job (Beam's FnApiRunner, real
-Parquet in a staging directory) must decide exactly what ``plan_run`` decides -
-counts, the files to process, the partitions to rebuild and the rows each keeps -
-and the launcher reads only ``counts.json`` back. The second test runs a real
-incremental refresh on DaskRunner (LocalCluster, 2 worker processes) against
-moto's S3 server and checks it equals a one-shot run of the new corpus.
+Parquet in a staging directory) and its in-process evaluation (the default
+runner's path) must decide exactly what ``plan_run`` decides - counts, the files
+to process, the partitions to rebuild and the rows each keeps - and the launcher
+reads only ``counts.json`` back. The two paths stage the same files, and the two
+finalize paths write byte-identical manifest shards over an output written for
+that plan; an embed run + refresh gives the same output on either path. The last
+test runs a real incremental refresh on DaskRunner (LocalCluster, 2 worker
+processes) against moto's S3 server and checks it equals a one-shot run of the
+new corpus.
 """
 from __future__ import annotations
 
@@ -15,10 +19,13 @@ import os
 import shutil
 import time
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.transforms.diff import COUNTS_NAME, run_plan_job
+from pipelines.transforms.diff import COUNTS_NAME, run_plan_in_process, run_plan_job
+from pipelines.transforms.finalize import (MANIFEST_STAGING, run_finalize_in_process,
+                                           run_finalize_job)
 from pipelines.transforms.list_inputs import _read_units, _row_groups, list_inputs
 from pipelines.transforms.manifest import (ManifestRow, manifest_footer, plan_run, read_manifest,
                                            write_manifest)
@@ -34,6 +41,8 @@ except pytest.skip.Exception as exc:
     def s3():
         pytest.skip(_NO_S3)
 
+PLAN = {"beam": run_plan_job, "in_process": run_plan_in_process}
+"""The plan job and its in-process evaluation (the default runner's path)."""
 SENSORS = ("s1", "s2", "s3")
 DAYS = ("2019-03-04", "2019-03-05", "2019-03-06")
 
@@ -105,8 +114,9 @@ def _staged(url: str) -> tuple[list[InputFile], dict[tuple, frozenset]]:
     return files, touches
 
 
+@pytest.mark.parametrize("path", sorted(PLAN))
 @pytest.mark.parametrize("incremental", [True, False])
-def test_plan_job_equals_the_launcher_plan(scenario, tmp_path, incremental):
+def test_plan_job_equals_the_launcher_plan(scenario, tmp_path, incremental, path):
     up, out, rows, layout = scenario
     manifest = str(out / "manifest.parquet")
     files_, n_rows, settings = manifest_footer(manifest)
@@ -117,8 +127,8 @@ def test_plan_job_equals_the_launcher_plan(scenario, tmp_path, incremental):
     ref = plan_run(listed, previous, incremental=incremental,
                    keys_on_disk=layout.frames_keys_on_disk())
     staging = str(tmp_path / f"staging-{incremental}")
-    got = run_plan_job(str(up), manifest_url=manifest, manifest_rows=n_rows, layout_root=str(out),
-                       staging=staging, incremental=incremental, shard_size=4, settings=settings)
+    got = PLAN[path](str(up), manifest_url=manifest, manifest_rows=n_rows, layout_root=str(out),
+                     staging=staging, incremental=incremental, shard_size=4, settings=settings)
     c = got.counts
     # the launcher got counts only; the scenario exercises every branch
     assert set(os.listdir(staging)) == {COUNTS_NAME, "units"} | ({"keep"} if incremental else set())
@@ -148,18 +158,105 @@ def test_plan_job_equals_the_launcher_plan(scenario, tmp_path, incremental):
     assert not os.path.exists(staging)
 
 
-def test_plan_job_no_manifest_and_nothing_listed(tmp_path):
+@pytest.mark.parametrize("path", sorted(PLAN))
+def test_plan_job_no_manifest_and_nothing_listed(tmp_path, path):
     up = tmp_path / "up"
     _write(str(up / "sensor_a" / DAYS[0] / f"{_ts(DAYS[0], 0)}.flac"), b"abc")
-    got = run_plan_job(str(up), manifest_url=None, manifest_rows=0, layout_root=str(tmp_path / "o"),
-                       staging=str(tmp_path / "st"), incremental=True, shard_size=2, settings=None)
+    got = PLAN[path](str(up), manifest_url=None, manifest_rows=0, layout_root=str(tmp_path / "o"),
+                     staging=str(tmp_path / "st"), incremental=True, shard_size=2, settings=None)
     assert not got.incremental and (got.counts["listed"], got.counts["process"]) == (1, 1)
     assert got.counts["touches"] == 2  # its partition + the dead letters
     empty = tmp_path / "empty"
     empty.mkdir()
-    none = run_plan_job(str(empty), manifest_url=None, manifest_rows=0, layout_root=str(tmp_path / "o"),
-                        staging=str(tmp_path / "st2"), incremental=False, shard_size=2, settings=None)
+    none = PLAN[path](str(empty), manifest_url=None, manifest_rows=0,
+                      layout_root=str(tmp_path / "o"), staging=str(tmp_path / "st2"),
+                      incremental=False, shard_size=2, settings=None)
     assert none.counts["listed"] == 0  # the caller raises "no input matches"
+
+
+def _units(url: str) -> list[tuple]:
+    """Every staged work unit (its items in order), sorted."""
+    return sorted((tuple(u) for part in _row_groups(url) for u in _read_units(part)), key=repr)
+
+
+def _keep_table(url: str) -> pa.Table | None:
+    if not os.path.isdir(url):
+        return None
+    return pq.read_table(url).sort_by("uri")
+
+
+def _write_output(plan, layout: OutputLayout) -> tuple[str, str]:
+    """The embed job's output for ``plan``, written by hand: every rebuilt frames partition holds
+    its kept URIs and the processed files named for it (2-3 windows each), except that every
+    4th processed file is dead-lettered instead, one is in both outputs and one in neither.
+    Returns (the missing URI, the URI in both outputs)."""
+    files, touches = _staged(plan.units_url)
+    files = sorted(files, key=lambda f: f.uri)
+    missing, both = files[1].uri, files[2].uri
+    dead = {f.uri for n, f in enumerate(files) if n % 4 == 0 or "not-a-time" in f.uri} | {both}
+    frames = {k: sorted(keep) for k, keep in touches.items() if k != DEAD_LETTER_KEY}
+    for f in files:
+        key = frames_key(f.uri.split("/")[-3][len("sensor_"):], f.uri.split("/")[-2])
+        if f.uri != missing and (f.uri not in dead or f.uri == both) and "not-a-time" not in f.uri:
+            frames[key].append(f.uri)
+    for key, uris in frames.items():
+        rows = [(u, f"id-{u}", w) for u in sorted(uris) for w in range(2 + len(u) % 2)]
+        _write_parquet(layout.path(key), {"uri": [r[0] for r in rows],
+                                          "recording_id": [r[1] for r in rows],
+                                          "window_index": [r[2] for r in rows]})
+    dl = sorted(dead | set(touches[DEAD_LETTER_KEY]))
+    _write_parquet(layout.path(DEAD_LETTER_KEY), {
+        "uri": [u for u in dl for _ in (0, 1)], "stage": [s for _ in dl for s in ("decode", "spl")],
+        "error_kind": [k for n, _ in enumerate(dl) for k in (f"kind{n % 3}", "late")]})
+    return missing, both
+
+
+def _write_parquet(path: str, columns: dict) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    pq.write_table(pa.table(columns), path)
+
+
+def _shards(url: str) -> dict[str, bytes]:
+    return {name: open(os.path.join(url, name), "rb").read() for name in sorted(os.listdir(url))}
+
+
+@pytest.mark.parametrize("incremental", [True, False])
+def test_in_process_plan_and_finalize_equal_the_beam_jobs(scenario, tmp_path, incremental):
+    """Same scenario, both paths: the same counts.json, units and kept rows; then, over an output
+    written for that plan, byte-identical manifest shards and the same stats.json."""
+    up, out, rows, layout = scenario
+    manifest = str(out / "manifest.parquet")
+    plans = {path: PLAN[path](str(up), manifest_url=manifest, manifest_rows=len(rows),
+                              layout_root=str(out), staging=str(tmp_path / path),
+                              incremental=incremental, shard_size=4, settings={"teacher_id": "t"})
+             for path in PLAN}
+    beam, local = plans["beam"], plans["in_process"]
+    assert open(f"{beam.staging}/{COUNTS_NAME}").read() == \
+        open(f"{local.staging}/{COUNTS_NAME}").read()
+    assert beam.counts["process"] >= 10 and beam.counts["touches"] >= 5
+    assert _units(beam.units_url) == _units(local.units_url)
+    kept = _keep_table(beam.keep_url)
+    assert (kept is None) == (not incremental) and (kept is None or kept.num_rows > 10)
+    assert kept is None or kept.equals(_keep_table(local.keep_url))
+    assert kept is not None or _keep_table(local.keep_url) is None
+
+    missing, both = _write_output(local, layout)
+    settings = {"teacher_id": "t", "run": "r1"}
+    final = {"beam": run_finalize_job, "in_process": run_finalize_in_process}
+    got = {path: fn(local, layout, run_id="r1", settings=settings, n_shards=3)
+           for path, fn in final.items()}
+    (stats, shards), (stats_local, shards_local) = got["beam"], got["in_process"]
+    assert stats == stats_local
+    assert shards.endswith(MANIFEST_STAGING) and _shards(shards) == _shards(shards_local)
+    assert len(_shards(shards)) == 3
+    k = stats["counts"]
+    assert (k["inputs"], k["missing"], k["in_both_outputs"]) == (local.counts["process"], 1, 1)
+    assert k["ok"] + k["dead_lettered"] + k["missing"] == k["inputs"] and k["dead_lettered"] > 2
+    assert stats["missing"] == [missing] and stats["in_both_outputs"] == [both]
+    new = {r["uri"]: r for r in pq.read_table(shards).to_pylist()}
+    assert len(new) == k["ok"] + k["dead_lettered"] + local.counts["unchanged"]
+    for plan in plans.values():
+        plan.cleanup()
 
 
 def test_incomplete_manifest_counts_as_absent(scenario, caplog):
@@ -172,6 +269,53 @@ def test_incomplete_manifest_counts_as_absent(scenario, caplog):
     assert read_manifest(str(manifest)) == ({}, None)
     shutil.rmtree(manifest)
     assert manifest_footer(str(manifest)) is None
+
+
+def _manifest_without_run_ids(out) -> dict[str, pa.Table]:
+    """The manifest shards of ``out`` (schema metadata included) without the run_id column."""
+    return {p.name: pq.read_table(p).drop_columns(["run_id"])
+            for p in sorted((out / "manifest.parquet").iterdir())}
+
+
+@pytest.mark.slow
+def test_embed_and_refresh_equal_with_the_beam_plan_and_finalize_jobs(tiny_teacher, tmp_path,
+                                                                      caplog):
+    """An embed run and an --incremental refresh (a change, an addition, a removal) on the
+    default runner (plan and finalize in the launcher) and with the Beam jobs forced: the same
+    frames and dead letters (bytes), manifest (but for run ids) and counts."""
+    from pipelines.embed_corpus import parse_args, run
+    from tests.test_embed_pipeline import (BASE, SENSORS as EMB_SENSORS, add_good, app_args,
+                                           make_corpus, part_files)
+
+    root = tmp_path / "corpus"
+    make_corpus(root, n_good=6)
+    c = (root, None, None)
+    outs = {beam_jobs: tmp_path / f"out-beam-{beam_jobs}" for beam_jobs in (False, True)}
+
+    def embed(beam_jobs: bool, extra=()) -> dict:
+        caplog.clear()
+        with caplog.at_level("INFO", logger="pipelines.embed_corpus"):
+            s = run(*parse_args(app_args(c, tiny_teacher, outs[beam_jobs]) + list(extra)),
+                    beam_jobs=beam_jobs)
+        said = "as Beam jobs on FnApiRunner" if beam_jobs else "in this process"
+        assert f"embed: plan and finalize {said}" in caplog.text
+        return s
+
+    def assert_same(a: dict, b: dict) -> None:
+        assert a["counts"] == b["counts"] and a["totals"] == b["totals"] and a["balanced"]
+        assert part_files(outs[False]) == part_files(outs[True])
+        assert _manifest_without_run_ids(outs[False]) == _manifest_without_run_ids(outs[True])
+
+    full = {beam_jobs: embed(beam_jobs) for beam_jobs in outs}
+    assert full[False]["counts"]["dead_lettered"] == 6
+    assert_same(full[False], full[True])
+    add_good(root, 2, seed=99)                                                    # changed
+    (root / "upstream" / f"sensor_{EMB_SENSORS[1]}" / "2019-03-04" / f"{BASE + 600 * 5}.flac").unlink()
+    add_good(root, 7, ts=BASE + 86_400)                                           # new partition
+    refresh = {beam_jobs: embed(beam_jobs, ["--incremental"]) for beam_jobs in outs}
+    k = refresh[False]["counts"]
+    assert (k["inputs"], k["changed"], k["new"], k["removed"]) == (2, 1, 1, 1)
+    assert_same(refresh[False], refresh[True])
 
 
 # --------------------------------------------------------------------------- DaskRunner + S3

@@ -25,17 +25,18 @@ import heapq
 import json
 import logging
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 
 import apache_beam as beam
 
-from pipelines.transforms.list_inputs import ListParts, stage_units
-from pipelines.transforms.manifest import ReadManifest, manifest_table
+from pipelines.transforms.list_inputs import ListParts, _list_part, split_spec, stage_units
+from pipelines.transforms.manifest import ReadManifest, _manifest_parts, _read_part, manifest_table
 from pipelines.transforms.records import DEAD_LETTER_KEY, Touch
 from sea_core.params import LISTING, RELEVANCE, RelevanceParams
 
-__all__ = ["classify", "PlanRefresh", "smallest_uris", "StagedPlan", "run_plan_job", "read_counts",
-           "UNITS_DIR", "KEEP_DIR", "COUNTS_NAME", "PLAN_COUNTS"]
+__all__ = ["classify", "PlanRefresh", "smallest_uris", "StagedPlan", "run_plan_job",
+           "run_plan_in_process", "read_counts", "UNITS_DIR", "KEEP_DIR", "COUNTS_NAME", "PLAN_COUNTS"]
 
 log = logging.getLogger(__name__)
 
@@ -344,6 +345,46 @@ def run_plan_job(spec: str, *, manifest_url: str | None, manifest_rows: int, lay
     plan = StagedPlan(staging=staging, counts={}, incremental=inc, manifest_rows=manifest_rows)
     try:
         run_to_completion(p, "plan")
+        plan.counts = read_counts(staging)
+    except BaseException:
+        plan.cleanup()
+        raise
+    return plan
+
+
+def run_plan_in_process(spec: str, *, manifest_url: str | None, manifest_rows: int,
+                        layout_root: str, staging: str, incremental: bool, shard_size: int,
+                        settings: dict | None, params: RelevanceParams = RELEVANCE) -> StagedPlan:
+    """:class:`PlanRefresh` evaluated in this process, without a Beam job; returns the staged plan.
+
+    For the in-process runner, whose workers are this process anyway: the same
+    functions per element, per URI and per partition, the groupings as dicts and
+    the same sink, so it stages the same files as :func:`run_plan_job` without
+    the fixed cost of a Beam job (~0.7 s). Raises like :func:`run_plan_job`.
+    """
+    from pipelines.driver import combine_globally, run_sink
+
+    inc = bool(incremental and manifest_rows)
+    plan = StagedPlan(staging=staging, counts={}, incremental=inc, manifest_rows=manifest_rows)
+    try:
+        by_uri = defaultdict(lambda: {"listed": [], "previous": []})     # JoinByUri
+        for part in split_spec(spec):
+            for f in _list_part(part):
+                by_uri[f.uri]["listed"].append(f)
+        for part in _manifest_parts(manifest_url):
+            for r in _read_part(part):
+                by_uri[r.uri]["previous"].append(r)
+        items = [it for kv in by_uri.items() for it in _classify_fn(kv, inc, params)]
+        marks = defaultdict(list)                                          # ByPartition
+        for key, mark in [(m[1], m[2]) for m in filter(_is("mark"), items)] + list(
+                _disk_keys(layout_root)):
+            marks[key].append(mark)
+        touches = [t for kv in marks.items() for t in _touch_of(kv)]
+        counts = combine_globally(_SumCounts(), [*filter(_is("n", "removed"), items),
+                                                 *filter(_is("n"), touches)])
+        run_sink(_WritePlanFn(staging, shard_size, settings),
+                 [*filter(_is("file", "keep"), items), *filter(_is("touch"), touches),
+                  *([("counts", counts)] if counts is not None else [])])
         plan.counts = read_counts(staging)
     except BaseException:
         plan.cleanup()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import defaultdict
 
 import apache_beam as beam
 
@@ -27,8 +28,8 @@ from pipelines.transforms.manifest import ManifestRow, shard_name, shard_of, wri
 from pipelines.transforms.records import DEAD_LETTER_KEY, FRAMES_KIND, InputFile, Touch
 from pipelines.transforms.write import OutputLayout
 
-__all__ = ["FinalizeManifest", "run_finalize_job", "read_stats", "MANIFEST_STAGING",
-           "STATS_NAME"]
+__all__ = ["FinalizeManifest", "run_finalize_job", "run_finalize_in_process", "read_stats",
+           "MANIFEST_STAGING", "STATS_NAME"]
 
 MANIFEST_STAGING = "manifest"
 """``<staging>/manifest/manifest-<b>-of-<B>.parquet``: the new manifest, before it is published."""
@@ -260,6 +261,10 @@ def read_stats(staging: str) -> dict:
     return json.loads(storage.read_text(url))
 
 
+def _final_staging(plan) -> str:
+    return f"{plan.staging}/final-{uuid.uuid4().hex[:8]}"
+
+
 def run_finalize_job(plan, layout: OutputLayout, *, run_id: str, settings: dict, n_shards: int,
                      runner=None, options=None) -> tuple[dict, str]:
     """Run :class:`FinalizeManifest` for a :class:`~pipelines.transforms.diff.StagedPlan`;
@@ -269,9 +274,43 @@ def run_finalize_job(plan, layout: OutputLayout, *, run_id: str, settings: dict,
     if runner is None:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
         runner = FnApiRunner()
-    staging = f"{plan.staging}/final-{uuid.uuid4().hex[:8]}"
+    staging = _final_staging(plan)
     p = beam.Pipeline(runner=runner, options=options)
     p | "Finalize" >> FinalizeManifest(plan.units_url, plan.keep_url, layout, staging,
                                        run_id=run_id, settings=settings, n_shards=n_shards)
     run_to_completion(p, "finalize")
+    return read_stats(staging), f"{staging}/{MANIFEST_STAGING}"
+
+
+def run_finalize_in_process(plan, layout: OutputLayout, *, run_id: str, settings: dict,
+                            n_shards: int) -> tuple[dict, str]:
+    """:class:`FinalizeManifest` evaluated in this process, without a Beam job; returns what
+    :func:`run_finalize_job` returns.
+
+    For the in-process runner, whose workers are this process anyway: the same
+    functions per element, per URI and per shard, the groupings as dicts and the
+    same sink, so it writes the same manifest shards and ``stats.json``.
+    """
+    from pipelines.driver import combine_globally, run_sink
+
+    staging = _final_staging(plan)
+    by_uri = defaultdict(lambda: {"input": [], "state": []})             # JoinByUri
+    for part in _parts(plan.units_url):
+        for item in _unit_items(part):
+            if isinstance(item, InputFile):
+                by_uri[item.uri]["input"].append(item)
+            elif isinstance(item, Touch):
+                for uri, state in _partition_state(item, layout):
+                    by_uri[uri]["state"].append(state)
+    joined = [x for kv in by_uri.items() for x in _manifest_rows(kv, run_id)]
+    rows = [*filter(_is("row"), joined),
+            *(x for part in _parts(plan.keep_url) for x in _kept_rows(part))]
+    stats = combine_globally(_SumStats(), [*filter(_is("s"), joined),
+                                           *(s for r in rows for s in _totals(r))])
+    shards = {b: [] for b in range(n_shards)}                             # ByShard
+    for _, r in rows:
+        shards[shard_of(r.uri, n_shards)].append(r)
+    run_sink(_WriteFinalFn(staging, n_shards, settings),
+             [*(("shard", b, rs) for b, rs in shards.items()),
+              *([("stats", stats)] if stats is not None else [])])
     return read_stats(staging), f"{staging}/{MANIFEST_STAGING}"
