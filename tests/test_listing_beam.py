@@ -1,4 +1,5 @@
-"""The embed listing runs inside a Beam pipeline and keeps the listing contract (OWNERSHIP.md).
+"""The embed listing (the plan step: a Beam job, or in the launcher on the in-process runner)
+keeps the listing contract (OWNERSHIP.md).
 
 * a listing that matches nothing -> "no input matches <pattern>", exit 2, nothing written or removed
 * --incremental removing > 10 % of the manifest -> refused (exit 2) unless --allow-removals
@@ -13,10 +14,13 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.transforms.list_inputs import list_inputs, list_inputs_in_beam, split_spec
+from pipelines.transforms.diff import run_plan_in_process, run_plan_job
+from pipelines.transforms.list_inputs import _read_units, _row_groups, list_inputs, split_spec
 from pipelines.job.cli import main as sea_main
 from sea_core.errors import DataError
 from tests.test_embed_pipeline import SENSORS, app_args, make_corpus
+
+PLAN = {"beam": run_plan_job, "in_process": run_plan_in_process}
 
 
 @pytest.fixture(scope="module")
@@ -33,24 +37,37 @@ def corpus(tmp_path_factory):
     return root, good, bad, str(link)
 
 
-def test_glob_is_split_per_sensor_prefix_and_listed_in_beam(corpus, tmp_path):
+def _planned(path: str, spec: str, staging) -> list:
+    """The files the plan step (a full run, no manifest) stages for ``spec``, sorted by URI;
+    the staging is removed afterwards."""
+    plan = PLAN[path](spec, manifest_url=None, manifest_rows=0, layout_root=str(staging) + "-out",
+                      staging=str(staging), incremental=False, shard_size=3, settings=None)
+    files = [i for part in _row_groups(plan.units_url) for unit in _read_units(part)
+             for i in unit if not hasattr(i, "keep_uris")]
+    assert plan.counts["listed"] == plan.counts["process"] == len(files)
+    plan.cleanup()
+    return sorted(files, key=lambda f: f.uri)
+
+
+@pytest.mark.parametrize("path", sorted(PLAN))
+def test_glob_is_split_per_sensor_prefix_and_listed_by_the_plan(corpus, tmp_path, path):
     root, _, _, link = corpus
     pattern = f"{root}/upstream/*/*/*.flac"
     parts = list(split_spec(pattern))
     assert sorted(p for _, p in parts) == sorted(f"{root}/upstream/sensor_{s}/*/*.flac" for s in SENSORS)
-    in_beam = list_inputs_in_beam(pattern, staging=str(tmp_path / "stage"))
-    assert in_beam == list_inputs(pattern)
-    uris = {f.uri: f for f in in_beam}
+    planned = _planned(path, pattern, tmp_path / "stage")
+    assert planned == list_inputs(pattern)
+    uris = {f.uri: f for f in planned}
     assert link in uris and uris[link].size > 0                      # the symlink is followed
     odd = [u for u, f in uris.items() if f.version == "directory"]
     assert odd == [f"{root}/upstream/sensor_{SENSORS[0]}/2019-03-04/1551712222.flac"]
     assert not (tmp_path / "stage").exists()                          # staging removed
     # a directory input and a manifest give the same files through their own splits
-    assert list_inputs_in_beam(str(root / "upstream"), staging=str(tmp_path / "s2")) == \
+    assert _planned(path, str(root / "upstream"), tmp_path / "s2") == \
         list_inputs(str(root / "upstream"))
     manifest = tmp_path / "m.txt"
     manifest.write_text("\n".join(sorted(uris)) + "\n")
-    assert [f.uri for f in list_inputs_in_beam(str(manifest), staging=str(tmp_path / "s3"))] == sorted(uris)
+    assert [f.uri for f in _planned(path, str(manifest), tmp_path / "s3")] == sorted(uris)
 
 
 def test_contract_errors_exit_2_and_touch_nothing(corpus, tiny_teacher, tmp_path, capsys):  # noqa: F811
@@ -66,8 +83,12 @@ def test_contract_errors_exit_2_and_touch_nothing(corpus, tiny_teacher, tmp_path
                                                     require=False)]) == 2
     assert f"input not found: {missing}" in capsys.readouterr().err
     assert not out.exists()
-    with pytest.raises(DataError, match="no input matches"):
-        list_inputs_in_beam(nothing, staging=str(tmp_path / "s"))
+    from pipelines.embed_corpus import parse_args, plan
+
+    cfg, _ = parse_args(app_args(corpus, tiny_teacher, out, input_=nothing, require=False))
+    with pytest.raises(DataError, match="no input matches"):  # the same with the plan's Beam job
+        plan(cfg, beam_job=True)
+    assert not out.exists()
 
 
 def test_incremental_removal_guard(corpus, tiny_teacher, tmp_path, capsys):  # noqa: F811

@@ -8,7 +8,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.embed_config import EmbedConfig
 from pipelines.embed_corpus import build
-from pipelines.transforms.list_inputs import ListInputs, make_units, stage_units
+from pipelines.transforms.list_inputs import ListInputs, stage_units
 from pipelines.transforms.records import InputFile, Touch
 
 
@@ -42,7 +42,7 @@ def test_staged_units_round_trip_in_a_pipeline(tmp_path):
              for i in range(300)]
     touches = [Touch(key=("frames", "1", "2019-03-04"), keep_uris=frozenset({"a", "b"})),
                Touch(key=("dead_letter",))]
-    units = make_units(files, touches, shard_size=7)
+    units = [files[i:i + 7] for i in range(0, len(files), 7)] + [touches]  # shards of 7, touches
     url = str(tmp_path / "units.parquet")
     assert stage_units(units, url) == 302
     expected = [tuple(u) for u in units]

@@ -1,4 +1,5 @@
-"""ListAll, ListParts and ListInputs alone on a TestPipeline (real files, real staged Parquet)."""
+"""ListParts and ListInputs alone on a TestPipeline (real files, real staged Parquet); the plan
+job staging the listing as work units."""
 from __future__ import annotations
 
 import pyarrow.parquet as pq
@@ -7,8 +8,8 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 import pipelines.transforms.list_inputs as li
-from pipelines.transforms.list_inputs import (ListAll, ListInputs, ListParts, list_inputs, make_units,
-                                              stage_units)
+from pipelines.transforms.diff import UNITS_DIR, run_plan_job
+from pipelines.transforms.list_inputs import ListInputs, ListParts, list_inputs, stage_units
 from pipelines.transforms.records import DIRECTORY_VERSION, InputFile, Touch, frames_key
 from tests.conftest import CLIP_BASE, write_clip
 
@@ -24,7 +25,7 @@ def upstream(tmp_path_factory):
 
 
 @pytest.mark.parametrize("kind", ["directory", "glob", "manifest"])
-def test_list_all_writes_the_listing_as_its_final_sink(upstream, tmp_path, kind):
+def test_plan_job_stages_the_listing_as_work_units(upstream, tmp_path, kind):
     root, clips = upstream
     folder = str(root / "sensor_bb02" / "2019-03-04" / f"{CLIP_BASE + 999}.wav")
     if kind == "manifest":
@@ -36,10 +37,11 @@ def test_list_all_writes_the_listing_as_its_final_sink(upstream, tmp_path, kind)
         expected = {str(c): c.stat().st_size for c in clips} | {folder: 0}
     staging = tmp_path / "staging"
 
-    with test_pipeline.TestPipeline() as p:
-        assert_that(p | ListAll(str(spec), str(staging)), equal_to([]))  # nothing past the sink
+    run_plan_job(str(spec), manifest_url=None, manifest_rows=0, layout_root=str(tmp_path / "out"),
+                 staging=str(staging), incremental=False, shard_size=2, settings=None)
 
-    rows = [r for f in sorted(staging.glob("part-*.parquet")) for r in pq.read_table(f).to_pylist()]
+    rows = [r for f in sorted((staging / UNITS_DIR).glob("part-*.parquet"))
+            for r in pq.read_table(f).to_pylist() if r["kind"] == "file"]
     assert {r["uri"]: r["size"] for r in rows} == expected and len(rows) == len(expected)
     assert {r["uri"] for r in rows if r["version"] == DIRECTORY_VERSION} == expected.keys() & {folder}
     assert all(r["version"] for r in rows)  # mtime / etag recorded for change detection
@@ -51,7 +53,7 @@ def test_list_inputs_reads_the_staged_units_back(upstream, tmp_path, monkeypatch
     files = list_inputs(str(root))
     touches = [Touch(frames_key("cc03", "2019-03-04"), frozenset({"mem://a.wav", "mem://b.wav"})),
                Touch(frames_key("aa01", "2019-03-05"))]
-    units = make_units(files, touches, shard_size=2)
+    units = [files[0:2], files[2:4], files[4:6], files[6:], touches]  # shards of 2 files, touches
     assert [len(u) for u in units] == [2, 2, 2, 1, 2]
     monkeypatch.setattr(li, "UNITS_PER_ROW_GROUP", 2)  # several row groups -> several read elements
     url = str(tmp_path / "units.parquet")

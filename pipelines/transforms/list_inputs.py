@@ -1,12 +1,14 @@
 """Stage 1, list: which recordings to process (fsspec glob, directory or manifest file of URIs).
 
-Listing happens inside a Beam job (:class:`ListAll`, and the plan job of
-:mod:`pipelines.transforms.diff`, which also joins it with the previous
-manifest for ``--incremental``); the work units - shards of up to
-``shard_size`` recordings (sorted by URI) plus units of :class:`Touch` items -
-are *staged* as Parquet shards written by that job's workers (:func:`stage_units`,
-one row per item, row groups of whole units) and the :class:`ListInputs` transform reads that file inside
-the pipeline (one element per row group, read by the workers through fsspec),
+Listing is part of the embed job's plan step (:mod:`pipelines.transforms.diff`,
+which also joins it with the previous manifest for ``--incremental``):
+:class:`ListParts` (:func:`split_spec`: one element per prefix / manifest
+chunk) inside the plan job's workers, or the same functions in the launcher on
+the in-process runner. The work units - shards of up to ``shard_size``
+recordings (sorted by URI) plus units of :class:`Touch` items - are *staged* as
+Parquet shards (:func:`stage_units`, one row per item, row groups of whole
+units) and the :class:`ListInputs` transform reads them inside the embed
+pipeline (one element per row group, read by the workers through fsspec),
 followed by a :class:`~apache_beam.Reshuffle` so units spread over workers. The
 job graph therefore holds one URL, whatever the corpus size (Dataflow refuses
 graphs over ~10-20 MB; ``beam.Create`` of 16 M recordings would be ~1.7 GB).
@@ -24,9 +26,8 @@ from sea_core import storage
 from sea_core.datasets.layout import AUDIO_SUFFIXES
 from sea_core.errors import DataError, ParameterError
 
-__all__ = ["list_inputs", "list_inputs_in_beam", "ListAll", "ListParts", "split_spec", "check_input_exists",
-           "make_units", "ListInputs", "stage_units", "MANIFEST_SUFFIXES",
-           "UNITS_PER_ROW_GROUP", "DIRECTORY_VERSION"]
+__all__ = ["list_inputs", "ListParts", "split_spec", "check_input_exists", "ListInputs",
+           "stage_units", "MANIFEST_SUFFIXES", "UNITS_PER_ROW_GROUP", "DIRECTORY_VERSION"]
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,8 @@ def _finish_listing(spec: str, files) -> list[InputFile]:
 def list_inputs(spec: str) -> list[InputFile]:
     """List the recordings named by ``spec`` in this process, sorted by URI, without duplicates.
 
-    (:class:`ListAll` does the same listing inside a Beam pipeline, one element per prefix.)
+    (:class:`ListParts` does the same listing inside a Beam pipeline, one element per prefix;
+    the embed job's plan step uses that one, see :mod:`pipelines.transforms.diff`.)
 
     Parameters
     ----------
@@ -234,48 +236,6 @@ def _list_part(element):
         yield from _list_core(payload)
 
 
-class _WriteListingFn(beam.DoFn):
-    """Buffer a bundle of InputFiles and write them as one Parquet shard (the final sink)."""
-
-    def __init__(self, staging: str):
-        self.staging = staging
-
-    def start_bundle(self):
-        self._rows = []
-
-    def process(self, f: InputFile):
-        self._rows.append({"uri": f.uri, "size": int(f.size), "version": f.version})
-
-    def finish_bundle(self):
-        import uuid
-
-        import pyarrow as pa
-
-        if self._rows:
-            table = pa.Table.from_pylist(self._rows, schema=_LISTING_SCHEMA())
-            storage.publish_parquet(table, f"{self.staging}/part-{uuid.uuid4().hex}.parquet")
-            self._rows = []
-
-
-def _LISTING_SCHEMA():  # noqa: N802
-    import pyarrow as pa
-    return pa.schema([("uri", pa.string()), ("size", pa.int64()), ("version", pa.string())])
-
-
-class ListAll(beam.PTransform):
-    """``spec`` -> its InputFiles listed by the workers (one element per prefix / manifest chunk),
-    written as Parquet shards under ``staging`` (the pipeline's final sink)."""
-
-    def __init__(self, spec: str, staging: str, label: str | None = None):
-        super().__init__(label)
-        self.spec, self.staging = str(spec), str(staging)
-
-    def expand(self, pbegin):
-        return (pbegin
-                | "ListParts" >> ListParts(self.spec)
-                | "WriteListing" >> beam.ParDo(_WriteListingFn(self.staging)))
-
-
 class ListParts(beam.PTransform):
     """``spec`` -> its InputFiles (unsorted, possibly repeated), listed by the workers: one
     element per glob prefix / sub-directory / manifest chunk (:func:`split_spec`)."""
@@ -290,48 +250,6 @@ class ListParts(beam.PTransform):
                 | "SplitSpec" >> beam.FlatMap(split_spec)
                 | "SpreadPrefixes" >> beam.Reshuffle()
                 | "ListPrefix" >> beam.FlatMap(_list_part))
-
-
-def list_inputs_in_beam(spec: str, *, staging: str, runner=None, options=None) -> list[InputFile]:
-    """List ``spec`` inside a Beam pipeline (``runner``/``options``; in-process by default).
-
-    The listing's I/O (one glob per prefix, one ``fs.info`` per manifest URI) runs
-    on the workers; they write the result under ``staging`` (removed afterwards),
-    which the launcher reads back. Raises like :func:`list_inputs`, before
-    anything is written to the output.
-    """
-    import pyarrow.parquet as pq
-
-    from pipelines.driver import run_to_completion
-
-    check_input_exists(spec)
-    spec = str(spec).strip()
-    if runner is None:
-        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-        runner = FnApiRunner()
-    p = beam.Pipeline(runner=runner, options=options)
-    p | "ListInputs" >> ListAll(spec, staging)
-    files = []
-    try:
-        run_to_completion(p, "list")
-        for shard in storage.glob(f"{staging}/part-*.parquet"):
-            fs, path = storage.url_to_fs(shard)
-            with fs.open(path, "rb") as f:
-                for r in pq.read_table(f).to_pylist():
-                    files.append(InputFile(uri=r["uri"], size=int(r["size"]), version=r["version"] or ""))
-    finally:
-        storage.rm(staging, recursive=True)
-    return _finish_listing(spec, files)
-
-
-def make_units(files: list[InputFile], touches: list[Touch], shard_size: int) -> list[list]:
-    """Work units: shards of ``shard_size`` files in URI order, then one unit of touches."""
-    if shard_size < 1:
-        raise ParameterError(f"shard_size must be >= 1, got {shard_size!r}")
-    units: list[list] = [list(files[i:i + shard_size]) for i in range(0, len(files), shard_size)]
-    if touches:
-        units.append(sorted(touches, key=lambda t: t.key))
-    return units
 
 
 UNITS_PER_ROW_GROUP = 64
