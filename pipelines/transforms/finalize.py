@@ -1,4 +1,4 @@
-"""After the embed job: what became of each processed recording, and the new manifest, in Beam.
+"""After the embed job: what became of each processed recording, and the new manifest.
 
 One pipeline (one chain into one sink)::
 
@@ -11,6 +11,10 @@ One pipeline (one chain into one sink)::
     WriteManifest    GroupByKey on the manifest shard (crc32(uri) % B): each shard sorted by
                      URI, written to the staging; stats.json
 
+:func:`run_finalize_job` runs it as a Beam job (distributed runners);
+:func:`run_finalize_in_process` evaluates the same graph in this process for the
+in-process runner (the same functions per element, URI and shard, the groupings
+as dicts, the same sink: byte-identical shards, without a Beam job's fixed cost).
 The launcher reads ``stats.json`` (counts, capped URI lists) and, when the run
 balances (inputs = ok + dead-lettered, nothing missing), moves the shards into
 ``DIR/manifest.parquet/`` (:func:`~pipelines.transforms.manifest.publish_manifest`).

@@ -19,8 +19,10 @@ same bytes. A manifest missing any of its ``B`` shards (a publish that was cut
 short) counts as absent: the next run rebuilds everything rather than trust
 it. A single-file ``manifest.parquet`` (written before) is still read.
 :class:`ReadManifest` reads either inside a pipeline, one element per row
-group. :func:`plan_run` is the launcher-side reference of the plan that
-:mod:`pipelines.transforms.diff` computes in Beam.
+group. :func:`plan_run` is an independent, launcher-side reference of the plan
+that :mod:`pipelines.transforms.diff` computes (the oracle of
+tests/test_incremental_beam.py and the old-plan baseline of
+benchmarks/incremental_plan.py; the embed job does not use it).
 """
 from __future__ import annotations
 
