@@ -384,8 +384,9 @@ def run_plan_in_process(spec: str, *, manifest_url: str | None, manifest_rows: i
                 by_uri[r.uri]["previous"].append(r)
         items = [it for kv in by_uri.items() for it in _classify_fn(kv, inc, params)]
         marks = defaultdict(list)                                          # ByPartition
-        for key, mark in [(m[1], m[2]) for m in filter(_is("mark"), items)] + list(
-                _disk_keys(layout_root)):
+        for _, key, mark in filter(_is("mark"), items):
+            marks[key].append(mark)
+        for key, mark in _disk_keys(layout_root):
             marks[key].append(mark)
         touches = [t for kv in marks.items() for t in _touch_of(kv)]
         counts = combine_globally(_SumCounts(), [*filter(_is("n", "removed"), items),
