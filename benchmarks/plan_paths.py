@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
     from pipelines.embed_corpus import parse_args, run
 
     runs: dict = {p: {"full": [], "refresh": []} for p in PATHS}
+    load = [round(os.getloadavg()[0], 2)]
     with tempfile.TemporaryDirectory() as tmp:
         up = Path(tmp) / "upstream"
         for i in range(args.clips):
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "benchmark": "plan_paths",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "load_1m_start_end": load + [round(os.getloadavg()[0], 2)]},
         "corpus": {"clips": args.clips, "seconds": args.seconds, "new_clips": args.new,
                    "teacher": args.teacher, "teacher_precision": precision,
                    "hop_seconds": args.hop_seconds},
