@@ -322,7 +322,7 @@ def test_embed_and_refresh_equal_with_the_beam_plan_and_finalize_jobs(tiny_teach
 @pytest.mark.dask
 @pytest.mark.slow
 def test_incremental_refresh_on_dask_and_s3_equals_one_shot(s3, tmp_path_factory,  # noqa: F811
-                                                           tiny_teacher):  # noqa: F811
+                                                           tiny_teacher, caplog):  # noqa: F811
     """Full run, then change / add / remove recordings, then --incremental on DaskRunner with
     the output on S3: counts as expected and frames equal to a one-shot run of the new corpus."""
     distributed = pytest.importorskip("distributed", reason="needs the dask extra")
@@ -349,10 +349,12 @@ def test_incremental_refresh_on_dask_and_s3_equals_one_shot(s3, tmp_path_factory
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
         t0 = time.perf_counter()
-        s = run(*parse_args(app_args(c, tiny_teacher, out) + [
-            "--incremental", "--allow-removals", "--runner=DaskRunner",
-            f"--dask_client_address={cluster.scheduler_address}"]))
+        with caplog.at_level("INFO", logger="pipelines.embed_corpus"):
+            s = run(*parse_args(app_args(c, tiny_teacher, out) + [
+                "--incremental", "--allow-removals", "--runner=DaskRunner",
+                f"--dask_client_address={cluster.scheduler_address}"]))
         took = time.perf_counter() - t0
+    assert "embed: plan and finalize as Beam jobs on DaskRunner" in caplog.text
     k = s["counts"]
     assert (k["inputs"], k["changed"], k["new"], k["removed"], k["unchanged"]) == (2, 1, 1, 1, 4)
     assert s["balanced"] and s["removed"] == [str(removed)] and "Dask" in s["runner"]
