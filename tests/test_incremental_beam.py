@@ -271,10 +271,11 @@ def test_incomplete_manifest_counts_as_absent(scenario, caplog):
     assert manifest_footer(str(manifest)) is None
 
 
-def _manifest_without_run_ids(out) -> dict[str, pa.Table]:
-    """The manifest shards of ``out`` (schema metadata included) without the run_id column."""
-    return {p.name: pq.read_table(p).drop_columns(["run_id"])
-            for p in sorted((out / "manifest.parquet").iterdir())}
+def _manifest_without_run_ids(out) -> dict[str, tuple]:
+    """(rows without the run_id column, schema metadata) of each manifest shard of ``out``."""
+    tables = {p.name: pq.read_table(p) for p in sorted((out / "manifest.parquet").iterdir())}
+    return {name: (t.drop_columns(["run_id"]).to_pylist(), t.schema.metadata)
+            for name, t in tables.items()}
 
 
 @pytest.mark.slow
