@@ -82,7 +82,7 @@ class AisfxTeacher(Teacher):
         if aisfx.arrays_sha256(arrays) != self.weights_sha256:
             raise WeightsError(f"{path}: aisfx weights changed since the teacher was created "
                                f"({self.teacher_id})")
-        return aisfx.build_aisfx_network(arrays, with_frontend=True,
+        return aisfx.build_aisfx_network(arrays, with_frontend=True, fold_batchnorm=True,
                                          window_samples=self.spec.window_samples)
 
 
