@@ -11,6 +11,9 @@ with other jobs, so only figures of neighbouring runs are compared):
 * ``precisions.<p>.bare.windows_per_s``: ``teacher.embed`` alone, batched, on the
   *same* windows in the same process (decoded beforehand, not timed);
 * ``precisions.<p>.ratio`` = pipeline / bare (goal >= 0.9), median of the rounds;
+  ``run_ratio`` the same with the whole run's wall time (plan + embed + finalize);
+* ``precisions.<p>.noop_refresh_wall_s``: an ``--incremental`` run with nothing new -
+  the fixed cost every run pays whatever its size (median of the rounds);
 * ``precisions.<p>.refresh.ratio`` = wall time of ``--incremental`` after adding
   10 % new files / wall time of the full run of the same round (goal <= 0.15);
 * ``bf16_vs_fp32``: per-round speed-ups (pipeline and bare; goal >= 2x), medians;
@@ -239,6 +242,10 @@ def main(argv=None) -> int:
                         q.unlink()
                     # and output (not timed)
                     run(*parse_args(common(p, out) + ["--incremental", "--allow-removals"]))
+                t0 = time.perf_counter()  # nothing new: the fixed cost of a run
+                noop = run(*parse_args(common(p, out) + ["--incremental"]))
+                t_noop = time.perf_counter() - t0
+                assert noop["counts"]["inputs"] == 0
                 t_refresh, refresh = refreshes["same_days"]
                 t_newday, newday = refreshes["new_day"]
                 rec = {"round": r, "bare_s": round(t_bare, 3),
@@ -246,6 +253,9 @@ def main(argv=None) -> int:
                        "bare_wps": round(n_bare / t_bare, 2),
                        "pipeline_wps": round(n / full["timings_s"]["pipeline"], 2),
                        "ratio": round((n / full["timings_s"]["pipeline"]) / (n_bare / t_bare), 3),
+                       "run_ratio": round((n / t_full) / (n_bare / t_bare), 3),
+                       "full_timings_s": full["timings_s"],
+                       "noop_refresh_wall_s": round(t_noop, 3),
                        "refresh_wall_s": round(t_refresh, 3),
                        "refresh_ratio": round(t_refresh / t_full, 3),
                        "teacher_ms": ((full.get("metrics") or {}).get("teacher_ms") or {})
@@ -300,6 +310,8 @@ def main(argv=None) -> int:
                          "median_round": med},
             "bare": {"windows_per_s": round(_median([x["bare_wps"] for x in rs]), 2)},
             "ratio": round(_median([x["ratio"] for x in rs]), 3), "ratio_goal": ">= 0.9",
+            "run_ratio": round(_median([x["run_ratio"] for x in rs]), 3),
+            "noop_refresh_wall_s": round(_median([x["noop_refresh_wall_s"] for x in rs]), 3),
             "refresh": {"new_files": n_new, "new_fraction": round(n_new / args.clips, 3),
                         "ratio": round(_median([x["refresh_ratio"] for x in rs]), 3),
                         "ratio_goal": "<= 0.15",

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 
 import fsspec
 import numpy as np
+from scipy import fft as sp_fft
 
 from sea_core.errors import ParameterError, SidecarError
 from sea_core.params import (A_WEIGHTING, RELEVANCE, SIDECAR, SPL, AWeightingParams,
@@ -119,11 +120,12 @@ def leq_dba(windows: np.ndarray, sr: int, *, calibration_db: float = SPL.calibra
     g2 = np.square(a_weighting_gain(freqs, params=weighting))
     # One-sided spectrum: every bin but DC (and Nyquist for even n) stands for two.
     g2[1: (n + 1) // 2] *= 2.0
+    g2_pairs = np.repeat(g2, 2)  # the spectrum viewed as (re, im) float64 pairs
     mean_square = np.empty(x.shape[0], dtype=np.float64)
     for i in range(0, x.shape[0], _FFT_BATCH):
-        spec = np.fft.rfft(x[i: i + _FFT_BATCH], axis=1)
-        power = spec.real ** 2 + spec.imag ** 2
-        mean_square[i: i + _FFT_BATCH] = power @ g2 / (float(n) * n)
+        pairs = sp_fft.rfft(x[i: i + _FFT_BATCH], axis=1).view(np.float64)
+        np.square(pairs, out=pairs)
+        mean_square[i: i + _FFT_BATCH] = pairs @ g2_pairs / (float(n) * n)
     floor = 10.0 ** (params.floor_db / 10.0)
     dbfs = 10.0 * np.log10(np.maximum(2.0 * mean_square, floor))
     return dbfs + float(calibration_db)

@@ -276,13 +276,20 @@ def load_weights_npz(path: str | os.PathLike, *, net: ConvNetParams = AISFX_NET)
 
 # --------------------------------------------------------------------------- Keras network
 def build_aisfx_trunk(*, net: ConvNetParams = AISFX_NET,
-                      frontend: AisfxFrontendParams = AISFX_FRONTEND, name: str = "aisfx_trunk"):
+                      frontend: AisfxFrontendParams = AISFX_FRONTEND, name: str = "aisfx_trunk",
+                      fold_batchnorm: bool = False):
     """The aisfx CNN on a log-mel block: ``(B, block_frames, n_mels, 1) -> (B, 512)``.
 
     Weights are freshly initialised; load them with :func:`set_aisfx_weights`.
     The mean over the mel axis is an ``AveragePooling2D((1, W))`` over the
     whole remaining mel width and the max over time a ``GlobalMaxPooling2D``,
     so the model uses built-in layers only.
+
+    ``fold_batchnorm=True`` builds the inference form: each conv + BatchNorm + ReLU is one
+    ``Conv2D`` with a bias and a ReLU activation (the BatchNorm folded into the kernel and
+    bias by :func:`set_aisfx_weights`). Same function (to float32 rounding: <= 1e-5 on
+    the golden vectors), one fused op per conv instead of four passes over each
+    activation map; the teacher uses it (:func:`build_aisfx_network`).
     """
     import keras
     from keras import layers
@@ -290,6 +297,10 @@ def build_aisfx_trunk(*, net: ConvNetParams = AISFX_NET,
     x = inp = keras.Input((frontend.block_frames, frontend.n_mels, 1), name="logmel")
     for b, f in enumerate(net.filters, start=1):
         for c in (1, 2):
+            if fold_batchnorm:
+                x = layers.Conv2D(f, net.kernel_size, padding="same", activation="relu",
+                                  name=f"block{b}_conv{c}")(x)
+                continue
             x = layers.Conv2D(f, net.kernel_size, padding="same", use_bias=False,
                               name=f"block{b}_conv{c}")(x)
             x = layers.BatchNormalization(epsilon=net.bn_epsilon, momentum=net.bn_momentum,
@@ -302,37 +313,49 @@ def build_aisfx_trunk(*, net: ConvNetParams = AISFX_NET,
     return keras.Model(inp, x, name=name)
 
 
+def _folded(kernel: np.ndarray, gamma, beta, mean, var, eps: float) -> list[np.ndarray]:
+    """[kernel, bias] of a bias-free conv followed by inference BatchNorm, folded (float64 maths)."""
+    scale = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
+    k = np.asarray(kernel, np.float64) * scale
+    bias = np.asarray(beta, np.float64) - np.asarray(mean, np.float64) * scale
+    return [k.astype(np.float32), bias.astype(np.float32)]
+
+
 def set_aisfx_weights(trunk, arrays: dict[str, np.ndarray], *, net: ConvNetParams = AISFX_NET) -> None:
-    """Load npz-layout arrays into a trunk from :func:`build_aisfx_trunk`.
+    """Load npz-layout arrays into a trunk from :func:`build_aisfx_trunk` (either form).
 
     Raises
     ------
     WeightsError
         An array is missing or its shape differs from the layer's (both named).
     """
+    def take(key: str, layer_name: str, shape: tuple) -> np.ndarray:
+        if key not in arrays:
+            raise WeightsError(f"aisfx weights: {key} is missing (layer {layer_name})")
+        val = np.asarray(arrays[key], dtype=np.float32)
+        if val.shape != tuple(shape):
+            raise WeightsError(f"aisfx layer {layer_name}: stored {key} has shape "
+                               f"{val.shape}, the layer expects {tuple(shape)}")
+        return val
+
     for b in range(1, len(net.filters) + 1):
         for c in (1, 2):
-            groups = {f"block{b}_conv{c}": [f"block{b}_conv{c}_kernel_hwio"],
-                      f"block{b}_bn{c}": [f"block{b}_bn{c}_{v}"
-                                          for v in ("gamma", "beta", "mean", "var")]}
-            for layer_name, keys in groups.items():
-                layer = trunk.get_layer(layer_name)
-                values = []
-                for key, var in zip(keys, layer.get_weights()):
-                    if key not in arrays:
-                        raise WeightsError(f"aisfx weights: {key} is missing (layer {layer_name})")
-                    val = np.asarray(arrays[key], dtype=np.float32)
-                    if val.shape != var.shape:
-                        raise WeightsError(f"aisfx layer {layer_name}: stored {key} has shape "
-                                           f"{val.shape}, the layer expects {var.shape}")
-                    values.append(val)
-                layer.set_weights(values)
+            conv_name, bn_name = f"block{b}_conv{c}", f"block{b}_bn{c}"
+            conv = trunk.get_layer(conv_name)
+            kernel = take(f"{conv_name}_kernel_hwio", conv_name, conv.kernel.shape)
+            bn = [take(f"{bn_name}_{v}", bn_name, (kernel.shape[-1],))
+                  for v in ("gamma", "beta", "mean", "var")]
+            if conv.use_bias:  # the folded form
+                conv.set_weights(_folded(kernel, *bn, eps=net.bn_epsilon))
+            else:
+                conv.set_weights([kernel])
+                trunk.get_layer(bn_name).set_weights(bn)
 
 
 def build_aisfx_network(arrays: dict[str, np.ndarray] | None = None, *, with_frontend: bool = True,
                         net: ConvNetParams = AISFX_NET,
                         frontend: AisfxFrontendParams = AISFX_FRONTEND,
-                        window_samples: int | None = None):
+                        window_samples: int | None = None, fold_batchnorm: bool = False):
     """The aisfx teacher as a Keras model.
 
     Parameters
@@ -347,6 +370,9 @@ def build_aisfx_network(arrays: dict[str, np.ndarray] | None = None, *, with_fro
         Audio window (default ``frontend.window_samples``, the native 100-frame block);
         the block then holds all ``frontend.n_frames(window_samples)`` frames (e.g.
         44,100 samples = 1 s -> 45 frames). The trunk runs on any block of >= 8 frames.
+    fold_batchnorm : bool
+        The inference form of the trunk (BatchNorm folded into the convs,
+        :func:`build_aisfx_trunk`); ``False`` keeps the checkpoint's layers one for one.
 
     Returns
     -------
@@ -359,7 +385,7 @@ def build_aisfx_network(arrays: dict[str, np.ndarray] | None = None, *, with_fro
 
     if window_samples is not None and int(window_samples) != frontend.window_samples:
         frontend = dataclasses.replace(frontend, block_frames=frontend.n_frames(int(window_samples)))
-    trunk = build_aisfx_trunk(net=net, frontend=frontend)
+    trunk = build_aisfx_trunk(net=net, frontend=frontend, fold_batchnorm=fold_batchnorm)
     if arrays is not None:
         set_aisfx_weights(trunk, arrays, net=net)
     if not with_frontend:

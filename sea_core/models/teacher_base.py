@@ -52,6 +52,11 @@ class Teacher:
         pipelines' default). Not part of ``teacher_id``: same network, same weights.
     """
 
+    graph_revision = 1
+    """Bumped when a subclass computes the same function with another graph (float32 rounding
+    differs, e.g. a folded BatchNorm): part of the model cache key and of the batch-size probe
+    cache, never of ``teacher_id`` (the same network with the same weights)."""
+
     def __init__(self, *, spec: TeacherSpec, teacher_id: str, is_random: bool = False,
                  batch_size: int = TEACHER_BATCH_SIZE, precision: str = "fp32"):
         from sea_core.precision import resolve_precision
@@ -70,7 +75,8 @@ class Teacher:
         raise NotImplementedError
 
     def _cache_key(self) -> tuple:
-        return (type(self).__qualname__, self.teacher_id, self.spec, self.precision)
+        return (type(self).__qualname__, self.teacher_id, self.spec, self.precision,
+                self.graph_revision)
 
     # -- public -------------------------------------------------------------------------------
     def keras_model(self):

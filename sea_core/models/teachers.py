@@ -43,6 +43,9 @@ class AisfxTeacher(Teacher):
         (``aisfx-0.1.2/45f``), so embeddings of different windows are never mixed.
     """
 
+    graph_revision = 2
+    """2: rfft front-end and BatchNorm folded into the convs (1: DFT product, separate BatchNorm)."""
+
     def __init__(self, *, weights: str | os.PathLike | None = None,
                  batch_size: int = TEACHER_BATCH_SIZE, window: str | float = AISFX_NATIVE_WINDOW,
                  precision: str = "fp32"):
@@ -82,7 +85,7 @@ class AisfxTeacher(Teacher):
         if aisfx.arrays_sha256(arrays) != self.weights_sha256:
             raise WeightsError(f"{path}: aisfx weights changed since the teacher was created "
                                f"({self.teacher_id})")
-        return aisfx.build_aisfx_network(arrays, with_frontend=True,
+        return aisfx.build_aisfx_network(arrays, with_frontend=True, fold_batchnorm=True,
                                          window_samples=self.spec.window_samples)
 
 
