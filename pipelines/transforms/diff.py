@@ -350,9 +350,16 @@ def run_plan_job(spec: str, *, manifest_url: str | None, manifest_rows: int, lay
     p = beam.Pipeline(runner=runner, options=options)
     p | "PlanRefresh" >> PlanRefresh(spec, manifest_url, layout_root, staging, incremental=inc,
                                      shard_size=shard_size, settings=settings, params=params)
-    plan = StagedPlan(staging=staging, counts={}, incremental=inc, manifest_rows=manifest_rows)
+    return _staged_plan(staging, inc, manifest_rows, lambda: run_to_completion(p, "plan"))
+
+
+def _staged_plan(staging: str, incremental: bool, manifest_rows: int, stage) -> StagedPlan:
+    """Run ``stage()`` (it writes the plan under ``staging``) and read its counts back; the
+    staging is removed when it fails."""
+    plan = StagedPlan(staging=staging, counts={}, incremental=incremental,
+                      manifest_rows=manifest_rows)
     try:
-        run_to_completion(p, "plan")
+        stage()
         plan.counts = read_counts(staging)
     except BaseException:
         plan.cleanup()
@@ -373,8 +380,8 @@ def run_plan_in_process(spec: str, *, manifest_url: str | None, manifest_rows: i
     from pipelines.driver import combine_globally, run_sink
 
     inc = bool(incremental and manifest_rows)
-    plan = StagedPlan(staging=staging, counts={}, incremental=inc, manifest_rows=manifest_rows)
-    try:
+
+    def stage():
         by_uri = defaultdict(lambda: {"listed": [], "previous": []})     # JoinByUri
         for part in split_spec(spec):
             for f in _list_part(part):
@@ -394,8 +401,5 @@ def run_plan_in_process(spec: str, *, manifest_url: str | None, manifest_rows: i
         run_sink(_WritePlanFn(staging, shard_size, settings),
                  [*filter(_is("file", "keep"), items), *filter(_is("touch"), touches),
                   *([("counts", counts)] if counts is not None else [])])
-        plan.counts = read_counts(staging)
-    except BaseException:
-        plan.cleanup()
-        raise
-    return plan
+
+    return _staged_plan(staging, inc, manifest_rows, stage)
