@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,11 +24,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "embed_before_after.json"
-
-
-def _median(values):
-    v = sorted(values)
-    return v[len(v) // 2] if len(v) % 2 else 0.5 * (v[len(v) // 2 - 1] + v[len(v) // 2])
 
 
 def _git_head(tree: Path) -> str:
@@ -77,7 +73,7 @@ def main(argv=None) -> int:
         for what in ("pipeline_wps", "bare_wps"):
             per = [x["after"][p][what] / x["before"][base][what] for x in rounds]
             speedups[f"after_{p}_vs_before_{base}_{what.split('_')[0]}"] = {
-                "median": round(_median(per), 3), "per_round": [round(v, 3) for v in per]}
+                "median": round(statistics.median(per), 3), "per_round": [round(v, 3) for v in per]}
     result = {"benchmark": "embed_before_after",
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
               "before": {"tree": str(sides["before"][0]), "commit": _git_head(sides["before"][0])},

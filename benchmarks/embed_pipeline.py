@@ -46,6 +46,7 @@ import json
 import logging
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -148,15 +149,10 @@ def thread_sweep(teacher: str, windows: np.ndarray, settings: list[str], batches
         res = json.loads(line[-1][len("RESULT "):])
         key = setting if setting not in out else f"{setting} (again, last)"
         out[key] = {"windows_per_s": res, "median": {
-            p: {b: _median(v) for b, v in d.items()} for p, d in res.items()},
+            p: {b: statistics.median(v) for b, v in d.items()} for p, d in res.items()},
             "load_1m": round(os.getloadavg()[0], 2)}
         print("threads", key, json.dumps(out[key]["median"]), flush=True)
     return out
-
-
-def _median(values):
-    v = sorted(values)
-    return v[len(v) // 2] if len(v) % 2 else 0.5 * (v[len(v) // 2 - 1] + v[len(v) // 2])
 
 
 def main(argv=None) -> int:
@@ -308,28 +304,28 @@ def main(argv=None) -> int:
     for p, rs in rounds.items():
         med = sorted(rs, key=lambda x: x["ratio"])[len(rs) // 2]
         per[p] = {
-            "pipeline": {"windows_per_s": round(_median([x["pipeline_wps"] for x in rs]), 2),
+            "pipeline": {"windows_per_s": round(statistics.median([x["pipeline_wps"] for x in rs]), 2),
                          "median_round": med},
-            "bare": {"windows_per_s": round(_median([x["bare_wps"] for x in rs]), 2)},
-            "ratio": round(_median([x["ratio"] for x in rs]), 3), "ratio_goal": ">= 0.9",
-            "run_ratio": round(_median([x["run_ratio"] for x in rs]), 3),
-            "noop_refresh_wall_s": round(_median([x["noop_refresh_wall_s"] for x in rs]), 3),
+            "bare": {"windows_per_s": round(statistics.median([x["bare_wps"] for x in rs]), 2)},
+            "ratio": round(statistics.median([x["ratio"] for x in rs]), 3), "ratio_goal": ">= 0.9",
+            "run_ratio": round(statistics.median([x["run_ratio"] for x in rs]), 3),
+            "noop_refresh_wall_s": round(statistics.median([x["noop_refresh_wall_s"] for x in rs]), 3),
             "refresh": {"new_files": n_new, "new_fraction": round(n_new / args.clips, 3),
-                        "ratio": round(_median([x["refresh_ratio"] for x in rs]), 3),
+                        "ratio": round(statistics.median([x["refresh_ratio"] for x in rs]), 3),
                         "ratio_goal": "<= 0.15",
                         "note": "new clips in the existing days: 3 of 4 partitions rewritten"},
             "refresh_new_day": {
                 "new_files": n_new,
-                "ratio": round(_median([x["refresh_new_day_ratio"] for x in rs]), 3),
+                "ratio": round(statistics.median([x["refresh_new_day_ratio"] for x in rs]), 3),
                 "ratio_goal": "<= 0.15",
                 "note": "new clips are the next day's: new partitions only (a daily refresh)"},
             "rounds": rs}
     versus = None
     if {"fp32", "bf16"} <= set(per):
         pairs = list(zip(rounds["fp32"], rounds["bf16"]))
-        versus = {"pipeline_speedup": round(_median([b["pipeline_wps"] / a["pipeline_wps"]
+        versus = {"pipeline_speedup": round(statistics.median([b["pipeline_wps"] / a["pipeline_wps"]
                                                      for a, b in pairs]), 3),
-                  "bare_speedup": round(_median([b["bare_wps"] / a["bare_wps"]
+                  "bare_speedup": round(statistics.median([b["bare_wps"] / a["bare_wps"]
                                                  for a, b in pairs]), 3),
                   "per_round_pipeline": [round(b["pipeline_wps"] / a["pipeline_wps"], 3)
                                          for a, b in pairs],
@@ -337,9 +333,9 @@ def main(argv=None) -> int:
                   "goal": ">= 2.0 (pipeline, bf16 / fp32)"}
     best_mode = None
     if modes_out:
-        score = {m: _median([v["windows_per_s"] for v in d.values()]) for m, d in modes_out.items()}
+        score = {m: statistics.median([v["windows_per_s"] for v in d.values()]) for m, d in modes_out.items()}
         best_mode = max(score, key=score.get)
-    sweep_med = {p: {b: _median(v) for b, v in d.items()} for p, d in sweep.items()}
+    sweep_med = {p: {b: statistics.median(v) for b, v in d.items()} for p, d in sweep.items()}
     result = {
         "benchmark": "embed_pipeline",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import platform
+import statistics
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -29,11 +30,6 @@ RESULTS = ROOT / "benchmarks" / "results" / "train_precision.json"
 
 SPEEDUP_GOAL = 1.3
 VAL_MSE_TOLERANCE = 0.02
-
-
-def _median(values):
-    v = sorted(values)
-    return v[len(v) // 2] if len(v) % 2 else 0.5 * (v[len(v) // 2 - 1] + v[len(v) // 2])
 
 
 def main(argv=None) -> int:
@@ -75,8 +71,8 @@ def main(argv=None) -> int:
     speedups = [f["seconds_per_epoch"] / b["seconds_per_epoch"] for f, b in pairs]
     fp = [f["final_val_mse"] for f, _ in pairs]
     bf = [b["final_val_mse"] for _, b in pairs]
-    speedup = _median(speedups)
-    val_rel = abs(_median(bf) - _median(fp)) / _median(fp)
+    speedup = statistics.median(speedups)
+    val_rel = abs(statistics.median(bf) - statistics.median(fp)) / statistics.median(fp)
     adopt = speedup >= SPEEDUP_GOAL and val_rel <= VAL_MSE_TOLERANCE
     result = {
         "benchmark": "train_precision",
@@ -87,7 +83,7 @@ def main(argv=None) -> int:
         "speedup_per_epoch": {"median": round(speedup, 3),
                               "per_pair": [round(x, 3) for x in speedups],
                               "goal": f">= {SPEEDUP_GOAL}"},
-        "final_val_mse": {"fp32_median": _median(fp), "bf16_median": _median(bf),
+        "final_val_mse": {"fp32_median": statistics.median(fp), "bf16_median": statistics.median(bf),
                           "relative_difference": round(val_rel, 4),
                           "goal": f"<= {VAL_MSE_TOLERANCE}"},
         "adopt_bf16_default": adopt,
